@@ -1,0 +1,174 @@
+/**
+ * The HTTP API (DESIGN.md, "HTTP API (v1)"). The Worker is stateless: it
+ * authenticates the key, validates input with the zod schemas, picks the pool
+ * object `idFromName(tenant + "/" + pool)` and calls it over RPC. Every
+ * decision about sessions and leases is the pool object's.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import type { AcquireView, LeaseView, PoolResult } from "../pool/object";
+import { requireApiKey, type AuthVariables } from "./auth";
+import { ApiError, notFound, onError } from "./errors";
+import { openApiDocument } from "./openapi";
+import {
+  AcquireBody,
+  IdempotencyKey,
+  LeaseId,
+  ListQuery,
+  MAX_BODY_BYTES,
+  PoolConfigBody,
+  PoolName,
+  RenewBody,
+} from "./schemas";
+import { connectUrl } from "./token";
+
+type AppEnv = { Bindings: Env; Variables: AuthVariables };
+type Ctx = Context<AppEnv>;
+
+/** Validates `value`; a failure names the field (e.g. `body.ttlSeconds`) and why. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const details = result.error.issues.slice(0, 5).map((issue) => {
+    const field = [where, ...issue.path.map(String)].join(".");
+    return `${field}: ${issue.message}`;
+  });
+  throw new ApiError(400, "invalid_request", details.join("; "));
+}
+
+/** Reads a JSON body. An empty body is `{}`; anything else must say it is JSON. */
+async function readJson(c: Ctx): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === "") return {};
+  const type = c.req.header("content-type") ?? "";
+  if (!/^application\/([\w.+-]+\+)?json\s*(;.*)?$/i.test(type)) {
+    throw new ApiError(415, "unsupported_media_type", "send the body as JSON with 'content-type: application/json'");
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, "invalid_request", "body: not valid JSON");
+  }
+}
+
+function unwrap<T>(result: PoolResult<T>): T {
+  if (result.ok) return result.value;
+  const { status, code, detail, retryAfter } = result.failure;
+  throw new ApiError(status, code, detail, retryAfter ? { "Retry-After": String(retryAfter) } : {});
+}
+
+function poolStub(c: Ctx, pool: string) {
+  return c.env.POOL.get(c.env.POOL.idFromName(`${c.get("tenant")}/${pool}`));
+}
+
+async function withConnectUrl(c: Ctx, lease: LeaseView) {
+  return { ...lease, connectUrl: await connectUrl(c.req.url, c.env.CONNECT_TOKEN_SECRET, c.get("tenant"), lease.pool, lease.id) };
+}
+
+/** Stable JSON (sorted keys), so the same request always has the same fingerprint. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+async function fingerprint(value: unknown): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical(value)));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const v1 = new Hono<AppEnv>();
+v1.use("*", requireApiKey());
+v1.use(
+  "*",
+  bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+    },
+  }),
+);
+
+v1.post("/pools/:pool/leases", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const body = parse(AcquireBody, await readJson(c), "body");
+  const header = c.req.header("idempotency-key");
+  const idempotencyKey = header === undefined ? undefined : parse(IdempotencyKey, header, "header.Idempotency-Key");
+  const stub = poolStub(c, pool);
+  const leaseId = crypto.randomUUID();
+  // A caller that disconnects while queued gives up its place (best effort:
+  // the waiter's deadline and the lease TTL are what guarantee it).
+  const signal = c.req.raw.signal as AbortSignal | undefined;
+  const onAbort = () => c.executionCtx.waitUntil(stub.cancel(leaseId).catch(() => false));
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let result: PoolResult<AcquireView>;
+  try {
+    result = await stub.acquire({
+      leaseId,
+      tenant: c.get("tenant"),
+      pool,
+      owner: c.get("owner"),
+      ...body,
+      ...(idempotencyKey ? { idempotencyKey, fingerprint: await fingerprint(body) } : {}),
+    });
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  const { lease, replayed } = unwrap(result);
+  c.header("Location", `/v1/pools/${pool}/leases/${lease.id}`);
+  if (replayed) c.header("Idempotent-Replayed", "true");
+  return c.json(await withConnectUrl(c, lease), 201);
+});
+
+v1.get("/pools/:pool/leases", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const query = parse(ListQuery, c.req.query(), "query");
+  const page = unwrap(await poolStub(c, pool).listLeases(query));
+  return c.json({ leases: await Promise.all(page.leases.map((lease) => withConnectUrl(c, lease))), nextCursor: page.nextCursor });
+});
+
+v1.delete("/pools/:pool/leases", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  return c.json(unwrap(await poolStub(c, pool).releaseAll()));
+});
+
+v1.get("/pools/:pool/leases/:id", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).getLease(id))));
+});
+
+v1.post("/pools/:pool/leases/:id/renew", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  const body = parse(RenewBody, await readJson(c), "body");
+  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).renew(id, body.ttlSeconds))));
+});
+
+v1.delete("/pools/:pool/leases/:id", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).release(id))));
+});
+
+v1.get("/pools/:pool", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  return c.json(unwrap(await poolStub(c, pool).describe()));
+});
+
+v1.put("/pools/:pool", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const patch = parse(PoolConfigBody, await readJson(c), "body");
+  return c.json(unwrap(await poolStub(c, pool).configure(c.get("tenant"), pool, patch)));
+});
+
+export const app = new Hono<AppEnv>();
+app.onError(onError);
+app.notFound(notFound);
+app.get("/healthz", (c) => c.json({ status: "ok" }));
+app.get("/openapi.json", (c) => c.json(openApiDocument()));
+app.route("/v1", v1);

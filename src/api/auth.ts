@@ -1,0 +1,67 @@
+/**
+ * Bearer API keys → tenant. Keys come from the `API_KEYS` secret, a JSON object
+ * mapping each key to its tenant (locally from .dev.vars: `dev-key` → `dev`,
+ * `dev2-key` → `dev2`). Keys are compared by their SHA-256 digests in constant
+ * time, and only a short digest prefix (never the key) is used as the lease owner.
+ */
+import type { MiddlewareHandler } from "hono";
+import { ApiError } from "./errors";
+
+export type AuthVariables = { tenant: string; owner: string };
+
+interface KeyEntry {
+  digest: Uint8Array;
+  tenant: string;
+}
+
+let cached: { source: string; entries: Promise<KeyEntry[]> } | undefined;
+
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
+function keyEntries(source: string | undefined): Promise<KeyEntry[]> {
+  if (!source) return Promise.resolve([]);
+  if (cached?.source !== source) {
+    cached = {
+      source,
+      entries: (async () => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(source);
+        } catch {
+          console.error(JSON.stringify({ event: "config_error", detail: "API_KEYS is not valid JSON" }));
+          return [];
+        }
+        if (typeof parsed !== "object" || parsed === null) return [];
+        const entries: KeyEntry[] = [];
+        for (const [key, tenant] of Object.entries(parsed)) {
+          if (typeof tenant === "string" && key.length > 0) entries.push({ digest: await sha256(key), tenant });
+        }
+        return entries;
+      })(),
+    };
+  }
+  return cached.entries;
+}
+
+const unauthorized = (detail: string) =>
+  new ApiError(401, "unauthorized", detail, { "WWW-Authenticate": 'Bearer realm="browser-session-broker"' });
+
+export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> {
+  return async (c, next) => {
+    const header = c.req.header("authorization") ?? "";
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) throw unauthorized("send 'Authorization: Bearer <api key>'");
+    const digest = await sha256(match[1]!);
+    let tenant: string | undefined;
+    for (const entry of await keyEntries(c.env.API_KEYS)) {
+      // Check every entry, so timing does not reveal which one matched.
+      if (crypto.subtle.timingSafeEqual(entry.digest, digest)) tenant ??= entry.tenant;
+    }
+    if (!tenant) throw unauthorized("the API key is not valid");
+    c.set("tenant", tenant);
+    c.set("owner", `key:${[...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("")}`);
+    await next();
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The OpenAPI 3.1 document, generated from the same zod schemas that validate
+ * requests (zod's JSON Schema output is JSON Schema 2020-12, which OpenAPI 3.1
+ * uses natively), so the contract cannot drift from the code.
+ */
+import { z } from "zod";
+import { AcquireBody, Lease, LeaseStatus, Pool, PoolConfigBody, Problem, RenewBody } from "./schemas";
+
+const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const content = (schema: object) => ({ "application/json": { schema } });
+const problems = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((status) => [String(status), { description: "Problem", content: { "application/problem+json": { schema: ref("Problem") } } }]),
+  );
+
+const poolParam = { name: "pool", in: "path", required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9-]{0,62}$" } };
+const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
+
+let cached: object | undefined;
+
+export function openApiDocument(): object {
+  cached ??= {
+    openapi: "3.1.0",
+    info: {
+      title: "Browser session broker",
+      version: "1.0.0",
+      description: "Leases Cloudflare Browser Rendering sessions from per-pool Durable Objects.",
+    },
+    components: {
+      securitySchemes: { apiKey: { type: "http", scheme: "bearer" } },
+      schemas: {
+        Lease: json(Lease),
+        Pool: json(Pool),
+        Problem: json(Problem),
+        AcquireBody: json(AcquireBody, "input"),
+        RenewBody: json(RenewBody, "input"),
+        PoolConfig: json(PoolConfigBody, "input"),
+      },
+    },
+    security: [{ apiKey: [] }],
+    paths: {
+      "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "OK" } } } },
+      "/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+      "/v1/pools/{pool}": {
+        parameters: [poolParam],
+        get: { summary: "Pool config, counts and consistency", responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404) } },
+        put: {
+          summary: "Set pool config (partial allowed)",
+          requestBody: { content: content(ref("PoolConfig")) },
+          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 409, 413, 415) },
+        },
+      },
+      "/v1/pools/{pool}/leases": {
+        parameters: [poolParam],
+        post: {
+          summary: "Acquire a lease",
+          parameters: [{ name: "Idempotency-Key", in: "header", required: false, schema: { type: "string", maxLength: 255 } }],
+          requestBody: { content: content(ref("AcquireBody")) },
+          responses: {
+            "201": { description: "Lease", content: content(ref("Lease")) },
+            ...problems(400, 401, 409, 413, 415, 429, 502, 503),
+          },
+        },
+        get: {
+          summary: "List leases",
+          parameters: [
+            { name: "status", in: "query", required: false, schema: json(LeaseStatus) },
+            { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
+            { name: "cursor", in: "query", required: false, schema: { type: "integer", minimum: 1 } },
+          ],
+          responses: {
+            "200": {
+              description: "Leases, newest first",
+              content: content({ type: "object", properties: { leases: { type: "array", items: ref("Lease") }, nextCursor: { type: ["integer", "null"] } } }),
+            },
+            ...problems(400, 401, 404),
+          },
+        },
+        delete: {
+          summary: "Release all active leases of the pool",
+          responses: {
+            "200": { description: "Count", content: content({ type: "object", properties: { released: { type: "integer" } } }) },
+            ...problems(400, 401, 404),
+          },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}": {
+        parameters: [poolParam, idParam],
+        get: { summary: "Read a lease", responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) } },
+        delete: {
+          summary: "Release a lease (idempotent)",
+          responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}/renew": {
+        parameters: [poolParam, idParam],
+        post: {
+          summary: "Extend an active lease",
+          requestBody: { content: content(ref("RenewBody")) },
+          responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404, 409, 413, 415) },
+        },
+      },
+    },
+  };
+  return cached;
+}

@@ -1,0 +1,92 @@
+/**
+ * Zod schemas for everything the API reads and writes. Handlers validate with
+ * these, the OpenAPI document (openapi.ts) is generated from these, and the
+ * request types are inferred from them.
+ */
+import { z } from "zod";
+import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
+
+/** The largest request body accepted (labels included). */
+export const MAX_BODY_BYTES = 16 * 1024;
+export const MAX_WAIT_SECONDS = 60;
+export const MAX_LABELS = 16;
+
+export const PoolName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "pool names are 1-63 of a-z, 0-9 and '-', not starting with '-'");
+export const LeaseId = z.uuid("lease ids are UUIDs");
+
+export const Labels = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9_.\/-]{1,63}$/, "label keys are 1-63 of A-Z, a-z, 0-9, '_', '.', '/', '-'"),
+    z.string().max(256, "label values are at most 256 characters"),
+  )
+  .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
+
+const Ttl = z.number().int().min(1).max(MAX_TTL_LIMIT_SECONDS);
+
+export const AcquireBody = z
+  .object({
+    ttlSeconds: Ttl.optional(),
+    waitSeconds: z.number().int().min(0).max(MAX_WAIT_SECONDS).optional(),
+    labels: Labels.optional(),
+  })
+  .strict();
+
+export const RenewBody = z.object({ ttlSeconds: Ttl.optional() }).strict();
+
+export const LeaseStatus = z.enum(["waiting", "active", "released", "expired", "failed"]);
+
+export const ListQuery = z
+  .object({
+    status: LeaseStatus.optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(50),
+    cursor: z.coerce.number().int().min(1).optional(),
+  })
+  .strict();
+
+export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, "Idempotency-Key is 1-255 visible ASCII characters");
+
+export const PoolConfigBody = PoolConfigPatch;
+
+export const Lease = z.object({
+  id: z.string(),
+  pool: z.string(),
+  status: LeaseStatus,
+  sessionId: z.string().nullable(),
+  createdAt: z.iso.datetime(),
+  expiresAt: z.iso.datetime().nullable(),
+  endedAt: z.iso.datetime().optional(),
+  endReason: z.string().optional(),
+  labels: z.record(z.string(), z.string()),
+  connectUrl: z.string(),
+});
+
+const Count = z.number().int().min(0);
+export const Pool = z.object({
+  pool: z.string(),
+  config: z.object({
+    maxSessions: z.number().int().min(1).max(HARD_MAX_SESSIONS),
+    minIdle: z.number().int(),
+    maxWaiters: z.number().int(),
+    defaultTtlSeconds: z.number().int(),
+    maxTtlSeconds: z.number().int(),
+    reuse: z.boolean(),
+    launchTimeoutSeconds: z.number().int(),
+    idleTimeoutSeconds: z.number().int(),
+  }),
+  counts: z.object({ launching: Count, idle: Count, leased: Count, resetting: Count, closing: Count, waiting: Count }),
+  capacity: z.object({ max: Count, inUse: Count, available: Count }),
+  consistent: z.boolean(),
+  violations: z.array(z.string()),
+  createdAt: z.iso.datetime(),
+  lastReconciledAt: z.iso.datetime().nullable(),
+  lastReconcile: z.object({ vanished: Count, reclosed: Count, unknown: Count }).nullable(),
+});
+
+export const Problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.string(),
+  instance: z.string().optional(),
+});

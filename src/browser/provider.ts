@@ -1,0 +1,39 @@
+/**
+ * What the pool needs from a browser platform, and nothing more. The pool object
+ * talks only to this interface, so tests can inject faults (slow, failing or
+ * hanging launches, crashed browsers) and benchmarks can measure the broker
+ * without Chromium, while `npm start` and the integration tests use the real
+ * Browser Rendering binding (rendering.ts).
+ */
+
+export interface LiveSession {
+  sessionId: string;
+  /** Epoch ms the platform started it. */
+  startTime: number;
+  /** True while some client holds a devtools connection to it. */
+  connected: boolean;
+}
+
+export interface BrowserProvider {
+  /** Starts a browser and returns its platform session id, without keeping a connection. */
+  launch(options: { keepAliveMs: number }): Promise<string>;
+  /** Ends a browser. Resolves when it is gone (a browser already gone counts as closed). */
+  close(sessionId: string): Promise<void>;
+  /** Makes a used browser fit for the next lease: closes the previous lease's pages and contexts. */
+  reset(sessionId: string): Promise<void>;
+  /** Shows activity so the platform does not kill an idle browser; rejects if the browser is gone. */
+  ping(sessionId: string): Promise<void>;
+  /** The platform's live sessions (for the whole account, not only this pool's). */
+  list(): Promise<LiveSession[]>;
+}
+
+/** A launch the platform refused because a limit was reached (HTTP 429 at launch). */
+export class PlatformLimitError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+    this.name = "PlatformLimitError";
+  }
+}

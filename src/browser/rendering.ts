@@ -1,0 +1,72 @@
+/**
+ * The real provider: Cloudflare Browser Rendering through the `BROWSER` binding,
+ * via @cloudflare/puppeteer. Locally, wrangler/Miniflare serve the binding with
+ * a real Chromium (see ../shared/PLATFORM.md and scripts/setup.mjs).
+ *
+ * - launch uses `acquire`, which starts a browser without holding a devtools
+ *   connection, so the lease's client can connect to it later.
+ * - close uses the documented `DELETE /v1/devtools/browser/{id}` and falls back
+ *   to connecting and sending Browser.close.
+ * - reset and ping connect, act and disconnect (never close).
+ */
+import puppeteer from "@cloudflare/puppeteer";
+import type { BrowserProvider, LiveSession } from "./provider";
+import { PlatformLimitError } from "./provider";
+
+const PLATFORM = "https://fake.host";
+
+export class RenderingProvider implements BrowserProvider {
+  constructor(private readonly binding: Fetcher) {}
+
+  async launch({ keepAliveMs }: { keepAliveMs: number }): Promise<string> {
+    try {
+      const { sessionId } = await puppeteer.acquire(this.binding, { keep_alive: keepAliveMs });
+      return sessionId;
+    } catch (error) {
+      // @cloudflare/puppeteer reports "Unable to create new browser: code: 429: …".
+      const message = error instanceof Error ? error.message : String(error);
+      if (/code: 429/.test(message)) throw new PlatformLimitError(message, 5);
+      throw error;
+    }
+  }
+
+  async close(sessionId: string): Promise<void> {
+    const response = await this.binding.fetch(`${PLATFORM}/v1/devtools/browser/${encodeURIComponent(sessionId)}`, {
+      method: "DELETE",
+    });
+    await response.body?.cancel();
+    if (response.ok || response.status === 404) return;
+    const browser = await puppeteer.connect(this.binding, sessionId);
+    await browser.close();
+  }
+
+  async reset(sessionId: string): Promise<void> {
+    const browser = await puppeteer.connect(this.binding, sessionId);
+    try {
+      for (const context of browser.browserContexts()) {
+        if (context !== browser.defaultBrowserContext()) await context.close();
+      }
+      // Keep one fresh blank tab so the browser never has zero targets.
+      const fresh = await browser.newPage();
+      for (const page of await browser.pages()) {
+        if (page !== fresh) await page.close();
+      }
+    } finally {
+      browser.disconnect();
+    }
+  }
+
+  async ping(sessionId: string): Promise<void> {
+    const browser = await puppeteer.connect(this.binding, sessionId);
+    try {
+      await browser.version();
+    } finally {
+      browser.disconnect();
+    }
+  }
+
+  async list(): Promise<LiveSession[]> {
+    const sessions = await puppeteer.sessions(this.binding);
+    return sessions.map((s) => ({ sessionId: s.sessionId, startTime: s.startTime, connected: Boolean(s.connectionId) }));
+  }
+}

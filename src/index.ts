@@ -1,0 +1,8 @@
+/**
+ * Worker entry: the HTTP API (src/api) and the pool Durable Object (src/pool).
+ */
+import { app } from "./api/app";
+
+export { PoolObject } from "./pool/object";
+
+export default app satisfies ExportedHandler<Env>;

@@ -1,0 +1,81 @@
+/**
+ * A pool's configuration: the fields, their defaults and their bounds. The zod
+ * schema here is the single source of truth: the HTTP layer validates `PUT
+ * /v1/pools/{pool}` bodies with it and the pool object stores what it returns.
+ *
+ * Why these bounds:
+ * - maxSessions is capped by MAX_SESSIONS_PER_POOL (a Worker var) because the
+ *   platform's concurrent-browser limit is per account and shared by all pools.
+ * - maxTtlSeconds ≤ 3600: a lease is a loan, not an allocation; long jobs renew.
+ * - idleTimeoutSeconds < 600: Browser Run kills a browser after keep_alive
+ *   (at most 10 minutes) without a devtools command, so an idle session must be
+ *   pinged or closed before that.
+ */
+import { z } from "zod";
+
+export const HARD_MAX_SESSIONS = 120;
+export const MAX_WAITERS_LIMIT = 10_000;
+export const MAX_TTL_LIMIT_SECONDS = 3600;
+/** keep_alive passed to the platform at launch: its maximum, 10 minutes. */
+export const KEEP_ALIVE_MS = 600_000;
+
+export const DEFAULT_CONFIG = {
+  maxSessions: 2,
+  minIdle: 0,
+  maxWaiters: 100,
+  defaultTtlSeconds: 60,
+  maxTtlSeconds: 600,
+  reuse: true,
+  launchTimeoutSeconds: 30,
+  idleTimeoutSeconds: 300,
+} as const;
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/** Fields of a partial update; each checked on its own. Cross-field rules are in `mergeConfig`. */
+export const PoolConfigPatch = z
+  .object({
+    maxSessions: int(1, HARD_MAX_SESSIONS),
+    minIdle: int(0, HARD_MAX_SESSIONS),
+    maxWaiters: int(0, MAX_WAITERS_LIMIT),
+    defaultTtlSeconds: int(1, MAX_TTL_LIMIT_SECONDS),
+    maxTtlSeconds: int(1, MAX_TTL_LIMIT_SECONDS),
+    reuse: z.boolean(),
+    launchTimeoutSeconds: int(1, 120),
+    idleTimeoutSeconds: int(10, 540),
+  })
+  .partial()
+  .strict();
+
+export type PoolConfigPatch = z.infer<typeof PoolConfigPatch>;
+export type PoolConfig = { -readonly [K in keyof typeof DEFAULT_CONFIG]: (typeof DEFAULT_CONFIG)[K] extends boolean ? boolean : number };
+
+/** A rule broken by a merged config: which field, and why. */
+export interface ConfigProblem {
+  field: keyof PoolConfig;
+  detail: string;
+}
+
+/** Applies a patch to a config and checks the rules that span fields. */
+export function mergeConfig(
+  current: PoolConfig,
+  patch: PoolConfigPatch,
+  maxSessionsLimit: number,
+): { config: PoolConfig } | { problem: ConfigProblem } {
+  const config: PoolConfig = { ...current, ...patch };
+  if (config.maxSessions > maxSessionsLimit) {
+    return { problem: { field: "maxSessions", detail: `maxSessions must be at most ${maxSessionsLimit} (MAX_SESSIONS_PER_POOL)` } };
+  }
+  if (config.minIdle > config.maxSessions) {
+    return { problem: { field: "minIdle", detail: `minIdle (${config.minIdle}) must not exceed maxSessions (${config.maxSessions})` } };
+  }
+  if (config.defaultTtlSeconds > config.maxTtlSeconds) {
+    return {
+      problem: {
+        field: "defaultTtlSeconds",
+        detail: `defaultTtlSeconds (${config.defaultTtlSeconds}) must not exceed maxTtlSeconds (${config.maxTtlSeconds})`,
+      },
+    };
+  }
+  return { config };
+}

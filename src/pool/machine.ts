@@ -1,0 +1,541 @@
+/**
+ * The pool's state machine: every decision the broker makes, as transitions
+ * over SQL rows. A transition reads and writes only through `PoolStore`, runs
+ * inside one `transactionSync` (the shell in object.ts guarantees that), never
+ * awaits, and describes the I/O it needs as `Effect`s that the shell performs
+ * afterwards. The outcome of an effect comes back as another transition, which
+ * re-reads the rows it needs: nothing decided before an await is trusted after it.
+ *
+ * Session: launching → idle → leased → (resetting → idle | closing) → closed,
+ *          launching → failed.
+ * Lease:   waiting → active → released | expired | failed;  waiting → failed.
+ *
+ * Why the incident cannot happen here: a slot is reserved by inserting a
+ * `launching` row in the same transaction that decides to launch, that row
+ * carries a deadline, and every way the launch can end (success, failure,
+ * timeout via `tick`, restart via `recover`) moves it out of `launching`.
+ */
+import type { PoolConfig } from "./config";
+import type { LeaseRow, SessionRow } from "./schema";
+import type { PoolStore } from "./store";
+
+/** A request the pool answers with an error instead of a lease. */
+export interface Failure {
+  status: 400 | 404 | 409 | 429 | 502 | 503;
+  code: string;
+  detail: string;
+  retryAfter?: number;
+}
+
+export type Effect =
+  | { kind: "launch"; row: number }
+  | { kind: "close"; row: number; sessionId: string }
+  | { kind: "reset"; row: number; sessionId: string }
+  | { kind: "ping"; row: number; sessionId: string }
+  | { kind: "grant"; leaseId: string }
+  | { kind: "reject"; leaseId: string; failure: Failure };
+
+/** What every transition runs with. `effects` collects the I/O to do after commit. */
+export interface Step {
+  db: PoolStore;
+  now: number;
+  config: PoolConfig;
+  effects: Effect[];
+}
+
+export const RESET_TIMEOUT_MS = 15_000;
+export const CLOSE_TIMEOUT_MS = 15_000;
+export const MAX_CLOSE_ATTEMPTS = 3;
+
+export interface LeaseRequest {
+  id: string;
+  owner: string;
+  labels: Record<string, string>;
+  ttlMs: number;
+  waitMs: number;
+  idempotencyKey: string | null;
+}
+
+export type RequestOutcome =
+  | { kind: "granted"; lease: LeaseRow }
+  | { kind: "waiting"; lease: LeaseRow }
+  | { kind: "rejected"; failure: Failure };
+
+export interface LaunchError {
+  message: string;
+  /** The platform refused for its limits (HTTP 429): retry later, not at once. */
+  platformLimited: boolean;
+  retryAfterSeconds?: number;
+}
+
+// ---- transitions ------------------------------------------------------------
+
+/**
+ * A caller asks for a lease. Decided here, synchronously: an idle session is
+ * granted at once; with free capacity a launch is reserved for the caller;
+ * otherwise the caller queues (bounded by maxWaiters) or is told to retry.
+ */
+export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
+  const { db, now, config } = step;
+  const waiting = db.counts().waiting;
+  const hasCapacity = db.liveSessions() < config.maxSessions;
+  const idle = waiting === 0 ? db.oldestIdle() : undefined;
+  const blockedUntil = launchesBlockedUntil(step);
+  if (!idle && req.waitMs === 0 && hasCapacity && blockedUntil > now) {
+    return {
+      kind: "rejected",
+      failure: {
+        status: 503,
+        code: "browser_unavailable",
+        detail: "the platform's browser limit was reached; launches are paused",
+        retryAfter: Math.max(1, Math.ceil((blockedUntil - now) / 1000)),
+      },
+    };
+  }
+  if (!idle && !hasCapacity) {
+    if (req.waitMs === 0) return { kind: "rejected", failure: exhausted(step, "no session is free and waitSeconds is 0") };
+    if (waiting >= config.maxWaiters) {
+      return { kind: "rejected", failure: exhausted(step, `the wait queue is full (maxWaiters ${config.maxWaiters})`) };
+    }
+  }
+  const lease: LeaseRow = {
+    id: req.id,
+    seq: db.nextSeq(),
+    status: "waiting",
+    session_row: null,
+    session_id: null,
+    owner: req.owner,
+    labels: JSON.stringify(req.labels),
+    ttl_ms: req.ttlMs,
+    created_at: now,
+    wait_deadline: now + req.waitMs,
+    granted_at: null,
+    expires_at: null,
+    ended_at: null,
+    end_reason: null,
+    idempotency_key: req.idempotencyKey,
+  };
+  db.insertLease(lease);
+  db.journal(now, "requested", lease.id, null, { waitMs: req.waitMs, ttlMs: req.ttlMs });
+  pump(step);
+  const after = db.lease(lease.id)!;
+  return after.status === "active" ? { kind: "granted", lease: after } : { kind: "waiting", lease: after };
+}
+
+/** A launch returned a platform session id. */
+export function launchSucceeded(step: Step, row: number, sessionId: string): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (!session) return;
+  if (session.state !== "launching") {
+    // Timed out or abandoned by a restart before the platform answered: the
+    // browser exists but nobody may use it. Record its id (so reconciliation can
+    // find it if this close fails) and close it.
+    if (!session.session_id) db.updateSession(row, { session_id: sessionId });
+    db.journal(now, "late_launch_closed", null, row, { sessionId });
+    step.effects.push({ kind: "close", row, sessionId });
+    return;
+  }
+  db.updateSession(row, { session_id: sessionId, launched_at: now });
+  db.journal(now, "launched", session.lease_id, row, { sessionId, launchMs: now - session.created_at });
+  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
+  if (owner?.status === "waiting") grant(step, owner, row);
+  else offer(step, row);
+}
+
+/** A launch failed. The slot is freed and the waiter it was for is told why. */
+export function launchFailed(step: Step, row: number, error: LaunchError): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (session?.state !== "launching") return;
+  db.updateSession(row, { state: "failed", ended_at: now, end_reason: "launch_failed", deadline: null });
+  db.journal(now, "launch_failed", session.lease_id, row, { error: error.message, platformLimited: error.platformLimited });
+  if (error.platformLimited) {
+    // Back off: launching again at once would only be refused again.
+    db.setMeta("launch_blocked_until", String(now + (error.retryAfterSeconds ?? 5) * 1000));
+  }
+  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
+  if (owner?.status === "waiting") {
+    failWaiter(
+      step,
+      owner,
+      "launch_failed",
+      error.platformLimited
+        ? {
+            status: 503,
+            code: "browser_unavailable",
+            detail: "the platform refused to start a browser (limit reached)",
+            retryAfter: error.retryAfterSeconds ?? 5,
+          }
+        : { status: 502, code: "browser_unavailable", detail: `launching a browser failed: ${firstLine(error.message)}` },
+    );
+  }
+  pump(step);
+}
+
+/** The caller ends a lease. Idempotent: an ended lease is returned as it is. */
+export function releaseLease(step: Step, leaseId: string): LeaseRow | undefined {
+  const { db, now } = step;
+  const lease = db.lease(leaseId);
+  if (!lease) return undefined;
+  if (lease.status === "active") {
+    if (lease.expires_at! <= now) endActive(step, lease, "expired");
+    else endActive(step, lease, "released");
+  } else if (lease.status === "waiting") {
+    failWaiter(step, lease, "cancelled", { status: 409, code: "lease_not_active", detail: "the lease was released while waiting" });
+    pump(step);
+  }
+  return db.lease(leaseId);
+}
+
+/** Ends every active lease of the pool; returns how many were released. */
+export function releaseAll(step: Step): number {
+  const { db, now } = step;
+  let released = 0;
+  for (const lease of db.leasesIn("active")) {
+    endActive(step, lease, lease.expires_at! <= now ? "expired" : "released");
+    released += 1;
+  }
+  return released;
+}
+
+/** Extends an active lease; a lease past its expiry is expired instead (no resurrection). */
+export function renewLease(step: Step, leaseId: string, ttlMs: number): { lease: LeaseRow } | { failure: Failure } {
+  const { db, now } = step;
+  const lease = db.lease(leaseId);
+  if (!lease) return { failure: notFound("lease") };
+  if (lease.status === "active" && lease.expires_at! <= now) endActive(step, lease, "expired");
+  const current = db.lease(leaseId)!;
+  if (current.status !== "active") {
+    return { failure: { status: 409, code: "lease_not_active", detail: `lease is ${current.status}; only an active lease can be renewed` } };
+  }
+  db.updateLease(leaseId, { expires_at: now + ttlMs, ttl_ms: ttlMs });
+  db.journal(now, "renewed", leaseId, current.session_row, { ttlMs });
+  return { lease: db.lease(leaseId)! };
+}
+
+/** A waiting caller went away (client disconnect). Its place and any launch reserved for it are given up. */
+export function cancelWaiter(step: Step, leaseId: string): boolean {
+  const lease = step.db.lease(leaseId);
+  if (lease?.status !== "waiting") return false;
+  failWaiter(step, lease, "cancelled", { status: 409, code: "lease_not_active", detail: "the request was cancelled" });
+  pump(step);
+  return true;
+}
+
+/** A reused session was cleaned (the previous lease's pages and contexts closed). */
+export function resetSucceeded(step: Step, row: number): void {
+  if (step.db.session(row)?.state !== "resetting") return;
+  step.db.journal(step.now, "reset", null, row);
+  offer(step, row);
+}
+
+/** Cleaning failed: the session cannot be trusted for another lease, so it is closed. */
+export function resetFailed(step: Step, row: number, message: string): void {
+  const session = step.db.session(row);
+  if (session?.state !== "resetting") return;
+  startClosing(step, session, "reset_failed", { error: message });
+}
+
+export function closeSucceeded(step: Step, row: number): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (session?.state !== "closing") return;
+  db.updateSession(row, { state: "closed", ended_at: now, deadline: null });
+  db.journal(now, "closed", null, row, { reason: session.end_reason });
+  pump(step);
+}
+
+/** A close failed: retried with backoff by `tick`; after MAX_CLOSE_ATTEMPTS the slot is freed and reconciliation takes over. */
+export function closeFailed(step: Step, row: number, message: string): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (session?.state !== "closing") return;
+  const attempts = session.attempts + 1;
+  if (attempts >= MAX_CLOSE_ATTEMPTS) {
+    db.updateSession(row, { state: "closed", attempts, ended_at: now, deadline: null });
+    db.journal(now, "close_gave_up", null, row, { error: message, attempts });
+    pump(step);
+    return;
+  }
+  db.updateSession(row, { attempts, deadline: now + 1000 * 2 ** attempts });
+  db.journal(now, "close_failed", null, row, { error: message, attempts });
+}
+
+/** A keep-alive ping of an idle session failed: it is closed rather than handed out. */
+export function pingFailed(step: Step, row: number, message: string): void {
+  const session = step.db.session(row);
+  if (session?.state !== "idle") return;
+  startClosing(step, session, "ping_failed", { error: message });
+  pump(step);
+}
+
+/**
+ * The alarm: everything whose deadline has passed, in an order that lets each
+ * outcome be decided once (a launch timeout fails its waiter before the
+ * waiter's own deadline would). Idempotent: running it twice changes nothing.
+ */
+export function tick(step: Step): void {
+  const { db, now, config } = step;
+  for (const lease of db.leasesDue("active", now)) endActive(step, lease, "expired");
+  for (const session of db.sessionsDue("launching", now)) {
+    db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "launch_timeout", deadline: null });
+    db.journal(now, "launch_timeout", session.lease_id, session.id);
+    const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
+    if (owner?.status === "waiting") {
+      failWaiter(step, owner, "launch_timeout", {
+        status: 503,
+        code: "browser_unavailable",
+        detail: `no browser started within launchTimeoutSeconds (${config.launchTimeoutSeconds})`,
+        retryAfter: 1,
+      });
+    }
+  }
+  for (const lease of db.leasesDue("waiting", now)) {
+    failWaiter(step, lease, "wait_timeout", exhausted(step, "no session became free within waitSeconds"));
+  }
+  for (const session of db.sessionsDue("resetting", now)) startClosing(step, session, "reset_timeout");
+  for (const session of db.sessionsDue("closing", now)) {
+    db.updateSession(session.id, { deadline: now + CLOSE_TIMEOUT_MS });
+    if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
+    else closeSucceeded(step, session.id);
+  }
+  let idle = db.counts().idle;
+  for (const session of db.sessionsDue("idle", now)) {
+    if (idle > config.minIdle) {
+      startClosing(step, session, "idle_timeout");
+      idle -= 1;
+    } else {
+      db.updateSession(session.id, { deadline: now + config.idleTimeoutSeconds * 1000 });
+      step.effects.push({ kind: "ping", row: session.id, sessionId: session.session_id! });
+    }
+  }
+  pump(step);
+}
+
+/**
+ * The object restarted: in-memory waiters and in-flight I/O are gone. Waiting
+ * callers can no longer be answered, launches can no longer be recorded, so
+ * both end here; resets and closes are started again. Platform browsers a lost
+ * launch may have created are found by reconciliation.
+ */
+export function recover(step: Step): void {
+  const { db, now } = step;
+  for (const lease of db.leasesIn("waiting")) {
+    failWaiter(step, lease, "object_restarted", { status: 503, code: "browser_unavailable", detail: "the pool restarted", retryAfter: 1 });
+  }
+  for (const session of db.sessionsIn("launching")) {
+    db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
+    db.journal(now, "launch_abandoned", session.lease_id, session.id);
+  }
+  for (const session of db.sessionsIn("resetting")) startClosing(step, session, "object_restarted");
+  for (const session of db.sessionsIn("closing")) {
+    db.updateSession(session.id, { deadline: now + CLOSE_TIMEOUT_MS });
+    if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
+    else closeSucceeded(step, session.id);
+  }
+  pump(step);
+}
+
+export interface ReconcileReport {
+  /** Tracked sessions the platform no longer has: their capacity was freed. */
+  vanished: number;
+  /** Sessions this pool ended that the platform still runs: closed again. */
+  reclosed: number;
+  /** Live platform sessions this pool never launched (other pools' or orphans). */
+  unknown: number;
+}
+
+/**
+ * Compares SQL with the platform's list of live sessions, taken at `listedAt`.
+ * Only sessions launched before the list was taken are judged, so a launch that
+ * completes while the list is in flight is never mistaken for a vanished one.
+ */
+export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: number): ReconcileReport {
+  const { db, now } = step;
+  const report: ReconcileReport = { vanished: 0, reclosed: 0, unknown: 0 };
+  for (const session of db.trackedAlive()) {
+    if (live.has(session.session_id!) || (session.launched_at ?? now) >= listedAt) continue;
+    report.vanished += 1;
+    if (session.state === "leased" && session.lease_id) {
+      const lease = db.lease(session.lease_id);
+      if (lease?.status === "active") {
+        db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
+        db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
+      }
+    }
+    const reason = session.state === "closing" ? session.end_reason : "vanished";
+    db.updateSession(session.id, { state: "closed", ended_at: now, end_reason: reason, deadline: null, lease_id: null });
+    db.journal(now, "reconciled_vanished", session.lease_id, session.id, { sessionId: session.session_id, was: session.state });
+  }
+  for (const sessionId of live) {
+    const session = db.sessionBySessionId(sessionId);
+    if (!session) {
+      report.unknown += 1;
+    } else if ((session.state === "closed" || session.state === "failed") && (session.ended_at ?? now) < listedAt) {
+      report.reclosed += 1;
+      db.journal(now, "reconciled_reclose", null, session.id, { sessionId });
+      step.effects.push({ kind: "close", row: session.id, sessionId });
+    }
+  }
+  pump(step);
+  return report;
+}
+
+/**
+ * Applies a new config. Shrinking below the sessions in use (anything but idle)
+ * is refused; idle sessions beyond the new maximum are retired at once.
+ */
+export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
+  const { db, now } = step;
+  const counts = db.counts();
+  const busy = counts.launching + counts.leased + counts.resetting + counts.closing;
+  if (next.maxSessions < busy) {
+    return {
+      status: 409,
+      code: "pool_busy",
+      detail: `maxSessions ${next.maxSessions} is below the ${busy} sessions in use; release leases first or try again later`,
+      retryAfter: 1,
+    };
+  }
+  step.config = next;
+  let surplus = busy + counts.idle - next.maxSessions;
+  while (surplus > 0) {
+    const idle = db.oldestIdle()!;
+    // Retired without a closing phase so capacity matches the new maximum at
+    // once; the close itself is best effort and reconciliation re-closes it.
+    db.updateSession(idle.id, { state: "closed", ended_at: now, end_reason: "resized", deadline: null });
+    step.effects.push({ kind: "close", row: idle.id, sessionId: idle.session_id! });
+    surplus -= 1;
+  }
+  db.journal(now, "configured", null, null, { ...next });
+  pump(step);
+  return undefined;
+}
+
+// ---- building blocks ----------------------------------------------------------
+
+/**
+ * Hands out what can be handed out: idle sessions to the oldest waiters, then
+ * launches for waiters that have none, then launches toward the warm target
+ * (minIdle), all within maxSessions.
+ */
+export function pump(step: Step): void {
+  const { db, now, config } = step;
+  for (let waiter = db.oldestWaiter(), idle = db.oldestIdle(); waiter && idle; waiter = db.oldestWaiter(), idle = db.oldestIdle()) {
+    grant(step, waiter, idle.id);
+  }
+  if (launchesBlockedUntil(step) > now) return;
+  let free = config.maxSessions - db.liveSessions();
+  if (free <= 0) return;
+  for (const waiter of db.waitersWithoutLaunch(free)) {
+    reserveLaunch(step, waiter);
+    free -= 1;
+  }
+  let warm = config.minIdle - db.counts().idle - db.unownedLaunches();
+  for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
+}
+
+function launchesBlockedUntil(step: Step): number {
+  return Number(step.db.getMeta("launch_blocked_until") ?? 0);
+}
+
+function reserveLaunch(step: Step, waiter: LeaseRow | null): void {
+  const { db, now, config } = step;
+  const deadline = now + config.launchTimeoutSeconds * 1000;
+  const row = db.insertLaunching(waiter?.id ?? null, now, deadline);
+  // A caller with a launch under way waits for its outcome, which the launch
+  // deadline bounds; otherwise a short waitSeconds would abandon a launch that
+  // is about to succeed.
+  if (waiter && waiter.wait_deadline! < deadline) db.updateLease(waiter.id, { wait_deadline: deadline });
+  db.journal(now, "launch_reserved", waiter?.id ?? null, row, { deadline });
+  step.effects.push({ kind: "launch", row });
+}
+
+function grant(step: Step, lease: LeaseRow, row: number): void {
+  const { db, now } = step;
+  const session = db.session(row)!;
+  db.updateLease(lease.id, {
+    status: "active",
+    session_row: row,
+    session_id: session.session_id,
+    granted_at: now,
+    expires_at: now + lease.ttl_ms,
+    wait_deadline: null,
+  });
+  db.updateSession(row, { state: "leased", lease_id: lease.id, deadline: null, uses: session.uses + 1 });
+  // A launch reserved for this caller is no longer needed by it: it becomes
+  // unowned and will be offered to the next waiter (or kept warm) when it lands.
+  for (const other of db.launchesOwnedBy(lease.id)) db.updateSession(other.id, { lease_id: null });
+  db.journal(now, "granted", lease.id, row, { sessionId: session.session_id, waitedMs: now - lease.created_at, uses: session.uses + 1 });
+  step.effects.push({ kind: "grant", leaseId: lease.id });
+}
+
+/** A session is free: the oldest waiter gets it, or it waits idle. */
+function offer(step: Step, row: number): void {
+  const { db, now, config } = step;
+  const waiter = db.oldestWaiter();
+  if (waiter) {
+    grant(step, waiter, row);
+    return;
+  }
+  db.updateSession(row, { state: "idle", lease_id: null, deadline: now + config.idleTimeoutSeconds * 1000 });
+}
+
+/**
+ * Ends an active lease. Only a lease released by its holder may pass its
+ * session on (after a reset); an expired one is closed, because its client may
+ * still be connected and must never share a browser with the next lease.
+ */
+function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"): void {
+  const { db, now, config } = step;
+  db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
+  db.journal(now, status, lease.id, lease.session_row);
+  const session = lease.session_row === null ? undefined : db.session(lease.session_row);
+  if (session?.state !== "leased" || session.lease_id !== lease.id) return;
+  if (status === "released" && config.reuse) {
+    db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
+    step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id! });
+  } else {
+    startClosing(step, session, status === "expired" ? "lease_expired" : "released_no_reuse");
+  }
+}
+
+function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {
+  const { db, now } = step;
+  db.updateSession(session.id, { state: "closing", lease_id: null, end_reason: reason, deadline: now + CLOSE_TIMEOUT_MS });
+  db.journal(now, "closing", null, session.id, { reason, ...detail });
+  if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
+  else closeSucceeded(step, session.id);
+}
+
+function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failure): void {
+  const { db, now } = step;
+  db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: reason, wait_deadline: null });
+  for (const launch of db.launchesOwnedBy(lease.id)) db.updateSession(launch.id, { lease_id: null });
+  // A failed request may be retried with the same Idempotency-Key.
+  if (lease.idempotency_key) db.forgetIdempotent(lease.idempotency_key);
+  db.journal(now, "wait_failed", lease.id, null, { reason });
+  step.effects.push({ kind: "reject", leaseId: lease.id, failure });
+}
+
+function exhausted(step: Step, detail: string): Failure {
+  return { status: 429, code: "pool_exhausted", detail, retryAfter: retryAfterSeconds(step) };
+}
+
+/** When capacity is likely to return: the next lease expiry, in whole seconds, at least 1. */
+export function retryAfterSeconds(step: Step): number {
+  const next = step.db.earliestActiveExpiry();
+  if (next === null) return 1;
+  return Math.min(3600, Math.max(1, Math.ceil((next - step.now) / 1000)));
+}
+
+export function notFound(what: string): Failure {
+  return { status: 404, code: "not_found", detail: `${what} not found` };
+}
+
+/** Platform errors can carry multi-line stacks; a client gets the first line only. */
+function firstLine(text: string): string {
+  const line = text.split("\n", 1)[0] ?? "";
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}

@@ -1,0 +1,546 @@
+/**
+ * PoolObject: the Durable Object that owns one pool (one per tenant and pool
+ * name). It is a thin shell around machine.ts:
+ *
+ *   1. run a transition inside one `transactionSync` (atomic, no await inside);
+ *   2. perform the effects it asked for (launch, close, reset, ping, wake a waiter);
+ *   3. feed each effect's outcome back as another transition;
+ *   4. re-arm the single alarm at the earliest deadline in SQL.
+ *
+ * A Durable Object runs one event at a time only until it awaits, so every
+ * decision is made synchronously in step 1; while a launch or close is awaited
+ * other requests run freely, and the transition that records the outcome
+ * re-reads the rows it touches. In memory there are only things that can be
+ * lost without harm: the resolvers of callers waiting for a lease (after a
+ * restart those callers are gone too, and `recover` fails their rows), and
+ * in-flight I/O (whose rows carry deadlines).
+ */
+import { DurableObject } from "cloudflare:workers";
+import { RenderingProvider } from "../browser/rendering";
+import type { BrowserProvider } from "../browser/provider";
+import { PlatformLimitError } from "../browser/provider";
+import { DEFAULT_CONFIG, KEEP_ALIVE_MS, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
+import { checkInvariants, type InvariantReport } from "./invariants";
+import {
+  applyConfig,
+  cancelWaiter,
+  CLOSE_TIMEOUT_MS,
+  closeFailed,
+  closeSucceeded,
+  type Effect,
+  type Failure,
+  launchFailed,
+  launchSucceeded,
+  notFound,
+  pingFailed,
+  reconcile,
+  type ReconcileReport,
+  recover,
+  releaseAll,
+  releaseLease,
+  renewLease,
+  requestLease,
+  RESET_TIMEOUT_MS,
+  resetFailed,
+  resetSucceeded,
+  type Step,
+  tick,
+} from "./machine";
+import { type LeaseRow, type LeaseStatus, migrate } from "./schema";
+import { type Counts, PoolStore } from "./store";
+
+/** How often the pool compares its sessions with the platform's list. */
+export const RECONCILE_INTERVAL_MS = 60_000;
+/** Idempotency keys are honoured this long (DESIGN.md: 24 h). */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Journal rows kept per pool; older history is pruned by the alarm. */
+export const JOURNAL_KEEP = 20_000;
+
+export type PoolResult<T> = { ok: true; value: T } | { ok: false; failure: Failure };
+
+export interface LeaseView {
+  id: string;
+  pool: string;
+  status: LeaseStatus;
+  sessionId: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  endedAt?: string;
+  endReason?: string;
+  labels: Record<string, string>;
+}
+
+export interface PoolView {
+  pool: string;
+  config: PoolConfig;
+  counts: Counts;
+  capacity: { max: number; inUse: number; available: number };
+  consistent: boolean;
+  violations: string[];
+  createdAt: string;
+  lastReconciledAt: string | null;
+  lastReconcile: ReconcileReport | null;
+}
+
+export interface AcquireInput {
+  /** Chosen by the Worker so it can cancel the wait if its client disconnects. */
+  leaseId: string;
+  tenant: string;
+  pool: string;
+  owner: string;
+  ttlSeconds?: number;
+  waitSeconds?: number;
+  labels?: Record<string, string>;
+  idempotencyKey?: string;
+  /** Hash of the request body, to refuse a reused Idempotency-Key with a different request. */
+  fingerprint?: string;
+}
+
+export interface AcquireView {
+  lease: LeaseView;
+  /** True when an Idempotency-Key replay returned an existing lease. */
+  replayed: boolean;
+}
+
+/**
+ * Test and benchmark seam: how a new pool object gets its provider. Tests that
+ * inject faults across a restart replace `create`; everything else uses the
+ * real Browser Rendering binding.
+ */
+export const providerFactory = {
+  create: (env: Env): BrowserProvider => new RenderingProvider(env.BROWSER),
+};
+
+type Waiter = (result: PoolResult<AcquireView>) => void;
+
+export class PoolObject extends DurableObject<Env> {
+  private readonly db: PoolStore;
+  private provider: BrowserProvider;
+  /** The time source for every transition; tests replace it to drive deadlines without sleeping. */
+  clock: () => number = () => Date.now();
+  private cachedConfig: PoolConfig | undefined;
+  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** Cancels that arrived before their acquire (the two RPCs race); bounded. */
+  private readonly earlyCancels = new Set<string>();
+  private armedAt: number | null = null;
+  private reconciling: Promise<void> | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.db = new PoolStore(ctx.storage.sql);
+    this.provider = providerFactory.create(env);
+    void ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage);
+      this.armedAt = await ctx.storage.getAlarm();
+      if (this.exists()) {
+        this.transition(recover);
+        // Right after a restart, look for browsers a lost launch may have left behind.
+        this.db.setMeta("next_reconcile_at", String(this.clock()));
+        this.arm(this.clock());
+      }
+    });
+  }
+
+  // ---- RPC: the API -----------------------------------------------------------
+
+  async acquire(input: AcquireInput): Promise<PoolResult<AcquireView>> {
+    this.ensureCreated(input.tenant, input.pool);
+    const config = this.config();
+    const ttlSeconds = input.ttlSeconds ?? config.defaultTtlSeconds;
+    if (ttlSeconds > config.maxTtlSeconds) {
+      return fail({ status: 400, code: "invalid_request", detail: `ttlSeconds must be at most maxTtlSeconds (${config.maxTtlSeconds})` });
+    }
+    if (this.earlyCancels.delete(input.leaseId)) {
+      return fail({ status: 409, code: "lease_not_active", detail: "the request was cancelled" });
+    }
+    const key = input.idempotencyKey ?? null;
+    const fingerprint = input.fingerprint ?? "";
+    const outcome = this.transition((step) => {
+      if (key) {
+        const prior = step.db.idempotent(key);
+        if (prior && prior.created_at > step.now - IDEMPOTENCY_TTL_MS) {
+          if (prior.fingerprint !== fingerprint) return { kind: "conflict" as const };
+          const lease = step.db.lease(prior.lease_id);
+          if (lease) return { kind: "replay" as const, lease };
+        }
+      }
+      const result = requestLease(step, {
+        id: input.leaseId,
+        owner: input.owner,
+        labels: input.labels ?? {},
+        ttlMs: ttlSeconds * 1000,
+        waitMs: (input.waitSeconds ?? 0) * 1000,
+        idempotencyKey: key,
+      });
+      if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
+      return result;
+    });
+    switch (outcome.kind) {
+      case "conflict":
+        return fail({
+          status: 409,
+          code: "idempotency_key_reused",
+          detail: "this Idempotency-Key was used with a different request body within 24 h",
+        });
+      case "replay":
+        return outcome.lease.status === "waiting"
+          ? this.waitFor(outcome.lease.id, true)
+          : { ok: true, value: { lease: this.view(outcome.lease), replayed: true } };
+      case "rejected":
+        return fail(outcome.failure);
+      case "granted":
+        return { ok: true, value: { lease: this.view(outcome.lease), replayed: false } };
+      case "waiting":
+        return this.waitFor(outcome.lease.id, false);
+    }
+  }
+
+  /** The caller of a pending acquire went away: give up its place in the queue. */
+  async cancel(leaseId: string): Promise<boolean> {
+    if (!this.db.lease(leaseId)) {
+      this.earlyCancels.add(leaseId);
+      if (this.earlyCancels.size > 1000) this.earlyCancels.delete(this.earlyCancels.values().next().value!);
+      return false;
+    }
+    return this.transition((step) => cancelWaiter(step, leaseId));
+  }
+
+  async getLease(leaseId: string): Promise<PoolResult<LeaseView>> {
+    const lease = this.exists() ? this.db.lease(leaseId) : undefined;
+    return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
+  }
+
+  async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number }): Promise<
+    PoolResult<{ leases: LeaseView[]; nextCursor: number | null }>
+  > {
+    if (!this.exists()) return fail(notFound("pool"));
+    const rows = this.db.listLeases(options.status, options.cursor, options.limit + 1);
+    const page = rows.slice(0, options.limit);
+    const nextCursor = rows.length > options.limit ? page[page.length - 1]!.seq : null;
+    return { ok: true, value: { leases: page.map((row) => this.view(row)), nextCursor } };
+  }
+
+  async renew(leaseId: string, ttlSeconds?: number): Promise<PoolResult<LeaseView>> {
+    if (!this.exists()) return fail(notFound("lease"));
+    const config = this.config();
+    const ttl = ttlSeconds ?? config.defaultTtlSeconds;
+    if (ttl > config.maxTtlSeconds) {
+      return fail({ status: 400, code: "invalid_request", detail: `ttlSeconds must be at most maxTtlSeconds (${config.maxTtlSeconds})` });
+    }
+    const result = this.transition((step) => renewLease(step, leaseId, ttl * 1000));
+    return "failure" in result ? fail(result.failure) : { ok: true, value: this.view(result.lease) };
+  }
+
+  async release(leaseId: string): Promise<PoolResult<LeaseView>> {
+    if (!this.exists()) return fail(notFound("lease"));
+    const lease = this.transition((step) => releaseLease(step, leaseId));
+    return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
+  }
+
+  async releaseAll(): Promise<PoolResult<{ released: number }>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    return { ok: true, value: { released: this.transition(releaseAll) } };
+  }
+
+  async describe(): Promise<PoolResult<PoolView>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    return { ok: true, value: this.poolView() };
+  }
+
+  async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
+    this.ensureCreated(tenant, pool);
+    const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
+    if ("problem" in merged) {
+      return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
+    }
+    const failure = this.transition((step) => {
+      const problem = applyConfig(step, merged.config);
+      if (!problem) step.db.setMeta("config", JSON.stringify(merged.config));
+      return problem;
+    });
+    if (failure) return fail(failure);
+    this.cachedConfig = merged.config;
+    return { ok: true, value: this.poolView() };
+  }
+
+  async checkInvariants(): Promise<InvariantReport> {
+    return checkInvariants(this.ctx.storage.sql, this.config(), this.clock());
+  }
+
+  // ---- alarm ------------------------------------------------------------------
+
+  override async alarm(): Promise<void> {
+    this.armedAt = null;
+    if (!this.exists()) return;
+    this.transition(tick);
+    const now = this.clock();
+    if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) await this.reconcileNow();
+    this.ctx.storage.transactionSync(() => {
+      this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
+      this.db.pruneJournal(JOURNAL_KEEP);
+    });
+    this.arm(this.clock());
+  }
+
+  /** Compares SQL with the platform's live sessions; one at a time. */
+  async reconcileNow(): Promise<ReconcileReport | undefined> {
+    if (!this.reconciling) {
+      this.reconciling = (async () => {
+        const listedAt = this.clock();
+        try {
+          const live = await this.provider.list();
+          const report = this.transition((step) => reconcile(step, new Set(live.map((s) => s.sessionId)), listedAt));
+          this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report }));
+          if (report.vanished || report.reclosed) log("reconciled", { pool: this.db.getMeta("pool"), ...report });
+        } catch (error) {
+          log("reconcile_failed", { pool: this.db.getMeta("pool"), error: message(error) });
+        } finally {
+          this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_INTERVAL_MS));
+          this.reconciling = undefined;
+        }
+      })();
+    }
+    await this.reconciling;
+    const last = this.db.getMeta("last_reconcile");
+    return last ? (JSON.parse(last) as ReconcileReport) : undefined;
+  }
+
+  // ---- test seams ---------------------------------------------------------------
+
+  /** Replaces the browser provider (fault injection in tests, simulation in benchmarks). */
+  useProvider(provider: BrowserProvider): void {
+    this.provider = provider;
+  }
+
+  /** Resolves when no effect is in flight any more (tests await this instead of sleeping). */
+  async settled(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  // ---- the shell ----------------------------------------------------------------
+
+  private transition<T>(fn: (step: Step) => T): T {
+    const step: Step = { db: this.db, now: this.clock(), config: this.config(), effects: [] };
+    const result = this.ctx.storage.transactionSync(() => fn(step));
+    this.perform(step.effects);
+    this.arm(step.now);
+    return result;
+  }
+
+  private perform(effects: Effect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case "launch":
+          this.track(this.launch(effect.row));
+          break;
+        case "close":
+          this.track(
+            this.io(() => this.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, (s) => closeSucceeded(s, effect.row), (s, m) =>
+              closeFailed(s, effect.row, m),
+            ),
+          );
+          break;
+        case "reset":
+          this.track(
+            this.io(() => this.provider.reset(effect.sessionId), RESET_TIMEOUT_MS, (s) => resetSucceeded(s, effect.row), (s, m) =>
+              resetFailed(s, effect.row, m),
+            ),
+          );
+          break;
+        case "ping":
+          this.track(this.io(() => this.provider.ping(effect.sessionId), CLOSE_TIMEOUT_MS, () => {}, (s, m) => pingFailed(s, effect.row, m)));
+          break;
+        case "grant": {
+          const lease = this.db.lease(effect.leaseId);
+          if (lease) this.settle(effect.leaseId, { ok: true, value: { lease: this.view(lease), replayed: false } });
+          break;
+        }
+        case "reject":
+          this.settle(effect.leaseId, fail(effect.failure));
+          break;
+      }
+    }
+  }
+
+  /**
+   * Starts a launch. Its outcome is recorded whenever the platform answers, even
+   * after the deadline (a late browser is then closed). The deadline itself is
+   * enforced by `tick`, from the alarm and from a timer here, whichever is first.
+   */
+  private launch(row: number): Promise<unknown> {
+    const timeoutMs = this.config().launchTimeoutSeconds * 1000;
+    const attempt = this.provider.launch({ keepAliveMs: KEEP_ALIVE_MS }).then(
+      (sessionId) => this.transition((s) => launchSucceeded(s, row, sessionId)),
+      (error) =>
+        this.transition((s) =>
+          launchFailed(s, row, {
+            message: message(error),
+            platformLimited: error instanceof PlatformLimitError,
+            ...(error instanceof PlatformLimitError ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+          }),
+        ),
+    );
+    return raceDeadline(attempt, timeoutMs + 50, () => this.transition(tick));
+  }
+
+  private io(
+    op: () => Promise<void>,
+    timeoutMs: number,
+    ok: (step: Step) => void,
+    failed: (step: Step, message: string) => void,
+  ): Promise<void> {
+    return raceDeadline(op(), timeoutMs, () => {
+      throw new Error(`timed out after ${timeoutMs} ms`);
+    }).then(
+      () => this.transition(ok),
+      (error) => this.transition((s) => failed(s, message(error))),
+    );
+  }
+
+  private track(promise: Promise<unknown>): void {
+    const tracked = promise
+      .catch((error) => log("effect_failed", { pool: this.db.getMeta("pool"), error: message(error) }))
+      .finally(() => this.inflight.delete(tracked));
+    this.inflight.add(tracked);
+  }
+
+  private waitFor(leaseId: string, replayed: boolean): Promise<PoolResult<AcquireView>> {
+    return new Promise((resolve) => {
+      const list = this.waiters.get(leaseId) ?? [];
+      list.push((result) => resolve(result.ok ? { ok: true, value: { ...result.value, replayed } } : result));
+      this.waiters.set(leaseId, list);
+    });
+  }
+
+  private settle(leaseId: string, result: PoolResult<AcquireView>): void {
+    const list = this.waiters.get(leaseId);
+    this.waiters.delete(leaseId);
+    for (const resolve of list ?? []) resolve(result);
+  }
+
+  /** Sets the one alarm to the earliest deadline in SQL (or clears the need for one). */
+  private arm(now: number): void {
+    const next = this.nextDeadline(now);
+    if (next === this.armedAt) return;
+    this.armedAt = next;
+    const done = next === null ? this.ctx.storage.deleteAlarm() : this.ctx.storage.setAlarm(next);
+    done.catch((error: unknown) => log("arm_failed", { error: message(error) }));
+  }
+
+  private nextDeadline(now: number): number | null {
+    const sql = this.ctx.storage.sql;
+    const earliest = sql
+      .exec<{ t: number | null }>(
+        `SELECT MIN(t) AS t FROM (
+           SELECT MIN(expires_at) AS t FROM leases WHERE status = 'active'
+           UNION ALL SELECT MIN(wait_deadline) FROM leases WHERE status = 'waiting'
+           UNION ALL SELECT MIN(deadline) FROM sessions WHERE state IN ('launching','idle','resetting','closing'))`,
+      )
+      .one().t;
+    const candidates = earliest === null ? [] : [earliest];
+    const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
+    if (blocked > now) candidates.push(blocked);
+    // Reconcile periodically while the pool holds anything; an empty pool sleeps.
+    if (earliest !== null) candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
+    const idempotencyRows = sql.exec<{ t: number | null }>(`SELECT MIN(created_at) AS t FROM idempotency`).one().t;
+    if (idempotencyRows !== null) candidates.push(idempotencyRows + IDEMPOTENCY_TTL_MS);
+    return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+
+  private exists(): boolean {
+    return this.db.getMeta("created_at") !== undefined;
+  }
+
+  private ensureCreated(tenant: string, pool: string): void {
+    if (this.exists()) return;
+    const now = this.clock();
+    this.ctx.storage.transactionSync(() => {
+      this.db.setMeta("tenant", tenant);
+      this.db.setMeta("pool", pool);
+      this.db.setMeta("created_at", String(now));
+      this.db.setMeta("config", JSON.stringify(DEFAULT_CONFIG));
+      this.db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
+      this.db.journal(now, "pool_created", null, null, { tenant, pool });
+    });
+  }
+
+  private config(): PoolConfig {
+    if (!this.cachedConfig) {
+      const stored = this.db.getMeta("config");
+      this.cachedConfig = stored ? { ...DEFAULT_CONFIG, ...(JSON.parse(stored) as Partial<PoolConfig>) } : { ...DEFAULT_CONFIG };
+    }
+    return this.cachedConfig;
+  }
+
+  private maxSessionsLimit(): number {
+    const configured = Number(this.env.MAX_SESSIONS_PER_POOL);
+    return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_CONFIG.maxSessions;
+  }
+
+  private poolView(): PoolView {
+    const config = this.config();
+    const counts = this.db.counts();
+    const report = checkInvariants(this.ctx.storage.sql, config, this.clock());
+    const inUse = counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
+    const last = this.db.getMeta("last_reconcile");
+    const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
+    return {
+      pool: this.db.getMeta("pool") ?? "",
+      config,
+      counts,
+      capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
+      consistent: report.consistent,
+      violations: report.violations,
+      createdAt: iso(Number(this.db.getMeta("created_at"))),
+      lastReconciledAt: lastReport ? iso(lastReport.at) : null,
+      lastReconcile: lastReport ? { vanished: lastReport.vanished, reclosed: lastReport.reclosed, unknown: lastReport.unknown } : null,
+    };
+  }
+
+  private view(row: LeaseRow): LeaseView {
+    return {
+      id: row.id,
+      pool: this.db.getMeta("pool") ?? "",
+      status: row.status,
+      sessionId: row.session_id,
+      createdAt: iso(row.created_at),
+      expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+      ...(row.ended_at === null ? {} : { endedAt: iso(row.ended_at) }),
+      ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
+      labels: JSON.parse(row.labels) as Record<string, string>,
+    };
+  }
+}
+
+function fail<T>(failure: Failure): PoolResult<T> {
+  return { ok: false, failure };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** Settles with `work`, or with `onDeadline()` if `work` takes longer than `ms`; the timer never outlives the race. */
+function raceDeadline<T>(work: Promise<T>, ms: number, onDeadline: () => T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<T>((resolve, reject) => {
+    timer = setTimeout(() => {
+      try {
+        resolve(onDeadline());
+      } catch (error) {
+        reject(error);
+      }
+    }, ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** One structured log line per event, so Workers Logs can filter by field. */
+function log(event: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ event, ...fields }));
+}

@@ -1,0 +1,142 @@
+/**
+ * The pool object's SQLite schema, its versioned migrations, and the row types
+ * read from it. Everything the pool knows lives here, so that a restarted
+ * object rebuilds its whole state from these tables (see recovery in machine.ts).
+ *
+ * Migrations are append-only: never edit a shipped step, add a new one.
+ */
+
+export type SessionState = "launching" | "idle" | "leased" | "resetting" | "closing" | "closed" | "failed";
+export type LeaseStatus = "waiting" | "active" | "released" | "expired" | "failed";
+
+/** States that hold a slot of the pool's capacity (maxSessions). */
+export const LIVE_SESSION_STATES = ["launching", "idle", "leased", "resetting", "closing"] as const;
+
+/** One browser session slot. `id` is local; `session_id` is the platform's id once launched. */
+export type SessionRow = {
+  id: number;
+  session_id: string | null;
+  state: SessionState;
+  /** launching: the waiting lease it is launched for (null = warm target); leased: the active lease. */
+  lease_id: string | null;
+  /** launching: launch timeout; idle: keep-alive due; resetting/closing: give-up time. */
+  deadline: number | null;
+  created_at: number;
+  launched_at: number | null;
+  ended_at: number | null;
+  end_reason: string | null;
+  /** How many leases this session has served (0 = fresh). */
+  uses: number;
+  /** Close attempts made so far while closing (for backoff and give-up). */
+  attempts: number;
+};
+
+export type LeaseRow = {
+  id: string;
+  /** Arrival order; waiters are served by ascending seq (FIFO). */
+  seq: number;
+  status: LeaseStatus;
+  session_row: number | null;
+  session_id: string | null;
+  owner: string;
+  labels: string;
+  ttl_ms: number;
+  created_at: number;
+  /** waiting: when the caller stops waiting. */
+  wait_deadline: number | null;
+  granted_at: number | null;
+  expires_at: number | null;
+  ended_at: number | null;
+  end_reason: string | null;
+  idempotency_key: string | null;
+};
+
+export type JournalRow = {
+  seq: number;
+  at: number;
+  event: string;
+  lease_id: string | null;
+  session_row: number | null;
+  detail: string | null;
+};
+
+type Migration = { version: number; statements: string[] };
+
+const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    statements: [
+      `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+      `CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('launching','idle','leased','resetting','closing','closed','failed')),
+        lease_id TEXT,
+        deadline INTEGER,
+        created_at INTEGER NOT NULL,
+        launched_at INTEGER,
+        ended_at INTEGER,
+        end_reason TEXT,
+        uses INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0
+      )`,
+      `CREATE INDEX sessions_by_state ON sessions (state, deadline)`,
+      `CREATE TABLE leases (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        status TEXT NOT NULL CHECK (status IN ('waiting','active','released','expired','failed')),
+        session_row INTEGER REFERENCES sessions (id),
+        session_id TEXT,
+        owner TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        ttl_ms INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        wait_deadline INTEGER,
+        granted_at INTEGER,
+        expires_at INTEGER,
+        ended_at INTEGER,
+        end_reason TEXT,
+        idempotency_key TEXT
+      )`,
+      `CREATE INDEX leases_by_status ON leases (status, seq)`,
+      `CREATE INDEX leases_active_expiry ON leases (expires_at) WHERE status = 'active'`,
+      `CREATE INDEX leases_waiting_deadline ON leases (wait_deadline) WHERE status = 'waiting'`,
+      `CREATE INDEX leases_by_session ON leases (session_row)`,
+      `CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        lease_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      )`,
+      `CREATE INDEX idempotency_by_age ON idempotency (created_at)`,
+      `CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        lease_id TEXT,
+        session_row INTEGER,
+        detail TEXT
+      )`,
+      `CREATE INDEX journal_by_lease ON journal (lease_id) WHERE lease_id IS NOT NULL`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** Brings the schema up to date; runs inside the constructor's blockConcurrencyWhile. */
+export function migrate(storage: DurableObjectStorage): void {
+  const sql = storage.sql;
+  storage.transactionSync(() => {
+    sql.exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`);
+    const row = sql.exec<{ version: number }>(`SELECT version FROM schema_version`).toArray()[0];
+    let current = row?.version ?? 0;
+    if (!row) sql.exec(`INSERT INTO schema_version (version) VALUES (0)`);
+    for (const step of MIGRATIONS) {
+      if (step.version <= current) continue;
+      for (const statement of step.statements) sql.exec(statement);
+      current = step.version;
+    }
+    sql.exec(`UPDATE schema_version SET version = ?`, current);
+  });
+}

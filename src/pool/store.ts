@@ -1,0 +1,244 @@
+/**
+ * Typed reads and writes over the pool object's SQLite tables. No decisions
+ * live here: machine.ts decides, this module only knows how rows are stored.
+ * Every query that runs on the hot path is served by an index in schema.ts, so
+ * its cost does not grow with the pool's history of ended leases and sessions.
+ */
+import type { JournalRow, LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
+import { LIVE_SESSION_STATES } from "./schema";
+
+export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
+
+const LIVE = LIVE_SESSION_STATES.map((s) => `'${s}'`).join(",");
+
+export class PoolStore {
+  constructor(private readonly sql: SqlStorage) {}
+
+  // ---- meta ---------------------------------------------------------------
+
+  getMeta(key: string): string | undefined {
+    return this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, key).toArray()[0]?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.sql.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value);
+  }
+
+  // ---- sessions -----------------------------------------------------------
+
+  session(id: number): SessionRow | undefined {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE id = ?`, id).toArray()[0];
+  }
+
+  sessionsIn(state: SessionState, limit = 1000): SessionRow[] {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE state = ? ORDER BY id LIMIT ?`, state, limit).toArray();
+  }
+
+  /** Sessions in `state` whose deadline has passed. */
+  sessionsDue(state: SessionState, now: number): SessionRow[] {
+    return this.sql
+      .exec<SessionRow>(`SELECT * FROM sessions WHERE state = ? AND deadline <= ? ORDER BY deadline`, state, now)
+      .toArray();
+  }
+
+  /** The idle session that has waited longest (keeps every warm session in rotation). */
+  oldestIdle(): SessionRow | undefined {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE state = 'idle' ORDER BY deadline, id LIMIT 1`).toArray()[0];
+  }
+
+  insertLaunching(leaseId: string | null, now: number, deadline: number): number {
+    return this.sql
+      .exec<{ id: number }>(
+        `INSERT INTO sessions (state, lease_id, deadline, created_at) VALUES ('launching', ?, ?, ?) RETURNING id`,
+        leaseId,
+        deadline,
+        now,
+      )
+      .one().id;
+  }
+
+  updateSession(id: number, fields: Partial<Omit<SessionRow, "id">>): void {
+    const keys = Object.keys(fields) as (keyof typeof fields)[];
+    if (keys.length === 0) return;
+    const assignments = keys.map((k) => `${k} = ?`).join(", ");
+    this.sql.exec(`UPDATE sessions SET ${assignments} WHERE id = ?`, ...keys.map((k) => fields[k] ?? null), id);
+  }
+
+  /** Launching sessions reserved for a given waiting lease. */
+  launchesOwnedBy(leaseId: string): SessionRow[] {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE state = 'launching' AND lease_id = ?`, leaseId).toArray();
+  }
+
+  sessionBySessionId(sessionId: string): SessionRow | undefined {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE session_id = ?`, sessionId).toArray()[0];
+  }
+
+  /** Sessions that hold a platform browser we know the id of and that should still be alive. */
+  trackedAlive(): SessionRow[] {
+    return this.sql
+      .exec<SessionRow>(`SELECT * FROM sessions WHERE state IN ('idle','leased','resetting','closing') AND session_id IS NOT NULL`)
+      .toArray();
+  }
+
+  counts(): Counts {
+    const counts: Counts = { launching: 0, idle: 0, leased: 0, resetting: 0, closing: 0, waiting: 0 };
+    for (const row of this.sql.exec<{ state: keyof Counts; n: number }>(
+      `SELECT state, COUNT(*) AS n FROM sessions WHERE state IN (${LIVE}) GROUP BY state`,
+    )) {
+      counts[row.state] = row.n;
+    }
+    counts.waiting = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM leases WHERE status = 'waiting'`).one().n;
+    return counts;
+  }
+
+  /** Sessions holding a slot of capacity (launching, idle, leased, resetting, closing). */
+  liveSessions(): number {
+    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sessions WHERE state IN (${LIVE})`).one().n;
+  }
+
+  /** Launching sessions not reserved for any waiter (the warm-pool target's launches). */
+  unownedLaunches(): number {
+    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sessions WHERE state = 'launching' AND lease_id IS NULL`).one().n;
+  }
+
+  // ---- leases -------------------------------------------------------------
+
+  lease(id: string): LeaseRow | undefined {
+    return this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE id = ?`, id).toArray()[0];
+  }
+
+  nextSeq(): number {
+    return this.sql.exec<{ n: number }>(`SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM leases`).one().n;
+  }
+
+  insertLease(row: LeaseRow): void {
+    this.sql.exec(
+      `INSERT INTO leases (id, seq, status, session_row, session_id, owner, labels, ttl_ms, created_at, wait_deadline,
+        granted_at, expires_at, ended_at, end_reason, idempotency_key)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      row.id,
+      row.seq,
+      row.status,
+      row.session_row,
+      row.session_id,
+      row.owner,
+      row.labels,
+      row.ttl_ms,
+      row.created_at,
+      row.wait_deadline,
+      row.granted_at,
+      row.expires_at,
+      row.ended_at,
+      row.end_reason,
+      row.idempotency_key,
+    );
+  }
+
+  updateLease(id: string, fields: Partial<Omit<LeaseRow, "id" | "seq">>): void {
+    const keys = Object.keys(fields) as (keyof typeof fields)[];
+    if (keys.length === 0) return;
+    const assignments = keys.map((k) => `${k} = ?`).join(", ");
+    this.sql.exec(`UPDATE leases SET ${assignments} WHERE id = ?`, ...keys.map((k) => fields[k] ?? null), id);
+  }
+
+  /** Waiting leases in arrival order (FIFO). */
+  waiters(limit = 1000): LeaseRow[] {
+    return this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE status = 'waiting' ORDER BY seq LIMIT ?`, limit).toArray();
+  }
+
+  oldestWaiter(): LeaseRow | undefined {
+    return this.waiters(1)[0];
+  }
+
+  /** The oldest waiters that have no launch reserved for them, in FIFO order. */
+  waitersWithoutLaunch(limit: number): LeaseRow[] {
+    return this.sql
+      .exec<LeaseRow>(
+        `SELECT l.* FROM leases l WHERE l.status = 'waiting'
+           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state = 'launching' AND s.lease_id = l.id)
+         ORDER BY l.seq LIMIT ?`,
+        limit,
+      )
+      .toArray();
+  }
+
+  leasesDue(status: "active" | "waiting", now: number): LeaseRow[] {
+    const column = status === "active" ? "expires_at" : "wait_deadline";
+    return this.sql
+      .exec<LeaseRow>(`SELECT * FROM leases WHERE status = ? AND ${column} <= ? ORDER BY ${column}`, status, now)
+      .toArray();
+  }
+
+  leasesIn(status: LeaseStatus, limit = 10_000): LeaseRow[] {
+    return this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE status = ? ORDER BY seq LIMIT ?`, status, limit).toArray();
+  }
+
+  listLeases(status: LeaseStatus | undefined, beforeSeq: number | undefined, limit: number): LeaseRow[] {
+    const before = beforeSeq ?? Number.MAX_SAFE_INTEGER;
+    return status
+      ? this.sql
+          .exec<LeaseRow>(`SELECT * FROM leases WHERE status = ? AND seq < ? ORDER BY seq DESC LIMIT ?`, status, before, limit)
+          .toArray()
+      : this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE seq < ? ORDER BY seq DESC LIMIT ?`, before, limit).toArray();
+  }
+
+  earliestActiveExpiry(): number | null {
+    return this.sql.exec<{ t: number | null }>(`SELECT MIN(expires_at) AS t FROM leases WHERE status = 'active'`).one().t;
+  }
+
+  // ---- idempotency --------------------------------------------------------
+
+  idempotent(key: string): { lease_id: string; fingerprint: string; created_at: number } | undefined {
+    return this.sql
+      .exec<{ lease_id: string; fingerprint: string; created_at: number }>(
+        `SELECT lease_id, fingerprint, created_at FROM idempotency WHERE key = ?`,
+        key,
+      )
+      .toArray()[0];
+  }
+
+  rememberIdempotent(key: string, leaseId: string, fingerprint: string, now: number): void {
+    this.sql.exec(
+      `INSERT INTO idempotency (key, lease_id, fingerprint, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (key) DO UPDATE SET lease_id = excluded.lease_id, fingerprint = excluded.fingerprint, created_at = excluded.created_at`,
+      key,
+      leaseId,
+      fingerprint,
+      now,
+    );
+  }
+
+  forgetIdempotent(key: string): void {
+    this.sql.exec(`DELETE FROM idempotency WHERE key = ?`, key);
+  }
+
+  purgeIdempotentBefore(cutoff: number): number {
+    return this.sql.exec(`DELETE FROM idempotency WHERE created_at < ?`, cutoff).rowsWritten;
+  }
+
+  // ---- journal ------------------------------------------------------------
+
+  journal(at: number, event: string, leaseId: string | null, sessionRow: number | null, detail?: Record<string, unknown>): void {
+    this.sql.exec(
+      `INSERT INTO journal (at, event, lease_id, session_row, detail) VALUES (?, ?, ?, ?, ?)`,
+      at,
+      event,
+      leaseId,
+      sessionRow,
+      detail ? JSON.stringify(detail) : null,
+    );
+  }
+
+  journalFor(leaseId: string): JournalRow[] {
+    return this.sql.exec<JournalRow>(`SELECT * FROM journal WHERE lease_id = ? ORDER BY seq`, leaseId).toArray();
+  }
+
+  recentJournal(limit: number): JournalRow[] {
+    return this.sql.exec<JournalRow>(`SELECT * FROM journal ORDER BY seq DESC LIMIT ?`, limit).toArray();
+  }
+
+  /** Keeps the newest `keep` journal rows; history beyond that is dropped. */
+  pruneJournal(keep: number): number {
+    return this.sql.exec(`DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?`, keep).rowsWritten;
+  }
+}
