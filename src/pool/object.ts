@@ -124,6 +124,8 @@ export class PoolObject extends DurableObject<Env> {
   /** Cancels that arrived before their acquire (the two RPCs race); bounded. */
   private readonly earlyCancels = new Set<string>();
   private armedAt: number | null = null;
+  /** "tenant/pool", for logs; kept in memory so logging never needs storage. */
+  private name: string | undefined;
   private reconciling: Promise<void> | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -132,6 +134,7 @@ export class PoolObject extends DurableObject<Env> {
     this.provider = providerFactory.create(env);
     void ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
+      this.name = this.exists() ? `${this.db.getMeta("tenant")}/${this.db.getMeta("pool")}` : undefined;
       this.armedAt = await ctx.storage.getAlarm();
       if (this.exists()) {
         this.transition(recover);
@@ -292,9 +295,9 @@ export class PoolObject extends DurableObject<Env> {
           const live = await this.provider.list();
           const report = this.transition((step) => reconcile(step, new Set(live.map((s) => s.sessionId)), listedAt));
           this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report }));
-          if (report.vanished || report.reclosed) log("reconciled", { pool: this.db.getMeta("pool"), ...report });
+          if (report.vanished || report.reclosed) log("reconciled", { pool: this.name, ...report });
         } catch (error) {
-          log("reconcile_failed", { pool: this.db.getMeta("pool"), error: message(error) });
+          log("reconcile_failed", { pool: this.name, error: message(error) });
         } finally {
           this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_INTERVAL_MS));
           this.reconciling = undefined;
@@ -400,7 +403,8 @@ export class PoolObject extends DurableObject<Env> {
 
   private track(promise: Promise<unknown>): void {
     const tracked = promise
-      .catch((error) => log("effect_failed", { pool: this.db.getMeta("pool"), error: message(error) }))
+      // Logging must not touch storage: a crashed instance's late continuation ends up here.
+      .catch((error) => log("effect_failed", { pool: this.name, error: message(error) }))
       .finally(() => this.inflight.delete(tracked));
     this.inflight.add(tracked);
   }
@@ -454,6 +458,7 @@ export class PoolObject extends DurableObject<Env> {
 
   private ensureCreated(tenant: string, pool: string): void {
     if (this.exists()) return;
+    this.name = `${tenant}/${pool}`;
     const now = this.clock();
     this.ctx.storage.transactionSync(() => {
       this.db.setMeta("tenant", tenant);

@@ -1,0 +1,124 @@
+/**
+ * A browser provider for fault injection: launches that succeed, fail, hit the
+ * platform limit, hang, or wait for the test to decide; browsers that crash
+ * from outside; closes that fail. Every launch is announced as an event the
+ * test can await (`nextLaunch()`), so race tests control the order in which
+ * the pool object's awaits resolve without sleeping.
+ *
+ * It never stands in for the real browser in feature tests: those run real
+ * Chromium through the BROWSER binding.
+ */
+import type { BrowserProvider, LiveSession } from "../../src/browser/provider";
+import { PlatformLimitError } from "../../src/browser/provider";
+
+export type LaunchPlan =
+  | { kind: "ok" }
+  | { kind: "fail"; message?: string }
+  | { kind: "limit"; retryAfterSeconds?: number }
+  | { kind: "hang" }
+  /** The launch waits until the test calls `succeed()` or `fail()` on it. */
+  | { kind: "manual" };
+
+export interface PendingLaunch {
+  /** Completes the launch; returns the new session id. */
+  succeed(): string;
+  fail(message?: string): void;
+}
+
+let sequence = 0;
+
+export class FaultProvider implements BrowserProvider {
+  /** Browsers alive on the fake platform. */
+  readonly live = new Map<string, LiveSession>();
+  readonly closed: string[] = [];
+  readonly resets: string[] = [];
+  readonly pings: string[] = [];
+  launches = 0;
+  /** Outcomes for the next launches, in order; when empty, `defaultPlan` applies. */
+  plan: LaunchPlan[] = [];
+  defaultPlan: LaunchPlan = { kind: "ok" };
+  failCloses = 0;
+  failResets = 0;
+  private pending: PendingLaunch[] = [];
+  private launchListeners: Array<(launch: PendingLaunch) => void> = [];
+
+  async launch(): Promise<string> {
+    this.launches += 1;
+    const plan = this.plan.shift() ?? this.defaultPlan;
+    switch (plan.kind) {
+      case "ok":
+        return this.start();
+      case "fail":
+        throw new Error(plan.message ?? "injected launch failure");
+      case "limit":
+        throw new PlatformLimitError("Unable to create new browser: code: 429: rate limit", plan.retryAfterSeconds ?? 5);
+      case "hang":
+        return new Promise<string>(() => {});
+      case "manual":
+        return new Promise<string>((resolve, reject) => {
+          const launch: PendingLaunch = {
+            succeed: () => {
+              const id = this.start();
+              resolve(id);
+              return id;
+            },
+            fail: (message = "injected launch failure") => reject(new Error(message)),
+          };
+          const listener = this.launchListeners.shift();
+          if (listener) listener(launch);
+          else this.pending.push(launch);
+        });
+    }
+  }
+
+  /** Resolves with the next manual launch the pool starts (or one already started). */
+  nextLaunch(): Promise<PendingLaunch> {
+    const launch = this.pending.shift();
+    if (launch) return Promise.resolve(launch);
+    return new Promise((resolve) => this.launchListeners.push(resolve));
+  }
+
+  async close(sessionId: string): Promise<void> {
+    if (this.failCloses > 0) {
+      this.failCloses -= 1;
+      throw new Error("injected close failure");
+    }
+    this.closed.push(sessionId);
+    this.live.delete(sessionId);
+  }
+
+  async reset(sessionId: string): Promise<void> {
+    if (this.failResets > 0) {
+      this.failResets -= 1;
+      throw new Error("injected reset failure");
+    }
+    if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
+    this.resets.push(sessionId);
+  }
+
+  async ping(sessionId: string): Promise<void> {
+    if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
+    this.pings.push(sessionId);
+  }
+
+  async list(): Promise<LiveSession[]> {
+    return [...this.live.values()];
+  }
+
+  /** A browser dies from outside (crash, platform kill). */
+  crash(sessionId: string): void {
+    this.live.delete(sessionId);
+  }
+
+  /** A browser the pool never launched appears on the platform (another pool's, or an orphan). */
+  spawnForeign(): string {
+    return this.start();
+  }
+
+  private start(): string {
+    sequence += 1;
+    const sessionId = `fake-${sequence}-${Math.random().toString(36).slice(2, 8)}`;
+    this.live.set(sessionId, { sessionId, startTime: Date.now(), connected: false });
+    return sessionId;
+  }
+}

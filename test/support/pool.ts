@@ -1,0 +1,92 @@
+/**
+ * Arranges a pool object for tests that drive it over RPC: a fresh pool, a
+ * fault-injecting provider and a controllable clock, both injected into the
+ * live object with runInDurableObject.
+ */
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { expect } from "vitest";
+import type { PoolConfigPatch } from "../../src/pool/config";
+import type { AcquireInput, PoolObject } from "../../src/pool/object";
+import { FaultProvider, type PendingLaunch } from "./fault-provider";
+import { poolName } from "./http";
+
+export interface TestPool {
+  name: string;
+  tenant: string;
+  stub: DurableObjectStub<PoolObject>;
+  /** After the object crashed, old stubs are broken: this takes a new one. */
+  reconnect(): void;
+  provider: FaultProvider;
+  clock: { now: number };
+  acquire(options?: Partial<AcquireInput>): ReturnType<PoolObject["acquire"]>;
+  /** Moves the pool's clock forward and runs its alarm, as the platform would at that time. */
+  advance(ms: number): Promise<void>;
+  /** Waits until every launch, close and reset the pool started has finished. */
+  settled(): Promise<void>;
+  counts(): Promise<Record<string, number>>;
+  /**
+   * Runs `fn` inside the pool object's I/O context. Workerd runs a promise's
+   * continuations in the context of whoever resolved it, so a test must settle
+   * a manual launch from inside the object, never from the test's own context.
+   */
+  inside<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** Waits for the pool's next manual launch. */
+  nextLaunch(): Promise<PendingLaunch>;
+  expectConsistent(): Promise<void>;
+}
+
+export function poolStub(tenant: string, name: string): DurableObjectStub<PoolObject> {
+  return env.POOL.get(env.POOL.idFromName(`${tenant}/${name}`));
+}
+
+export async function faultPool(config: PoolConfigPatch = {}, provider = new FaultProvider()): Promise<TestPool> {
+  const name = poolName("fault");
+  const tenant = "dev";
+  let stub = poolStub(tenant, name);
+  const clock = { now: Date.now() };
+  await runInDurableObject(stub, (object: PoolObject) => {
+    object.useProvider(provider);
+    object.clock = () => clock.now;
+  });
+  const configured = await stub.configure(tenant, name, config);
+  expect(configured.ok).toBe(true);
+  const pool: TestPool = {
+    name,
+    tenant,
+    get stub() {
+      return stub;
+    },
+    reconnect() {
+      stub = poolStub(tenant, name);
+    },
+    provider,
+    clock,
+    acquire: (options = {}) => stub.acquire({ leaseId: crypto.randomUUID(), tenant, pool: name, owner: "test", ...options }),
+    async advance(ms) {
+      // Calls on one stub arrive in order: this round trip guarantees every call
+      // the test already made has taken its decision at the old time.
+      await stub.checkInvariants();
+      clock.now += ms;
+      await runDurableObjectAlarm(stub);
+    },
+    settled: () => stub.settled(),
+    inside: (fn) => runInDurableObject(stub, () => fn()),
+    nextLaunch: () => runInDurableObject(stub, () => provider.nextLaunch()),
+    async counts() {
+      const described = await stub.describe();
+      if (!described.ok) throw new Error(described.failure.detail);
+      return described.value.counts;
+    },
+    async expectConsistent() {
+      const report = await stub.checkInvariants();
+      expect(report.violations).toEqual([]);
+      expect(report.consistent).toBe(true);
+    },
+  };
+  return pool;
+}
+
+/** Lets queued microtasks and RPC round trips run (never a timed sleep). */
+export async function flush(stub: DurableObjectStub<PoolObject>): Promise<void> {
+  await stub.checkInvariants();
+}
