@@ -53,6 +53,7 @@ export const Lease = z.object({
   status: LeaseStatus,
   sessionId: z.string().nullable(),
   createdAt: z.iso.datetime(),
+  grantedAt: z.iso.datetime().optional(),
   expiresAt: z.iso.datetime().nullable(),
   endedAt: z.iso.datetime().optional(),
   endReason: z.string().optional(),

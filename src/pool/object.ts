@@ -64,6 +64,8 @@ export interface LeaseView {
   status: LeaseStatus;
   sessionId: string | null;
   createdAt: string;
+  /** When the lease got its session (absent while waiting). */
+  grantedAt?: string;
   expiresAt: string | null;
   endedAt?: string;
   endReason?: string;
@@ -510,6 +512,7 @@ export class PoolObject extends DurableObject<Env> {
       status: row.status,
       sessionId: row.session_id,
       createdAt: iso(row.created_at),
+      ...(row.granted_at === null ? {} : { grantedAt: iso(row.granted_at) }),
       expiresAt: row.expires_at === null ? null : iso(row.expires_at),
       ...(row.ended_at === null ? {} : { endedAt: iso(row.ended_at) }),
       ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
