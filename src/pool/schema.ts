@@ -101,7 +101,7 @@ const MIGRATIONS: Migration[] = [
       `CREATE INDEX leases_by_status ON leases (status, seq)`,
       `CREATE INDEX leases_active_expiry ON leases (expires_at) WHERE status = 'active'`,
       `CREATE INDEX leases_waiting_deadline ON leases (wait_deadline) WHERE status = 'waiting'`,
-      `CREATE INDEX leases_by_session ON leases (session_row)`,
+      `CREATE INDEX leases_by_session ON leases (session_row, status)`,
       `CREATE TABLE idempotency (
         key TEXT PRIMARY KEY,
         lease_id TEXT NOT NULL,
