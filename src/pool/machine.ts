@@ -15,7 +15,7 @@
  * carries a deadline, and every way the launch can end (success, failure,
  * timeout via `tick`, restart via `recover`) moves it out of `launching`.
  */
-import type { PoolConfig } from "./config";
+import { KEEP_ALIVE_MS, type PoolConfig } from "./config";
 import type { LeaseRow, SessionRow } from "./schema";
 import type { PoolStore } from "./store";
 
@@ -134,6 +134,7 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     if (!session.session_id) db.updateSession(row, { session_id: sessionId });
     db.journal(now, "late_launch_closed", null, row, { sessionId });
     step.effects.push({ kind: "close", row, sessionId });
+    keepReconciling(step);
     return;
   }
   db.updateSession(row, { session_id: sessionId, launched_at: now });
@@ -255,6 +256,7 @@ export function closeFailed(step: Step, row: number, message: string): void {
   if (attempts >= MAX_CLOSE_ATTEMPTS) {
     db.updateSession(row, { state: "closed", attempts, ended_at: now, deadline: null });
     db.journal(now, "close_gave_up", null, row, { error: message, attempts });
+    keepReconciling(step);
     pump(step);
     return;
   }
@@ -407,6 +409,7 @@ export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
     db.updateSession(idle.id, { state: "closed", ended_at: now, end_reason: "resized", deadline: null });
     step.effects.push({ kind: "close", row: idle.id, sessionId: idle.session_id! });
     surplus -= 1;
+    keepReconciling(step);
   }
   db.journal(now, "configured", null, null, { ...next });
   pump(step);
@@ -434,6 +437,15 @@ export function pump(step: Step): void {
   }
   let warm = config.minIdle - db.counts().idle - db.unownedLaunches();
   for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
+}
+
+/**
+ * A browser may outlive our records (a close that gave up, a best-effort close):
+ * keep reconciling, even with nothing else to do, until the platform's
+ * keep-alive would have killed it anyway.
+ */
+function keepReconciling(step: Step): void {
+  step.db.setMeta("reconcile_until", String(step.now + KEEP_ALIVE_MS));
 }
 
 function launchesBlockedUntil(step: Step): number {

@@ -447,8 +447,11 @@ export class PoolObject extends DurableObject<Env> {
     const candidates = earliest === null ? [] : [earliest];
     const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
     if (blocked > now) candidates.push(blocked);
-    // Reconcile periodically while the pool holds anything; an empty pool sleeps.
-    if (earliest !== null) candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
+    // Reconcile periodically while the pool holds anything, or may have left a
+    // browser running (see keepReconciling); otherwise an empty pool sleeps.
+    if (earliest !== null || Number(this.db.getMeta("reconcile_until") ?? 0) > now) {
+      candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
+    }
     const idempotencyRows = sql.exec<{ t: number | null }>(`SELECT MIN(created_at) AS t FROM idempotency`).one().t;
     if (idempotencyRows !== null) candidates.push(idempotencyRows + IDEMPOTENCY_TTL_MS);
     return candidates.length === 0 ? null : Math.min(...candidates);
