@@ -126,8 +126,9 @@ export class PoolObject extends DurableObject<Env> {
   /** Cancels that arrived before their acquire (the two RPCs race); bounded. */
   private readonly earlyCancels = new Set<string>();
   private armedAt: number | null = null;
-  /** "tenant/pool", for logs; kept in memory so logging never needs storage. */
-  private name: string | undefined;
+  /** The pool's identity, kept in memory: views and logs never need storage for it. */
+  private tenant = "";
+  private poolName = "";
   private reconciling: Promise<void> | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -136,7 +137,8 @@ export class PoolObject extends DurableObject<Env> {
     this.provider = providerFactory.create(env);
     void ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage);
-      this.name = this.exists() ? `${this.db.getMeta("tenant")}/${this.db.getMeta("pool")}` : undefined;
+      this.tenant = this.db.getMeta("tenant") ?? "";
+      this.poolName = this.db.getMeta("pool") ?? "";
       this.armedAt = await ctx.storage.getAlarm();
       if (this.exists()) {
         this.transition(recover);
@@ -297,9 +299,9 @@ export class PoolObject extends DurableObject<Env> {
           const live = await this.provider.list();
           const report = this.transition((step) => reconcile(step, new Set(live.map((s) => s.sessionId)), listedAt));
           this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report }));
-          if (report.vanished || report.reclosed) log("reconciled", { pool: this.name, ...report });
+          if (report.vanished || report.reclosed) log("reconciled", { pool: this.name(), ...report });
         } catch (error) {
-          log("reconcile_failed", { pool: this.name, error: message(error) });
+          log("reconcile_failed", { pool: this.name(), error: message(error) });
         } finally {
           this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_INTERVAL_MS));
           this.reconciling = undefined;
@@ -406,7 +408,7 @@ export class PoolObject extends DurableObject<Env> {
   private track(promise: Promise<unknown>): void {
     const tracked = promise
       // Logging must not touch storage: a crashed instance's late continuation ends up here.
-      .catch((error) => log("effect_failed", { pool: this.name, error: message(error) }))
+      .catch((error) => log("effect_failed", { pool: this.name(), error: message(error) }))
       .finally(() => this.inflight.delete(tracked));
     this.inflight.add(tracked);
   }
@@ -457,13 +459,19 @@ export class PoolObject extends DurableObject<Env> {
     return candidates.length === 0 ? null : Math.min(...candidates);
   }
 
+  /** "tenant/pool", for logs. */
+  private name(): string {
+    return `${this.tenant}/${this.poolName}`;
+  }
+
   private exists(): boolean {
     return this.db.getMeta("created_at") !== undefined;
   }
 
   private ensureCreated(tenant: string, pool: string): void {
     if (this.exists()) return;
-    this.name = `${tenant}/${pool}`;
+    this.tenant = tenant;
+    this.poolName = pool;
     const now = this.clock();
     this.ctx.storage.transactionSync(() => {
       this.db.setMeta("tenant", tenant);
@@ -496,7 +504,7 @@ export class PoolObject extends DurableObject<Env> {
     const last = this.db.getMeta("last_reconcile");
     const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
     return {
-      pool: this.db.getMeta("pool") ?? "",
+      pool: this.poolName,
       config,
       counts,
       capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
@@ -511,7 +519,7 @@ export class PoolObject extends DurableObject<Env> {
   private view(row: LeaseRow): LeaseView {
     return {
       id: row.id,
-      pool: this.db.getMeta("pool") ?? "",
+      pool: this.poolName,
       status: row.status,
       sessionId: row.session_id,
       createdAt: iso(row.created_at),
