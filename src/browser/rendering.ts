@@ -14,6 +14,8 @@ import type { BrowserProvider, LiveSession } from "./provider";
 import { PlatformLimitError } from "./provider";
 
 const PLATFORM = "https://fake.host";
+/** How long close waits for the platform to confirm that a browser has ended. */
+const CLOSE_CONFIRM_MS = 5_000;
 
 export class RenderingProvider implements BrowserProvider {
   constructor(private readonly binding: Fetcher) {}
@@ -35,9 +37,35 @@ export class RenderingProvider implements BrowserProvider {
       method: "DELETE",
     });
     await response.body?.cancel();
-    if (response.ok || response.status === 404) return;
-    const browser = await puppeteer.connect(this.binding, sessionId);
-    await browser.close();
+    if (response.status === 404) return;
+    if (!response.ok) {
+      const browser = await puppeteer.connect(this.binding, sessionId);
+      await browser.close();
+    }
+    await this.waitUntilEnded(sessionId);
+  }
+
+  /**
+   * DELETE answers once the platform has *started* closing the browser; for a
+   * moment afterwards a connect can still reach it (seen locally: Miniflare
+   * drops the session from its list before Chromium has exited). A slot must
+   * not be reused while its browser can still be driven, so close resolves only
+   * once the session's detail says it ended (404, or an endTime), and throws if
+   * that takes longer than CLOSE_CONFIRM_MS; the pool then retries the close.
+   */
+  private async waitUntilEnded(sessionId: string): Promise<void> {
+    const deadline = Date.now() + CLOSE_CONFIRM_MS;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 250)) {
+      const detail = await this.binding.fetch(`${PLATFORM}/v1/devtools/session/${encodeURIComponent(sessionId)}`);
+      if (detail.status === 404) {
+        await detail.body?.cancel();
+        return;
+      }
+      const body: unknown = detail.ok ? await detail.json().catch(() => null) : await detail.body?.cancel();
+      if (body !== null && typeof body === "object" && "endTime" in body && body.endTime) return;
+      if (Date.now() + delay > deadline) throw new Error(`browser ${sessionId} was asked to close but is still running after ${CLOSE_CONFIRM_MS} ms`);
+      await scheduler.wait(delay);
+    }
   }
 
   async reset(sessionId: string): Promise<void> {
