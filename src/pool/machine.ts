@@ -330,8 +330,10 @@ export function recover(step: Step): void {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
     db.journal(now, "launch_abandoned", session.lease_id, session.id);
   }
+  // Read before the resets below start closing, so each browser gets exactly one close.
+  const closing = db.sessionsIn("closing");
   for (const session of db.sessionsIn("resetting")) startClosing(step, session, "object_restarted");
-  for (const session of db.sessionsIn("closing")) {
+  for (const session of closing) {
     db.updateSession(session.id, { deadline: now + CLOSE_TIMEOUT_MS });
     if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
     else closeSucceeded(step, session.id);
