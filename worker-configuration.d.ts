@@ -10,7 +10,7 @@ declare namespace Cloudflare {
 		MAX_SESSIONS_PER_POOL: "20";
 		API_KEYS: string;
 		ADMIN_TOKEN: string;
-		CONNECT_TOKEN_SECRET: string;
+		
 		POOL: DurableObjectNamespace<import("./src/index").PoolObject>;
 	}
 }
@@ -19,5 +19,5 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "API_KEYS" | "ADMIN_TOKEN" | "CONNECT_TOKEN_SECRET">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "API_KEYS" | "ADMIN_TOKEN">> {}
 }

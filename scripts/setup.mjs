@@ -15,7 +15,6 @@
  * is in place it does no work and takes a fraction of a second.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -134,7 +133,6 @@ function ensureDevVars() {
   const wanted = {
     API_KEYS: JSON.stringify({ "dev-key": "dev", "dev2-key": "dev2" }),
     ADMIN_TOKEN: "dev-admin",
-    CONNECT_TOKEN_SECRET: randomBytes(32).toString("hex"),
   };
   const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
   const missing = Object.entries(wanted).filter(([key]) => !new RegExp(`^${key}=`, "m").test(existing));

@@ -6,8 +6,7 @@
  */
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { z } from "zod";
-import type { AcquireView, LeaseView, PoolResult } from "../pool/object";
+import type { AcquireView, PoolResult } from "../pool/object";
 import { requireApiKey, type AuthVariables } from "./auth";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
@@ -21,21 +20,12 @@ import {
   PoolName,
   RenewBody,
 } from "./schemas";
-import { connectUrl } from "./token";
+import { cdpHandler } from "./cdp";
+import { connectUrl, mintToken } from "./token";
+import { parse, unwrap } from "./validate";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
 type Ctx = Context<AppEnv>;
-
-/** Validates `value`; a failure names the field (e.g. `body.ttlSeconds`) and why. */
-function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const details = result.error.issues.slice(0, 5).map((issue) => {
-    const field = [where, ...issue.path.map(String)].join(".");
-    return `${field}: ${issue.message}`;
-  });
-  throw new ApiError(400, "invalid_request", details.join("; "));
-}
 
 /** Reads a JSON body. An empty body is `{}`; anything else must say it is JSON. */
 async function readJson(c: Ctx): Promise<unknown> {
@@ -52,19 +42,10 @@ async function readJson(c: Ctx): Promise<unknown> {
   }
 }
 
-function unwrap<T>(result: PoolResult<T>): T {
-  if (result.ok) return result.value;
-  const { status, code, detail, retryAfter } = result.failure;
-  throw new ApiError(status, code, detail, retryAfter ? { "Retry-After": String(retryAfter) } : {});
-}
-
 function poolStub(c: Ctx, pool: string) {
   return c.env.POOL.get(c.env.POOL.idFromName(`${c.get("tenant")}/${pool}`));
 }
 
-async function withConnectUrl(c: Ctx, lease: LeaseView) {
-  return { ...lease, connectUrl: await connectUrl(c.req.url, c.env.CONNECT_TOKEN_SECRET, c.get("tenant"), lease.pool, lease.id) };
-}
 
 /** Stable JSON (sorted keys), so the same request always has the same fingerprint. */
 function canonical(value: unknown): string {
@@ -100,6 +81,8 @@ v1.post("/pools/:pool/leases", async (c) => {
   const idempotencyKey = header === undefined ? undefined : parse(IdempotencyKey, header, "header.Idempotency-Key");
   const stub = poolStub(c, pool);
   const leaseId = crypto.randomUUID();
+  // Minted here, shown once in this response; the pool object keeps only its hash.
+  const token = await mintToken(c.get("tenant"));
   // A caller that disconnects while queued gives up its place (best effort:
   // the waiter's deadline and the lease TTL are what guarantee it).
   const signal = c.req.raw.signal as AbortSignal | undefined;
@@ -112,6 +95,7 @@ v1.post("/pools/:pool/leases", async (c) => {
       tenant: c.get("tenant"),
       pool,
       owner: c.get("owner"),
+      tokenHash: token.hash,
       ...body,
       ...(idempotencyKey ? { idempotencyKey, fingerprint: await fingerprint(body) } : {}),
     });
@@ -121,14 +105,14 @@ v1.post("/pools/:pool/leases", async (c) => {
   const { lease, replayed } = unwrap(result);
   c.header("Location", `/v1/pools/${pool}/leases/${lease.id}`);
   if (replayed) c.header("Idempotent-Replayed", "true");
-  return c.json(await withConnectUrl(c, lease), 201);
+  return c.json({ ...lease, connectUrl: connectUrl(c.req.url, pool, lease.id, token.token) }, 201);
 });
 
 v1.get("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const query = parse(ListQuery, c.req.query(), "query");
   const page = unwrap(await poolStub(c, pool).listLeases(query));
-  return c.json({ leases: await Promise.all(page.leases.map((lease) => withConnectUrl(c, lease))), nextCursor: page.nextCursor });
+  return c.json(page);
 });
 
 v1.delete("/pools/:pool/leases", async (c) => {
@@ -139,20 +123,20 @@ v1.delete("/pools/:pool/leases", async (c) => {
 v1.get("/pools/:pool/leases/:id", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
-  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).getLease(id))));
+  return c.json(unwrap(await poolStub(c, pool).getLease(id)));
 });
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   const body = parse(RenewBody, await readJson(c), "body");
-  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).renew(id, body.ttlSeconds))));
+  return c.json(unwrap(await poolStub(c, pool).renew(id, body.ttlSeconds)));
 });
 
 v1.delete("/pools/:pool/leases/:id", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
-  return c.json(await withConnectUrl(c, unwrap(await poolStub(c, pool).release(id))));
+  return c.json(unwrap(await poolStub(c, pool).release(id)));
 });
 
 v1.get("/pools/:pool", async (c) => {
@@ -171,4 +155,8 @@ app.onError(onError);
 app.notFound(notFound);
 app.get("/healthz", (c) => c.json({ status: "ok" }));
 app.get("/openapi.json", (c) => c.json(openApiDocument()));
+// The CDP socket authenticates with the lease's connect token, not an API key
+// (WebSocket clients cannot be relied on to send headers), so it is routed
+// before the API-key middleware of the other /v1 routes.
+app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
 app.route("/v1", v1);

@@ -45,6 +45,11 @@ function keyEntries(source: string | undefined): Promise<KeyEntry[]> {
   return cached.entries;
 }
 
+/** Whether `tenant` owns at least one configured API key (connect tokens name their tenant). */
+export async function isKnownTenant(env: Env, tenant: string): Promise<boolean> {
+  return (await keyEntries(env.API_KEYS)).some((entry) => entry.tenant === tenant);
+}
+
 const unauthorized = (detail: string) =>
   new ApiError(401, "unauthorized", detail, { "WWW-Authenticate": 'Bearer realm="browser-session-broker"' });
 

@@ -1,49 +1,53 @@
 /**
- * Connect tokens: the unguessable part of a lease's `connectUrl`.
+ * Connect tokens: the credential in a lease's `connectUrl`.
  *
- * A token is HMAC-SHA256(CONNECT_TOKEN_SECRET, "tenant/pool/leaseId"), so it
- * belongs to exactly one lease, nothing token-like is stored anywhere, and it
- * can be shown again on every read of the lease (DESIGN.md's lease carries
- * `connectUrl`). Rotating the secret invalidates every outstanding URL. Whether
- * the lease is still active is checked separately, at connect time.
+ * A token is `<tenant>.<secret>`: the tenant (base64url) tells the Worker which
+ * pool object to ask, since a CDP client sends no API key; the secret is 256
+ * random bits. The Worker hands the token out once, in the response that
+ * creates the lease, and the pool object keeps only its SHA-256, compared in
+ * constant time at connect time. A token belongs to one lease: it is checked
+ * against that lease's stored hash and nothing else.
  */
-import { ApiError } from "./errors";
 
-const keys = new Map<string, Promise<CryptoKey>>();
+const TOKEN = /^([A-Za-z0-9_-]{1,200})\.([A-Za-z0-9_-]{43})$/;
 
-function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = keys.get(secret);
-  if (!key) {
-    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
-    keys.set(secret, key);
-  }
-  return key;
-}
-
-function requireSecret(secret: string | undefined): string {
-  if (!secret || secret.length < 32) {
-    console.error(JSON.stringify({ event: "config_error", detail: "CONNECT_TOKEN_SECRET is missing or shorter than 32 characters" }));
-    throw new ApiError(503, "not_configured", "the broker is not configured to issue connect URLs");
-  }
-  return secret;
-}
-
-function base64url(bytes: ArrayBuffer): string {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");
 }
 
-export async function connectToken(secret: string | undefined, tenant: string, pool: string, leaseId: string): Promise<string> {
-  const key = await hmacKey(requireSecret(secret));
-  return base64url(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${tenant}/${pool}/${leaseId}`)));
+function fromBase64url(text: string): string | undefined {
+  try {
+    const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** SHA-256 of the whole token, hex: the only form in which a token is stored. */
+export async function tokenHash(token: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A fresh token for a lease of `tenant`, and its hash for the pool object. */
+export async function mintToken(tenant: string): Promise<{ token: string; hash: string }> {
+  const token = `${base64url(new TextEncoder().encode(tenant))}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  return { token, hash: await tokenHash(token) };
+}
+
+/** The tenant a well-formed token names; undefined if it is not a token at all. */
+export function tokenTenant(token: string): string | undefined {
+  const match = TOKEN.exec(token);
+  return match ? fromBase64url(match[1]!) : undefined;
 }
 
 /** The WebSocket URL a CDP client (Puppeteer's browserWSEndpoint, Playwright's connectOverCDP) uses for a lease. */
-export async function connectUrl(requestUrl: string, secret: string | undefined, tenant: string, pool: string, leaseId: string) {
+export function connectUrl(requestUrl: string, pool: string, leaseId: string, token: string): string {
   const origin = new URL(requestUrl);
   const scheme = origin.protocol === "https:" ? "wss:" : "ws:";
-  const token = await connectToken(secret, tenant, pool, leaseId);
   return `${scheme}//${origin.host}/v1/pools/${pool}/leases/${leaseId}/cdp?token=${token}`;
 }

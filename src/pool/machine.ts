@@ -21,7 +21,7 @@ import type { PoolStore } from "./store";
 
 /** A request the pool answers with an error instead of a lease. */
 export interface Failure {
-  status: 400 | 404 | 409 | 429 | 502 | 503;
+  status: 400 | 401 | 404 | 409 | 429 | 502 | 503;
   code: string;
   detail: string;
   retryAfter?: number;
@@ -30,7 +30,10 @@ export interface Failure {
 export type Effect =
   | { kind: "launch"; row: number }
   | { kind: "close"; row: number; sessionId: string }
-  | { kind: "reset"; row: number; sessionId: string }
+  /** Clean a released session for the next lease, once every client of `leaseId` has disconnected. */
+  | { kind: "reset"; row: number; sessionId: string; leaseId: string }
+  /** A lease ended: every CDP socket of it must be closed now. */
+  | { kind: "disconnect"; leaseId: string; reason: string }
   | { kind: "ping"; row: number; sessionId: string }
   | { kind: "grant"; leaseId: string }
   | { kind: "reject"; leaseId: string; failure: Failure };
@@ -54,6 +57,8 @@ export interface LeaseRequest {
   ttlMs: number;
   waitMs: number;
   idempotencyKey: string | null;
+  /** SHA-256 (hex) of the connect token the Worker minted for this lease. */
+  tokenHash: string | null;
 }
 
 export type RequestOutcome =
@@ -114,6 +119,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     ended_at: null,
     end_reason: null,
     idempotency_key: req.idempotencyKey,
+    token_hash: req.tokenHash,
   };
   db.insertLease(lease);
   db.journal(now, "requested", lease.id, null, { waitMs: req.waitMs, ttlMs: req.ttlMs });
@@ -366,6 +372,7 @@ export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: numbe
       if (lease?.status === "active") {
         db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
         db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
+        step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
       }
     }
     const reason = session.state === "closing" ? session.end_reason : "vanished";
@@ -505,11 +512,12 @@ function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"):
   const { db, now, config } = step;
   db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
   db.journal(now, status, lease.id, lease.session_row);
+  step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: status });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return;
   if (status === "released" && config.reuse) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
-    step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id! });
+    step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
   } else {
     startClosing(step, session, status === "expired" ? "lease_expired" : "released_no_reuse");
   }

@@ -55,6 +55,17 @@ export const RECONCILE_INTERVAL_MS = 60_000;
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Journal rows kept per pool; older history is pruned by the alarm. */
 export const JOURNAL_KEEP = 20_000;
+/** CDP sockets one lease may have open at once (each is a proxied WebSocket). */
+export const MAX_CONNECTIONS_PER_LEASE = 8;
+/**
+ * How long a released session waits for its lease's sockets to close before it
+ * is reset for the next lease. If a socket is still registered after this, the
+ * session is closed instead of reused: it is never handed on while a client of
+ * the previous lease may still be connected.
+ */
+export const DISCONNECT_GRACE_MS = 2_000;
+/** A connection row whose lease ended and that no Worker reported closed (it crashed) is forgotten after this. */
+const STALE_CONNECTION_MS = 5 * 60_000;
 
 export type PoolResult<T> = { ok: true; value: T } | { ok: false; failure: Failure };
 
@@ -96,6 +107,18 @@ export interface AcquireInput {
   idempotencyKey?: string;
   /** Hash of the request body, to refuse a reused Idempotency-Key with a different request. */
   fingerprint?: string;
+  /**
+   * SHA-256 (hex) of the connect token the Worker minted for this request. On
+   * an Idempotency-Key replay it replaces the lease's token: the token of the
+   * lost response cannot be shown again, since only its hash is kept.
+   */
+  tokenHash?: string;
+}
+
+export interface ConnectGrant {
+  /** Null when only checking (no socket registered). */
+  connectionId: string | null;
+  sessionId: string;
 }
 
 export interface AcquireView {
@@ -115,6 +138,40 @@ export const providerFactory = {
 
 type Waiter = (result: PoolResult<AcquireView>) => void;
 
+/** Callbacks keyed by lease id, each called (and dropped) once. */
+class Signals<T> {
+  private readonly byLease = new Map<string, Set<(value: T) => void>>();
+  wait(leaseId: string): Promise<T> {
+    return new Promise((resolve) => {
+      const set = this.byLease.get(leaseId) ?? new Set();
+      set.add(resolve);
+      this.byLease.set(leaseId, set);
+    });
+  }
+  /** Like `wait`, but gives `fallback` after `ms` if nothing was signalled. */
+  waitAtMost(leaseId: string, ms: number, fallback: T): Promise<T> {
+    return new Promise((resolve) => {
+      const set = this.byLease.get(leaseId) ?? new Set();
+      const timer = setTimeout(() => {
+        set.delete(finish);
+        if (set.size === 0 && this.byLease.get(leaseId) === set) this.byLease.delete(leaseId);
+        resolve(fallback);
+      }, ms);
+      const finish = (value: T) => {
+        clearTimeout(timer);
+        resolve(value);
+      };
+      set.add(finish);
+      this.byLease.set(leaseId, set);
+    });
+  }
+  signal(leaseId: string, value: T): void {
+    const set = this.byLease.get(leaseId);
+    this.byLease.delete(leaseId);
+    for (const resolve of set ?? []) resolve(value);
+  }
+}
+
 export class PoolObject extends DurableObject<Env> {
   private readonly db: PoolStore;
   private provider: BrowserProvider;
@@ -130,6 +187,10 @@ export class PoolObject extends DurableObject<Env> {
   private tenant = "";
   private poolName = "";
   private reconciling: Promise<void> | undefined;
+  /** Workers proxying a lease's CDP sockets, told when the lease ends. */
+  private readonly leaseEnded = new Signals<{ reason: string }>();
+  /** Resets waiting for a lease's last socket to close. */
+  private readonly leaseDrained = new Signals<boolean>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -169,7 +230,12 @@ export class PoolObject extends DurableObject<Env> {
         if (prior && prior.created_at > step.now - IDEMPOTENCY_TTL_MS) {
           if (prior.fingerprint !== fingerprint) return { kind: "conflict" as const };
           const lease = step.db.lease(prior.lease_id);
-          if (lease) return { kind: "replay" as const, lease };
+          if (lease) {
+            if (input.tokenHash && (lease.status === "waiting" || lease.status === "active")) {
+              step.db.updateLease(lease.id, { token_hash: input.tokenHash });
+            }
+            return { kind: "replay" as const, lease };
+          }
         }
       }
       const result = requestLease(step, {
@@ -179,6 +245,7 @@ export class PoolObject extends DurableObject<Env> {
         ttlMs: ttlSeconds * 1000,
         waitMs: (input.waitSeconds ?? 0) * 1000,
         idempotencyKey: key,
+        tokenHash: input.tokenHash ?? null,
       });
       if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
       return result;
@@ -275,6 +342,74 @@ export class PoolObject extends DurableObject<Env> {
     return checkInvariants(this.ctx.storage.sql, this.config(), this.clock());
   }
 
+  // ---- RPC: CDP connections (the Worker proxies the sockets) ---------------------
+
+  /**
+   * Checks a connect token for a lease: 404 unknown lease, 401 wrong token, 409
+   * lease not active. With `register`, records the socket the Worker is about to
+   * open, decided in the same synchronous step as the check, so a lease that
+   * ends afterwards always knows to wait for this socket.
+   */
+  async openConnection(leaseId: string, tokenHash: string, register: boolean): Promise<PoolResult<ConnectGrant>> {
+    const lease = this.exists() ? this.db.lease(leaseId) : undefined;
+    if (!lease) return fail(notFound("lease"));
+    if (!lease.token_hash || !sameHash(lease.token_hash, tokenHash)) {
+      return fail({ status: 401, code: "unauthorized", detail: "the connect token is not valid for this lease" });
+    }
+    if (lease.status === "active" && lease.expires_at! <= this.clock()) this.transition(tick);
+    const current = this.db.lease(leaseId)!;
+    if (current.status !== "active") {
+      return fail({ status: 409, code: "lease_not_active", detail: `lease is ${current.status}; only an active lease can be connected to` });
+    }
+    if (!register) return { ok: true, value: { connectionId: null, sessionId: current.session_id! } };
+    if (this.db.connectionsOf(leaseId) >= MAX_CONNECTIONS_PER_LEASE) {
+      return fail({
+        status: 409,
+        code: "too_many_connections",
+        detail: `a lease may have at most ${MAX_CONNECTIONS_PER_LEASE} CDP connections open at once`,
+      });
+    }
+    const connectionId = crypto.randomUUID();
+    const now = this.clock();
+    this.ctx.storage.transactionSync(() => {
+      this.db.insertConnection({ id: connectionId, lease_id: leaseId, opened_at: now });
+      this.db.journal(now, "connected", leaseId, current.session_row, { connectionId });
+    });
+    return { ok: true, value: { connectionId, sessionId: current.session_id! } };
+  }
+
+  /**
+   * Resolves when the connection's lease ends (at once if it already has, or if
+   * the connection is unknown). The Worker keeps this call open for as long as
+   * it proxies the socket; if the object restarts the call fails and the Worker
+   * asks again, and the connection's row, kept in SQL, is still there.
+   */
+  async watchConnection(connectionId: string): Promise<{ reason: string }> {
+    const row = this.db.connection(connectionId);
+    if (!row) return { reason: "disconnected" };
+    const lease = this.db.lease(row.lease_id);
+    if (lease?.status !== "active") return { reason: lease?.end_reason ?? "ended" };
+    return this.leaseEnded.wait(row.lease_id);
+  }
+
+  /** The Worker closed both ends of a proxied socket. Idempotent. */
+  async closeConnection(connectionId: string): Promise<void> {
+    const row = this.db.connection(connectionId);
+    if (!row) return;
+    const now = this.clock();
+    this.ctx.storage.transactionSync(() => {
+      this.db.deleteConnection(connectionId);
+      this.db.journal(now, "disconnected", row.lease_id, null, { connectionId, connectedMs: now - row.opened_at });
+    });
+    if (this.db.connectionsOf(row.lease_id) === 0) this.leaseDrained.signal(row.lease_id, true);
+  }
+
+  /** True once no socket of the lease is open; false if one still is after `ms`. */
+  private async untilDisconnected(leaseId: string, ms: number): Promise<boolean> {
+    if (this.db.connectionsOf(leaseId) === 0) return true;
+    return this.leaseDrained.waitAtMost(leaseId, ms, false);
+  }
+
   // ---- alarm ------------------------------------------------------------------
 
   override async alarm(): Promise<void> {
@@ -286,6 +421,7 @@ export class PoolObject extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
       this.db.pruneJournal(JOURNAL_KEEP);
+      this.db.pruneConnections(now - STALE_CONNECTION_MS);
     });
     this.arm(this.clock());
   }
@@ -348,9 +484,20 @@ export class PoolObject extends DurableObject<Env> {
             ),
           );
           break;
+        case "disconnect":
+          this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
+          break;
         case "reset":
           this.track(
-            this.io(() => this.provider.reset(effect.sessionId), RESET_TIMEOUT_MS, (s) => resetSucceeded(s, effect.row), (s, m) =>
+            this.io(
+              async () => {
+                // Never clean (and so never hand on) a browser a client of the last lease still drives.
+                if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
+                  throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
+                }
+                await this.provider.reset(effect.sessionId);
+              },
+              RESET_TIMEOUT_MS, (s) => resetSucceeded(s, effect.row), (s, m) =>
               resetFailed(s, effect.row, m),
             ),
           );
@@ -534,6 +681,13 @@ export class PoolObject extends DurableObject<Env> {
 
 function fail<T>(failure: Failure): PoolResult<T> {
   return { ok: false, failure };
+}
+
+/** Compares two SHA-256 hex digests in constant time. */
+function sameHash(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  const encoder = new TextEncoder();
+  return crypto.subtle.timingSafeEqual(encoder.encode(a), encoder.encode(b));
 }
 
 function iso(ms: number): string {

@@ -49,6 +49,15 @@ export type LeaseRow = {
   ended_at: number | null;
   end_reason: string | null;
   idempotency_key: string | null;
+  /** SHA-256 (hex) of the lease's connect token; the token itself is never stored. */
+  token_hash: string | null;
+};
+
+/** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
+export type ConnectionRow = {
+  id: string;
+  lease_id: string;
+  opened_at: number;
 };
 
 export type JournalRow = {
@@ -118,6 +127,18 @@ const MIGRATIONS: Migration[] = [
         detail TEXT
       )`,
       `CREATE INDEX journal_by_lease ON journal (lease_id) WHERE lease_id IS NOT NULL`,
+    ],
+  },
+  {
+    version: 2,
+    statements: [
+      `ALTER TABLE leases ADD COLUMN token_hash TEXT`,
+      `CREATE TABLE connections (
+        id TEXT PRIMARY KEY,
+        lease_id TEXT NOT NULL,
+        opened_at INTEGER NOT NULL
+      )`,
+      `CREATE INDEX connections_by_lease ON connections (lease_id)`,
     ],
   },
 ];

@@ -4,7 +4,7 @@
  * Every query that runs on the hot path is served by an index in schema.ts, so
  * its cost does not grow with the pool's history of ended leases and sessions.
  */
-import type { JournalRow, LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
+import type { ConnectionRow, JournalRow, LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
 import { LIVE_SESSION_STATES } from "./schema";
 
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
@@ -114,8 +114,8 @@ export class PoolStore {
   insertLease(row: LeaseRow): void {
     this.sql.exec(
       `INSERT INTO leases (id, seq, status, session_row, session_id, owner, labels, ttl_ms, created_at, wait_deadline,
-        granted_at, expires_at, ended_at, end_reason, idempotency_key)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.seq,
       row.status,
@@ -131,6 +131,7 @@ export class PoolStore {
       row.ended_at,
       row.end_reason,
       row.idempotency_key,
+      row.token_hash,
     );
   }
 
@@ -184,6 +185,33 @@ export class PoolStore {
 
   earliestActiveExpiry(): number | null {
     return this.sql.exec<{ t: number | null }>(`SELECT MIN(expires_at) AS t FROM leases WHERE status = 'active'`).one().t;
+  }
+
+  // ---- connections (CDP sockets the Worker proxies) -------------------------
+
+  connection(id: string): ConnectionRow | undefined {
+    return this.sql.exec<ConnectionRow>(`SELECT * FROM connections WHERE id = ?`, id).toArray()[0];
+  }
+
+  connectionsOf(leaseId: string): number {
+    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM connections WHERE lease_id = ?`, leaseId).one().n;
+  }
+
+  insertConnection(row: ConnectionRow): void {
+    this.sql.exec(`INSERT INTO connections (id, lease_id, opened_at) VALUES (?, ?, ?)`, row.id, row.lease_id, row.opened_at);
+  }
+
+  deleteConnection(id: string): boolean {
+    return this.sql.exec(`DELETE FROM connections WHERE id = ?`, id).rowsWritten > 0;
+  }
+
+  /** Forgets connections whose lease has ended and that no Worker reported closed (it crashed). */
+  pruneConnections(openedBefore: number): number {
+    return this.sql.exec(
+      `DELETE FROM connections WHERE opened_at < ?
+         AND lease_id NOT IN (SELECT id FROM leases WHERE status = 'active')`,
+      openedBefore,
+    ).rowsWritten;
   }
 
   // ---- idempotency --------------------------------------------------------

@@ -271,7 +271,11 @@ describe("releaseLease", () => {
       const ran = m.run((s) => releaseLease(s, lease.id));
       expect(ran.result).toMatchObject({ status: "released", ended_at: m.now, end_reason: "released" });
       expect(m.session(session.id)).toMatchObject({ state: "resetting", lease_id: null, deadline: m.now + RESET_TIMEOUT_MS });
-      expect(ran.effects).toEqual([{ kind: "reset", row: session.id, sessionId: session.session_id }]);
+      // Its sockets are told to close first; the reset waits for them (object.ts).
+      expect(ran.effects).toEqual([
+        { kind: "disconnect", leaseId: lease.id, reason: "released" },
+        { kind: "reset", row: session.id, sessionId: session.session_id, leaseId: lease.id },
+      ]);
       expect(ran.events).toEqual(["released"]);
       expect(m.violations()).toEqual([]);
     }));
@@ -281,7 +285,10 @@ describe("releaseLease", () => {
       const { lease, session } = m.leased();
       const ran = m.run((s) => releaseLease(s, lease.id));
       expect(m.session(session.id)).toMatchObject({ state: "closing", end_reason: "released_no_reuse", deadline: m.now + CLOSE_TIMEOUT_MS });
-      expect(ran.effects).toEqual([{ kind: "close", row: session.id, sessionId: session.session_id }]);
+      expect(ran.effects).toEqual([
+        { kind: "disconnect", leaseId: lease.id, reason: "released" },
+        { kind: "close", row: session.id, sessionId: session.session_id },
+      ]);
     }));
 
   it("expires (and closes) a lease released after its expiry instead of reusing its browser", () =>
@@ -493,7 +500,10 @@ describe("tick", () => {
       expect(m.lease(short.lease.id)).toMatchObject({ status: "expired", ended_at: m.now });
       expect(m.session(short.session.id)).toMatchObject({ state: "closing", end_reason: "lease_expired" });
       expect(m.lease(long.lease.id).status).toBe("active");
-      expect(ran.effects).toEqual([{ kind: "close", row: short.session.id, sessionId: short.session.session_id }]);
+      expect(ran.effects).toEqual([
+        { kind: "disconnect", leaseId: short.lease.id, reason: "expired" },
+        { kind: "close", row: short.session.id, sessionId: short.session.session_id },
+      ]);
       expect(m.violations()).toEqual([]);
     }));
 
@@ -609,6 +619,7 @@ describe("reconcile", () => {
       const ran = m.run((s) => reconcile(s, new Set(), m.now));
       expect(ran.result).toEqual({ vanished: 1, reclosed: 0, unknown: 0 });
       expect(m.lease(lease.id)).toMatchObject({ status: "failed", end_reason: "browser_gone" });
+      expect(ran.effects).toEqual([{ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" }]);
       expect(m.session(session.id)).toMatchObject({ state: "closed", end_reason: "vanished", lease_id: null });
       expect(m.db.liveSessions()).toBe(0);
       expect(m.violations()).toEqual([]);

@@ -70,6 +70,7 @@ export async function withMachine(config: Partial<PoolConfig>, body: (m: Machine
             ttlMs: 60_000,
             waitMs: 0,
             idempotencyKey: null,
+            tokenHash: null,
             ...overrides,
           }),
         );

@@ -1,0 +1,155 @@
+/**
+ * `GET /v1/pools/{pool}/leases/{id}/cdp?token=…`: the lease's `connectUrl`.
+ *
+ * The pool object checks the token and registers the socket before anything
+ * is opened; the Worker then opens a WebSocket to the leased browser through
+ * the binding and pipes the two, both ways, text and binary, passing close
+ * codes on. Data never goes through the pool object: it only decides. While
+ * the socket is open the Worker keeps a `watchConnection` call outstanding,
+ * which the pool object answers the moment the lease ends (release,
+ * release-all, expiry, browser gone); both ends are then closed at once and the
+ * Worker reports the connection closed, which is what lets a released browser
+ * be reset and handed to the next lease.
+ */
+import type { Context } from "hono";
+import type { PoolObject } from "../pool/object";
+import { isKnownTenant } from "./auth";
+import { ApiError } from "./errors";
+import { LeaseId, PoolName } from "./schemas";
+import { tokenHash, tokenTenant } from "./token";
+import { parse, unwrap } from "./validate";
+
+const PLATFORM = "https://fake.host";
+/** Close code sent to a CDP client when its lease ends (application range 4000-4999). */
+export const LEASE_ENDED_CLOSE_CODE = 4001;
+
+const badToken = (detail: string) => new ApiError(401, "unauthorized", detail);
+
+export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const leaseId = parse(LeaseId, c.req.param("id"), "path.id");
+  const token = c.req.query("token");
+  if (!token) throw badToken("add the lease's connect token (?token=…): connect to the connectUrl the lease was created with");
+  const tenant = tokenTenant(token);
+  if (tenant === undefined) throw badToken("the connect token is malformed");
+  // A token naming a tenant that does not exist cannot match any lease; answering
+  // here also keeps arbitrary names from instantiating pool objects.
+  if (!(await isKnownTenant(c.env, tenant))) throw new ApiError(404, "not_found", "lease not found");
+
+  const pools = c.env.POOL;
+  const stub = () => pools.get(pools.idFromName(`${tenant}/${pool}`));
+  const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
+  const grant = unwrap(await stub().openConnection(leaseId, await tokenHash(token), upgrade));
+  if (!upgrade) {
+    throw new ApiError(426, "upgrade_required", "this endpoint speaks CDP over WebSocket: connect with Puppeteer's browserWSEndpoint or Playwright's connectOverCDP", {
+      Upgrade: "websocket",
+    });
+  }
+  const connectionId = grant.connectionId!;
+
+  let browser: WebSocket;
+  try {
+    const response = await c.env.BROWSER.fetch(`${PLATFORM}/v1/devtools/browser/${encodeURIComponent(grant.sessionId)}`, {
+      headers: { Upgrade: "websocket" },
+    });
+    if (!response.webSocket) {
+      await response.body?.cancel();
+      throw new Error(`the platform answered ${response.status} instead of a WebSocket`);
+    }
+    browser = response.webSocket;
+  } catch (error) {
+    await stub().closeConnection(connectionId).catch(() => undefined);
+    log("cdp_upstream_failed", { pool, leaseId, error: error instanceof Error ? error.message : String(error) });
+    throw new ApiError(502, "browser_unavailable", "the leased browser did not accept a CDP connection");
+  }
+
+  const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+  server.accept();
+  browser.accept();
+  pipe(server, browser, {
+    stub,
+    connectionId,
+    onEnd: (by) => log("cdp_closed", { pool, leaseId, connectionId, by }),
+  });
+  log("cdp_opened", { pool, leaseId, connectionId });
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+interface PipeOptions {
+  stub: () => DurableObjectStub<PoolObject>;
+  connectionId: string;
+  onEnd: (by: string) => void;
+}
+
+/** Pipes two accepted sockets until either closes or the lease ends. */
+function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId, onEnd }: PipeOptions): void {
+  let ended = false;
+  const end = (by: string, code: number, reason: string) => {
+    if (ended) return;
+    ended = true;
+    closeQuietly(client, code, reason);
+    closeQuietly(browser, code, reason);
+    onEnd(by);
+    void report();
+  };
+  // Tell the pool object the socket is gone; retried across an object restart.
+  const report = async () => {
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      try {
+        await stub().closeConnection(connectionId);
+        return;
+      } catch {
+        await scheduler.wait(100 * 2 ** attempt);
+      }
+    }
+  };
+
+  client.addEventListener("message", (event) => forward(browser, event.data));
+  browser.addEventListener("message", (event) => forward(client, event.data));
+  client.addEventListener("close", (event) => end("client", event.code, event.reason));
+  browser.addEventListener("close", (event) => end("browser", event.code, event.reason));
+  client.addEventListener("error", () => end("client_error", 1011, "client connection failed"));
+  browser.addEventListener("error", () => end("browser_error", 1011, "browser connection failed"));
+
+  // Held open while the socket lives; answered when the lease ends. A failed
+  // call (object restarted, deploy) is asked again; the registration is in SQL.
+  void (async () => {
+    for (let attempt = 0; !ended; attempt += 1) {
+      try {
+        const { reason } = await stub().watchConnection(connectionId);
+        end("lease", LEASE_ENDED_CLOSE_CODE, `lease ${reason}`);
+        return;
+      } catch {
+        if (ended) return;
+        if (attempt >= 5) {
+          end("broker", 1011, "lost track of the lease");
+          return;
+        }
+        await scheduler.wait(100 * 2 ** attempt);
+      }
+    }
+  })();
+}
+
+function forward(to: WebSocket, data: string | ArrayBuffer): void {
+  try {
+    to.send(data);
+  } catch {
+    // The other end is closing; its close event ends the pipe.
+  }
+}
+
+/** Closes with the peer's code where the protocol allows sending it (1005/1006/1015 are receive-only). */
+function closeQuietly(socket: WebSocket, code: number, reason: string): void {
+  const sendable = code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+  try {
+    if (sendable) socket.close(code, reason.slice(0, 120));
+    else socket.close(1000, "peer closed");
+  } catch {
+    // Already closed.
+  }
+}
+
+function log(event: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ event, ...fields }));
+}
