@@ -2,10 +2,34 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
   test: {
-    // Real Chromium launches take ~1-2 s each on a 2-core machine.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    projects: [
+      {
+        // The Worker and pool objects inside workerd (real SQLite, real Chromium through the binding).
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        test: {
+          name: "workers",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/e2e/**"],
+          // Real Chromium launches take ~1-2 s each on a 2-core machine.
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        // Ordinary Node clients (puppeteer-core, playwright-core) against the running broker.
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["test/e2e/broker.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          // After the workers project: both start real browsers, and this machine has 2 cores.
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });

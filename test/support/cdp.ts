@@ -66,10 +66,16 @@ export async function connect(connectUrl: string): Promise<CdpSocket> {
   return attempt.cdp;
 }
 
-/** Opens a page on `html` (as a data: URL) and returns its target id and an attached session. */
+/**
+ * Opens a page on `html` (as a data: URL) and returns its target id and an
+ * attached session. Page.navigate answers once the navigation has committed,
+ * so the page's document is the data: one when this resolves.
+ */
 export async function openPage(cdp: CdpSocket, html: string): Promise<{ targetId: string; sessionId: string }> {
-  const { targetId } = await cdp.send<{ targetId: string }>("Target.createTarget", { url: `data:text/html,${encodeURIComponent(html)}` });
+  const { targetId } = await cdp.send<{ targetId: string }>("Target.createTarget", { url: "about:blank" });
   const { sessionId } = await cdp.send<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true });
+  const navigated = await cdp.send<{ errorText?: string }>("Page.navigate", { url: `data:text/html,${encodeURIComponent(html)}` }, sessionId);
+  if (navigated.errorText) throw new Error(`navigation failed: ${navigated.errorText}`);
   return { targetId, sessionId };
 }
 
