@@ -11,6 +11,7 @@ export default defineConfig({
           name: "workers",
           include: ["test/**/*.test.ts"],
           exclude: ["test/e2e/**"],
+          globalSetup: ["test/support/global.ts"],
           // Real Chromium launches take ~1-2 s each on a 2-core machine.
           testTimeout: 60_000,
           hookTimeout: 60_000,

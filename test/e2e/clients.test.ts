@@ -3,10 +3,14 @@
  * leased browser through the broker's connectUrl (wrangler dev serving the
  * Worker, real Chromium behind the BROWSER binding).
  */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 import puppeteer from "puppeteer-core";
 import { afterAll, describe, expect, it } from "vitest";
-import { acquire, api, HTML, release, uniquePool, within, withToken } from "./support";
+import { acquire, api, brokerUrl, HTML, release, uniquePool, within, withToken } from "./support";
 
 const pools: [string, string | undefined][] = [];
 function pool(prefix: string, key?: string): string {
@@ -34,7 +38,7 @@ describe("puppeteer-core (browserWSEndpoint)", () => {
     const view = new DataView(shot.buffer, shot.byteOffset, shot.byteLength);
     expect([view.getUint32(16), view.getUint32(20)]).toEqual([1920, 1080]);
 
-    const disconnected = within(1_000 + 500, "puppeteer's disconnected event", (done) => browser.once("disconnected", () => done(Date.now())));
+    const disconnected = within<number>(1_000 + 500, "puppeteer's disconnected event", (done) => browser.once("disconnected", () => done(Date.now())));
     const released = await release(name, lease.id);
     const releasedAt = Date.now();
     expect(released.status).toBe(200);
@@ -77,7 +81,7 @@ describe("playwright-core (connectOverCDP)", () => {
     const shot = await page.screenshot({ type: "png" });
     expect([...shot.subarray(0, 4)]).toEqual(PNG);
 
-    const disconnected = within(1_500, "playwright's disconnected event", (done) => browser.once("disconnected", () => done(Date.now())));
+    const disconnected = within<number>(1_500, "playwright's disconnected event", (done) => browser.once("disconnected", () => done(Date.now())));
     await release(name, lease.id);
     const releasedAt = Date.now();
     expect((await disconnected) - releasedAt).toBeLessThan(1_000);
@@ -95,7 +99,7 @@ describe("a lease that expires while a client is connected", () => {
     await page.goto(HTML("old-lease-secret"));
     const expiresAt = Date.parse(lease.expiresAt);
     // The alarm fires at expiresAt; the disconnect must follow within 1 s (plus the alarm's own latency).
-    const disconnectedAt = await within(expiresAt - Date.now() + 3_000, "disconnect at expiry", (done) =>
+    const disconnectedAt = await within<number>(expiresAt - Date.now() + 3_000, "disconnect at expiry", (done) =>
       browser.once("disconnected", () => done(Date.now())),
     );
     expect(disconnectedAt).toBeGreaterThanOrEqual(expiresAt - 50);
@@ -111,4 +115,31 @@ describe("a lease that expires while a client is connected", () => {
     await fresh.disconnect();
     await release(name, next.id);
   });
+});
+
+describe("the examples in examples/ run as documented", () => {
+  for (const example of ["puppeteer", "playwright"]) {
+    it(`examples/${example}.mjs acquires, screenshots and releases`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "example-"));
+      try {
+        const out = join(dir, `${example}.png`);
+        const pool = uniquePool(`ex-${example}`);
+        const run = spawnSync(process.execPath, [`examples/${example}.mjs`], {
+          env: { ...process.env, BROKER_URL: brokerUrl(), POOL: pool, OUT: out },
+          encoding: "utf8",
+          timeout: 60_000,
+        });
+        expect(run.stderr).toBe("");
+        expect(run.status).toBe(0);
+        expect(run.stdout).toMatch(/leased [0-9a-f-]{36}/);
+        expect(run.stdout).toContain("title: Hello");
+        expect(run.stdout).toContain("released: released");
+        expect([...readFileSync(out).subarray(0, 4)]).toEqual(PNG);
+        const leases = await api(`/v1/pools/${pool}/leases?status=active`);
+        expect(leases.body.leases).toEqual([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

@@ -1,0 +1,2 @@
+export function freePort(): Promise<number>;
+export function startBroker(): Promise<{ url: string; stop: () => Promise<void> }>;

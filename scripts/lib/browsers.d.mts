@@ -1,0 +1,3 @@
+export function runTmpDir(prefix?: string): string;
+export function stopBrowsers(dir: string): number;
+export function cleanUpRun(dir: string): number;
