@@ -3,7 +3,7 @@
  * leased browser through the broker's connectUrl (wrangler dev serving the
  * Worker, real Chromium behind the BROWSER binding).
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -124,10 +124,14 @@ describe("the examples in examples/ run as documented", () => {
       try {
         const out = join(dir, `${example}.png`);
         const pool = uniquePool(`ex-${example}`);
-        const run = spawnSync(process.execPath, [`examples/${example}.mjs`], {
-          env: { ...process.env, BROKER_URL: brokerUrl(), POOL: pool, OUT: out },
-          encoding: "utf8",
-          timeout: 60_000,
+        // Asynchronously: a blocked event loop would let the broker's idle keep-alive sockets go stale under fetch.
+        const run = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+          execFile(
+            process.execPath,
+            [`examples/${example}.mjs`],
+            { env: { ...process.env, BROKER_URL: brokerUrl(), POOL: pool, OUT: out }, encoding: "utf8", timeout: 60_000 },
+            (error, stdout, stderr) => resolve({ status: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+          );
         });
         expect(run.stderr).toBe("");
         expect(run.status).toBe(0);

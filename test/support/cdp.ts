@@ -10,6 +10,8 @@ export interface CdpSocket {
   socket: WebSocket;
   /** Sends a CDP command and resolves with its result (rejects on a CDP error or if the socket closes first). */
   send<T = any>(method: string, params?: Record<string, unknown>, sessionId?: string): Promise<T>;
+  /** Resolves with the params of the next event `method` (of `sessionId`, if given). */
+  next<T = any>(method: string, sessionId?: string): Promise<T>;
   /** Resolves when the socket closes, with the code and reason the broker sent. */
   closed: Promise<{ code: number; reason: string; at: number }>;
 }
@@ -31,8 +33,14 @@ export async function tryConnect(connectUrl: string): Promise<{ status: number; 
   socket.accept();
   let next = 1;
   const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  const listeners: { method: string; sessionId: string | undefined; resolve: (params: any) => void }[] = [];
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(typeof event.data === "string" ? event.data : new TextDecoder().decode(event.data));
+    if (message.method) {
+      const index = listeners.findIndex((l) => l.method === message.method && (l.sessionId === undefined || l.sessionId === message.sessionId));
+      if (index >= 0) listeners.splice(index, 1)[0]!.resolve(message.params);
+      return;
+    }
     const waiter = message.id === undefined ? undefined : pending.get(message.id);
     if (!waiter) return;
     pending.delete(message.id);
@@ -49,6 +57,9 @@ export async function tryConnect(connectUrl: string): Promise<{ status: number; 
   const cdp: CdpSocket = {
     socket,
     closed,
+    next(method, sessionId) {
+      return new Promise((resolve) => listeners.push({ method, sessionId, resolve }));
+    },
     send(method, params = {}, sessionId) {
       const id = next++;
       return new Promise((resolve, reject) => {
@@ -68,14 +79,16 @@ export async function connect(connectUrl: string): Promise<CdpSocket> {
 
 /**
  * Opens a page on `html` (as a data: URL) and returns its target id and an
- * attached session. Page.navigate answers once the navigation has committed,
- * so the page's document is the data: one when this resolves.
+ * attached session, once the page has loaded.
  */
 export async function openPage(cdp: CdpSocket, html: string): Promise<{ targetId: string; sessionId: string }> {
   const { targetId } = await cdp.send<{ targetId: string }>("Target.createTarget", { url: "about:blank" });
   const { sessionId } = await cdp.send<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true });
+  await cdp.send("Page.enable", {}, sessionId);
+  const loaded = cdp.next("Page.loadEventFired", sessionId);
   const navigated = await cdp.send<{ errorText?: string }>("Page.navigate", { url: `data:text/html,${encodeURIComponent(html)}` }, sessionId);
   if (navigated.errorText) throw new Error(`navigation failed: ${navigated.errorText}`);
+  await loaded;
   return { targetId, sessionId };
 }
 
