@@ -98,7 +98,7 @@ try {
 
   const connect = { proxy: stats(samples.proxyConnect), direct: stats(samples.directConnect) };
   const screenshot = { proxy: stats(samples.proxyShot), direct: stats(samples.directShot), png_bytes: bytes };
-  const ratio = (a, b) => round((a / b) * 100) / 100;
+  const ratio = (a, b) => Math.round((a / b) * 100) / 100;
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: round(totalmem() / 2 ** 30), node: process.version },

@@ -4,7 +4,7 @@
  * uses natively), so the contract cannot drift from the code.
  */
 import { z } from "zod";
-import { AcquireBody, Lease, LeaseStatus, Pool, PoolConfigBody, Problem, RenewBody } from "./schemas";
+import { AcquireBody, CreatedLease, Lease, LeaseStatus, Pool, PoolConfigBody, Problem, RenewBody } from "./schemas";
 
 const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -31,6 +31,7 @@ export function openApiDocument(): object {
       securitySchemes: { apiKey: { type: "http", scheme: "bearer" } },
       schemas: {
         Lease: json(Lease),
+        CreatedLease: json(CreatedLease),
         Pool: json(Pool),
         Problem: json(Problem),
         AcquireBody: json(AcquireBody, "input"),
@@ -58,7 +59,7 @@ export function openApiDocument(): object {
           parameters: [{ name: "Idempotency-Key", in: "header", required: false, schema: { type: "string", maxLength: 255 } }],
           requestBody: { content: content(ref("AcquireBody")) },
           responses: {
-            "201": { description: "Lease", content: content(ref("Lease")) },
+            "201": { description: "The lease, with its connectUrl (shown only here)", content: content(ref("CreatedLease")) },
             ...problems(400, 401, 409, 413, 415, 429, 502, 503),
           },
         },
@@ -91,6 +92,20 @@ export function openApiDocument(): object {
         delete: {
           summary: "Release a lease (idempotent)",
           responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}/cdp": {
+        parameters: [
+          poolParam,
+          idParam,
+          { name: "token", in: "query", required: true, schema: { type: "string" }, description: "The lease's connect token (part of connectUrl)" },
+        ],
+        get: {
+          summary: "CDP WebSocket to the leased browser (the lease's connectUrl)",
+          description:
+            "Authenticated by the connect token, not an API key. Answers 101 and pipes CDP both ways until the client closes or the lease ends (close code 4001).",
+          security: [],
+          responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 502) },
         },
       },
       "/v1/pools/{pool}/leases/{id}/renew": {

@@ -58,7 +58,11 @@ export const Lease = z.object({
   endedAt: z.iso.datetime().optional(),
   endReason: z.string().optional(),
   labels: z.record(z.string(), z.string()),
-  connectUrl: z.string(),
+});
+
+/** The response that creates a lease: the only one that carries its connect URL (the token is stored hashed). */
+export const CreatedLease = Lease.extend({
+  connectUrl: z.string().describe("ws(s):// CDP endpoint with the lease's connect token; shown once"),
 });
 
 const Count = z.number().int().min(0);
