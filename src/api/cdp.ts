@@ -12,7 +12,6 @@
  * be reset and handed to the next lease.
  */
 import type { Context } from "hono";
-import type { PoolObject } from "../pool/object";
 import { isKnownTenant } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
@@ -75,14 +74,24 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   return new Response(null, { status: 101, webSocket: client });
 }
 
-interface PipeOptions {
-  stub: () => DurableObjectStub<PoolObject>;
+/** What the pipe needs of the pool object (a stub; tests may pass their own). */
+export interface ConnectionControl {
+  watchConnection(connectionId: string): Promise<{ reason: string }>;
+  closeConnection(connectionId: string): Promise<void>;
+}
+
+export interface PipeOptions {
+  stub: () => ConnectionControl;
   connectionId: string;
   onEnd: (by: string) => void;
 }
 
 /** Pipes two accepted sockets until either closes or the lease ends. */
-function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId, onEnd }: PipeOptions): void {
+export function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId, onEnd }: PipeOptions): void {
+  // With current compatibility dates binary frames arrive as Blob, which send()
+  // would turn into the text "[object Blob]"; receive them as bytes instead.
+  client.binaryType = "arraybuffer";
+  browser.binaryType = "arraybuffer";
   let ended = false;
   const end = (by: string, code: number, reason: string) => {
     if (ended) return;
