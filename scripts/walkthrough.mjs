@@ -6,6 +6,7 @@
  * Loopback only. Exits 0 when every step answered as the contract says.
  */
 import { parseArgs } from "node:util";
+import puppeteer from "puppeteer-core";
 
 const { values } = parseArgs({
   options: { url: { type: "string", default: "http://127.0.0.1:8787" }, key: { type: "string", default: "dev-key" } },
@@ -35,6 +36,25 @@ async function step(name, method, path, { body, headers = {}, expect }) {
   return json;
 }
 
+/** The CDP row: a real client on the lease's connectUrl, refused (expecting `refusedWith`) or driving the browser. */
+async function cdpStep(name, connectUrl, refusedWith) {
+  const started = Date.now();
+  let problem;
+  let outcome;
+  try {
+    const browser = await puppeteer.connect({ browserWSEndpoint: connectUrl, protocolTimeout: 30_000 });
+    outcome = `101 ${await browser.version()}`;
+    await browser.disconnect();
+    if (refusedWith) problem = `expected ${refusedWith}, but the socket opened`;
+  } catch (error) {
+    outcome = String(error.message ?? error).split("\n")[0];
+    if (!refusedWith || !outcome.includes(String(refusedWith))) problem = outcome;
+  }
+  const path = new URL(connectUrl).pathname + "?token=…";
+  console.log(`${problem ? "FAIL" : "ok  "} ${refusedWith ? String(refusedWith).padEnd(3) : "101"} WS     ${path.padEnd(70)} ${name} (${Date.now() - started} ms)${problem ? `: ${problem}` : ""}`);
+  if (problem) failures += 1;
+}
+
 const is = (status, check = () => undefined) => (response, json) =>
   response.status !== status ? `expected ${status}, got ${response.status} ${JSON.stringify(json)}` : check(json, response);
 
@@ -49,11 +69,14 @@ const lease = await step("acquire (real browser launch)", "POST", `/v1/pools/${p
   headers: { "idempotency-key": `${pool}-1` },
   expect: is(201, (j) => (j.status === "active" && j.connectUrl?.startsWith("ws") ? undefined : "not an active lease with a connectUrl")),
 });
-await step("acquire again with the same Idempotency-Key", "POST", `/v1/pools/${pool}/leases`, {
+const replay = await step("acquire again with the same Idempotency-Key", "POST", `/v1/pools/${pool}/leases`, {
   body: { ttlSeconds: 60, labels: { walk: "1" } },
   headers: { "idempotency-key": `${pool}-1` },
   expect: is(201, (j, r) => (j.id === lease.id && r.headers.get("idempotent-replayed") === "true" ? undefined : "not the same lease")),
 });
+// The replay carries a fresh connect token (only its hash is stored); the first one no longer works.
+await cdpStep("CDP: puppeteer-core drives the leased browser through connectUrl", replay.connectUrl);
+await cdpStep("CDP with the first response's token (replaced by the replay)", lease.connectUrl, 401);
 await step("acquire when full, without waiting", "POST", `/v1/pools/${pool}/leases`, {
   body: {},
   expect: is(429, (j, r) => (j.code === "pool_exhausted" && Number(r.headers.get("retry-after")) >= 1 ? undefined : "no pool_exhausted/Retry-After")),
@@ -71,6 +94,7 @@ await step("pool: counts and consistency", "GET", `/v1/pools/${pool}`, {
 });
 await step("release", "DELETE", `/v1/pools/${pool}/leases/${lease.id}`, { expect: is(200, (j) => (j.status === "released" ? undefined : j.status)) });
 await step("release again (idempotent)", "DELETE", `/v1/pools/${pool}/leases/${lease.id}`, { expect: is(200, (j) => (j.status === "released" ? undefined : j.status)) });
+await cdpStep("CDP after release: refused", replay.connectUrl, 409);
 await step("renew an ended lease", "POST", `/v1/pools/${pool}/leases/${lease.id}/renew`, {
   body: {},
   expect: is(409, (j) => (j.code === "lease_not_active" ? undefined : j.code)),

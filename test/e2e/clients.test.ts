@@ -87,6 +87,17 @@ describe("playwright-core (connectOverCDP)", () => {
     expect((await disconnected) - releasedAt).toBeLessThan(1_000);
     await expect(chromium.connectOverCDP(lease.connectUrl)).rejects.toThrow(/409/);
   });
+
+  it("refuses a forged token and another tenant's lease", async () => {
+    const name = pool("pw");
+    pools.push([name, "dev2-key"]);
+    const mine = await acquire(name);
+    const theirs = await acquire(name, {}, "dev2-key");
+    const token = new URL(mine.connectUrl).searchParams.get("token")!;
+    const [tenant] = token.split(".");
+    await expect(chromium.connectOverCDP(withToken(mine.connectUrl, `${tenant}.${"y".repeat(43)}`))).rejects.toThrow(/401/);
+    await expect(chromium.connectOverCDP(withToken(theirs.connectUrl, token))).rejects.toThrow(/404/);
+  });
 });
 
 describe("a lease that expires while a client is connected", () => {
@@ -117,6 +128,25 @@ describe("a lease that expires while a client is connected", () => {
   });
 });
 
+/** Runs a script of this repository with Node, asynchronously (see below). */
+function runScript(script: string, args: string[], env: Record<string, string> = {}) {
+  // Asynchronously: a blocked event loop would let the broker's idle keep-alive sockets go stale under fetch.
+  return new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [script, ...args], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120_000 }, (error, stdout, stderr) =>
+      resolve({ status: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe("scripts/walkthrough.mjs walks every row of the API table against the running broker", () => {
+  it("every step answers as the contract says", async () => {
+    const run = await runScript("scripts/walkthrough.mjs", ["--url", brokerUrl()]);
+    expect(run.stdout).not.toMatch(/^FAIL/m);
+    expect(run.stdout).toContain("walkthrough: every step answered as the contract says");
+    expect(run.status).toBe(0);
+  });
+});
+
 describe("the examples in examples/ run as documented", () => {
   for (const example of ["puppeteer", "playwright"]) {
     it(`examples/${example}.mjs acquires, screenshots and releases`, async () => {
@@ -124,15 +154,7 @@ describe("the examples in examples/ run as documented", () => {
       try {
         const out = join(dir, `${example}.png`);
         const pool = uniquePool(`ex-${example}`);
-        // Asynchronously: a blocked event loop would let the broker's idle keep-alive sockets go stale under fetch.
-        const run = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
-          execFile(
-            process.execPath,
-            [`examples/${example}.mjs`],
-            { env: { ...process.env, BROKER_URL: brokerUrl(), POOL: pool, OUT: out }, encoding: "utf8", timeout: 60_000 },
-            (error, stdout, stderr) => resolve({ status: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-          );
-        });
+        const run = await runScript(`examples/${example}.mjs`, [], { BROKER_URL: brokerUrl(), POOL: pool, OUT: out });
         expect(run.stderr).toBe("");
         expect(run.status).toBe(0);
         expect(run.stdout).toMatch(/leased [0-9a-f-]{36}/);
