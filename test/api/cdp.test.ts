@@ -5,7 +5,7 @@
  * sockets within 1 s, and a browser never handed on while an old client may
  * still be connected.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
 import { tokenHash } from "../../src/api/token";
 import type { PoolObject } from "../../src/pool/object";
@@ -274,6 +274,25 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
     expect(await liveBrowsers()).not.toContain(old.sessionId);
     const next = await acquire(name);
     expect(next.sessionId).not.toBe(old.sessionId);
+    await expectConsistent("dev", name);
+  });
+
+  it("a connection's registration survives a restart of the pool object, and the lease's end still reaches its watcher", async () => {
+    const name = pool();
+    const lease = await acquire(name);
+    const hash = await tokenHash(new URL(lease.connectUrl).searchParams.get("token")!);
+    const opened = await poolStub("dev", name).openConnection(lease.id, hash, true);
+    if (!opened.ok) throw new Error(opened.failure.detail);
+    await evictDurableObject(poolStub("dev", name));
+
+    // The Worker asks the new instance again (src/api/cdp.ts does this when its call fails).
+    const watching = poolStub("dev", name).watchConnection(opened.value.connectionId!);
+    await release(name, lease.id);
+    expect(await watching).toEqual({ reason: "released" });
+    // And a watch that starts after the end answers at once.
+    expect(await poolStub("dev", name).watchConnection(opened.value.connectionId!)).toEqual({ reason: "released" });
+    await poolStub("dev", name).closeConnection(opened.value.connectionId!);
+    await settled("dev", name);
     await expectConsistent("dev", name);
   });
 });

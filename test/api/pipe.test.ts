@@ -7,8 +7,9 @@
 import { describe, expect, it } from "vitest";
 import { LEASE_ENDED_CLOSE_CODE, pipe } from "../../src/api/cdp";
 
-function control() {
+function control(failFirstWatches = 0) {
   let end: (value: { reason: string }) => void = () => {};
+  let watches = 0;
   const closed: string[] = [];
   const ended = new Promise<{ reason: string }>((resolve) => (end = resolve));
   let reported: () => void = () => {};
@@ -17,8 +18,14 @@ function control() {
     closed,
     endLease: (reason: string) => end({ reason }),
     reported: report,
+    get watches() {
+      return watches;
+    },
     stub: () => ({
-      watchConnection: () => ended,
+      watchConnection: () => {
+        watches += 1;
+        return watches <= failFirstWatches ? Promise.reject(new Error("Durable Object reset because its code was updated")) : ended;
+      },
       closeConnection: async (id: string) => {
         closed.push(id);
         reported();
@@ -92,5 +99,18 @@ describe("the CDP pipe", () => {
     expect(await b).toEqual({ code: LEASE_ENDED_CLOSE_CODE, reason: "lease expired" });
     await ctl.reported;
     expect(ctl.closed).toEqual(["c1"]);
+  });
+
+  it("asks again when its watch call fails (pool object restarted) and still closes at the lease's end", async () => {
+    const ctl = control(2);
+    const { client, browser } = piped(ctl);
+    // Traffic keeps flowing while the pipe re-establishes its watch.
+    const atBrowser = nextMessage(browser);
+    client.send("still here");
+    expect(await atBrowser).toBe("still here");
+    const closed = nextClose(client);
+    ctl.endLease("released");
+    expect(await closed).toEqual({ code: LEASE_ENDED_CLOSE_CODE, reason: "lease released" });
+    expect(ctl.watches).toBe(3);
   });
 });
