@@ -132,8 +132,10 @@ export interface AcquireView {
  * inject faults across a restart replace `create`; everything else uses the
  * real Browser Rendering binding.
  */
-export const providerFactory = {
+export const providerFactory: { create: (env: Env) => BrowserProvider; now: (() => number) | undefined } = {
   create: (env: Env): BrowserProvider => new RenderingProvider(env.BROWSER),
+  /** When set, new pool objects take their clock from here (tests that restart an object mid-run). */
+  now: undefined,
 };
 
 type Waiter = (result: PoolResult<AcquireView>) => void;
@@ -176,7 +178,7 @@ export class PoolObject extends DurableObject<Env> {
   private readonly db: PoolStore;
   private provider: BrowserProvider;
   /** The time source for every transition; tests replace it to drive deadlines without sleeping. */
-  clock: () => number = () => Date.now();
+  clock: () => number = providerFactory.now ?? (() => Date.now());
   private cachedConfig: PoolConfig | undefined;
   private readonly waiters = new Map<string, Waiter[]>();
   private readonly inflight = new Set<Promise<unknown>>();

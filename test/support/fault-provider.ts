@@ -78,6 +78,17 @@ export class FaultProvider implements BrowserProvider {
     return new Promise((resolve) => this.launchListeners.push(resolve));
   }
 
+  /** Manual launches started and not yet taken by the test. */
+  get pendingLaunches(): number {
+    return this.pending.length;
+  }
+
+  /** Takes one of the manual launches waiting for a decision (index wraps), for any-order resolution. */
+  takeLaunch(index: number): PendingLaunch | undefined {
+    if (this.pending.length === 0) return undefined;
+    return this.pending.splice(index % this.pending.length, 1)[0];
+  }
+
   async close(sessionId: string): Promise<void> {
     if (this.failCloses > 0) {
       this.failCloses -= 1;

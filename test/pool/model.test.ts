@@ -1,0 +1,362 @@
+/**
+ * Model-based test of the pool object (fast-check `fc.commands`): random
+ * sequences of acquire (waiting or not), release, renew, release-all, time
+ * advancing past deadlines, launches resolved in any order with success,
+ * failure or the platform limit, browsers crashing, callers going away and
+ * the object restarting, against a small reference model of what every caller
+ * was told. After every step:
+ *
+ *   - checkInvariants() reports nothing;
+ *   - every lease a caller holds (per the model) is active in the pool with the
+ *     same session and expiry, no two share a session, and no other lease is active;
+ *   - every caller still waiting (per the model) is waiting in the pool, or is
+ *     told its outcome at once: a lease decided in SQL but never answered is the
+ *     incident's failure;
+ *   - ended leases stay ended.
+ *
+ * And at the end: after releasing everything and letting every deadline pass,
+ * nothing is leased, launching or waiting, and every caller got an answer.
+ *
+ * Launches are manual, so the order in which they land, relative to releases,
+ * expiries, aborts and restarts, is chosen by fast-check: the pool object's
+ * awaits resolve in adversarial orders. `npm test` runs a bounded number of
+ * sequences; `npm run test:deep` runs many more (MODEL_RUNS, default 500) and
+ * replays a failure with MODEL_SEED and MODEL_PATH.
+ */
+import { abortAllDurableObjects } from "cloudflare:test";
+import fc from "fast-check";
+import { afterEach, describe, expect, inject, it } from "vitest";
+import type { AcquireView, PoolResult } from "../../src/pool/object";
+import { providerFactory } from "../../src/pool/object";
+import { FaultProvider } from "../support/fault-provider";
+import { faultPool, flush, type TestPool } from "../support/pool";
+
+const realFactory = { ...providerFactory };
+afterEach(() => {
+  providerFactory.create = realFactory.create;
+  providerFactory.now = realFactory.now;
+});
+
+type Told = { state: "waiting" } | { state: "active"; sessionId: string; expiresAt: number } | { state: "ended"; why: string };
+
+interface Model {
+  leases: Map<string, Told>;
+  /** Order of creation, so commands can pick leases by index. */
+  order: string[];
+}
+
+interface Real {
+  pool: TestPool;
+  provider: FaultProvider;
+  /** Acquire calls in flight (by lease id) and their answers once they come. */
+  calls: Map<string, { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } }>;
+  answered: Map<string, Promise<void>>;
+}
+
+const ANSWER_WITHIN_MS = 2_000;
+const FAILURE_CODES = new Set(["pool_exhausted", "browser_unavailable", "lease_not_active", "rpc_failed"]);
+
+function pick<T>(items: T[], index: number): T | undefined {
+  return items.length === 0 ? undefined : items[index % items.length];
+}
+
+/** Brings the model up to date with the answers callers received, then checks everything the header promises. */
+async function check(m: Model, r: Real): Promise<void> {
+  await flush(r.pool.stub);
+  const stub = r.pool.stub;
+  for (const id of m.order) {
+    const told = m.leases.get(id)!;
+    const found = await stub.getLease(id);
+    if (told.state === "waiting") {
+      if (!found.ok) {
+        // Not in SQL at all: the request was refused before a row was written, or never arrived.
+        await answerOf(r, id, "a refused request");
+      } else if (found.value.status !== "waiting") {
+        await answerOf(r, id, `a lease that became ${found.value.status}`);
+      }
+      absorb(m, r, id);
+    }
+  }
+  for (const id of m.order) {
+    const told = m.leases.get(id)!;
+    const found = await stub.getLease(id);
+    if (told.state === "active") {
+      expect(found.ok, `lease ${id} the caller holds exists`).toBe(true);
+      if (!found.ok) continue;
+      expect(found.value.status, `lease ${id} the caller holds is active`).toBe("active");
+      expect(found.value.sessionId).toBe(told.sessionId);
+      expect(Date.parse(found.value.expiresAt!)).toBe(told.expiresAt);
+    } else if (told.state === "ended" && found.ok) {
+      expect(["released", "expired", "failed"], `ended lease ${id} stays ended (${told.why})`).toContain(found.value.status);
+    } else if (told.state === "waiting" && found.ok) {
+      expect(found.value.status).toBe("waiting");
+    }
+  }
+  const active = [...m.leases.entries()].filter(([, t]) => t.state === "active") as [string, Extract<Told, { state: "active" }>][];
+  const sessions = active.map(([, t]) => t.sessionId);
+  expect(new Set(sessions).size, "no session is leased twice").toBe(sessions.length);
+  const listed = await stub.listLeases({ status: "active", limit: 100 });
+  expect(listed.ok).toBe(true);
+  if (listed.ok) expect(listed.value.leases.map((l) => l.id).sort(), "active leases are exactly the ones callers hold").toEqual(active.map(([id]) => id).sort());
+  const report = await stub.checkInvariants();
+  expect(report.violations).toEqual([]);
+}
+
+/** Waits (bounded) for the answer to a caller whose lease left the waiting state. */
+async function answerOf(r: Real, id: string, what: string): Promise<void> {
+  const call = r.calls.get(id);
+  if (!call || call.answer) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ANSWER_WITHIN_MS)));
+  const outcome = await Promise.race([r.answered.get(id)!.then(() => "answered" as const), late]);
+  clearTimeout(timer);
+  expect(outcome, `the caller of ${what} (${id}) is answered`).toBe("answered");
+}
+
+/** Applies a received answer to the model. */
+function absorb(m: Model, r: Real, id: string): void {
+  const answer = r.calls.get(id)?.answer;
+  if (!answer || m.leases.get(id)?.state !== "waiting") return;
+  if (answer.ok) {
+    const lease = answer.value.lease;
+    m.leases.set(id, { state: "active", sessionId: lease.sessionId!, expiresAt: Date.parse(lease.expiresAt!) });
+  } else {
+    expect(FAILURE_CODES, `failure code ${answer.failure.code}`).toContain(answer.failure.code);
+    m.leases.set(id, { state: "ended", why: answer.failure.code });
+  }
+}
+
+/** After a release-like answer: what the model now believes. */
+function endFrom(m: Model, id: string, status: string, why: string): void {
+  if (status === "waiting" || status === "active") return;
+  const told = m.leases.get(id);
+  if (told && told.state !== "waiting") m.leases.set(id, { state: "ended", why });
+}
+
+// ---- commands ---------------------------------------------------------------------
+
+class Acquire implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly waitSeconds: number, readonly ttlSeconds: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const id = crypto.randomUUID();
+    const call: { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } } = {};
+    r.calls.set(id, call);
+    r.answered.set(
+      id,
+      r.pool
+        .acquire({ leaseId: id, waitSeconds: this.waitSeconds, ttlSeconds: this.ttlSeconds })
+        .then(
+          (answer) => void (call.answer = answer),
+          () => void (call.answer = { ok: false, failure: { code: "rpc_failed" } }),
+        ),
+    );
+    m.leases.set(id, { state: "waiting" });
+    m.order.push(id);
+    await check(m, r);
+  }
+  toString = () => `acquire(wait ${this.waitSeconds}s, ttl ${this.ttlSeconds}s)`;
+}
+
+class ResolveLaunch implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number, readonly outcome: "ok" | "fail" | "limit") {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const launch = r.provider.takeLaunch(this.index);
+    if (launch) {
+      await r.pool.inside(() => {
+        if (this.outcome === "ok") launch.succeed();
+        else launch.fail(this.outcome === "limit" ? "Unable to create new browser: code: 429" : "injected launch failure");
+      });
+    }
+    await check(m, r);
+  }
+  toString = () => `launch#${this.index} → ${this.outcome}`;
+}
+
+class Release implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<Model>) => m.order.length > 0;
+  async run(m: Model, r: Real) {
+    const id = pick(m.order, this.index)!;
+    const result = await r.pool.stub.release(id);
+    if (result.ok) endFrom(m, id, result.value.status, "released");
+    await check(m, r);
+  }
+  toString = () => `release(#${this.index})`;
+}
+
+class Renew implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number, readonly ttlSeconds: number) {}
+  check = (m: Readonly<Model>) => m.order.length > 0;
+  async run(m: Model, r: Real) {
+    const id = pick(m.order, this.index)!;
+    const told = m.leases.get(id)!;
+    const result = await r.pool.stub.renew(id, this.ttlSeconds);
+    if (result.ok) {
+      expect(told.state, "only a held lease can be renewed").toBe("active");
+      m.leases.set(id, { state: "active", sessionId: result.value.sessionId!, expiresAt: Date.parse(result.value.expiresAt!) });
+    } else if (told.state === "active") {
+      // A held lease refuses renewal only once it is past its expiry (no resurrection).
+      expect(result.failure.code).toBe("lease_not_active");
+      expect(told.expiresAt).toBeLessThanOrEqual(r.pool.clock.now);
+      m.leases.set(id, { state: "ended", why: "renewed after expiry" });
+    }
+    await check(m, r);
+  }
+  toString = () => `renew(#${this.index}, ${this.ttlSeconds}s)`;
+}
+
+class ReleaseAll implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const held = [...m.leases.entries()].filter(([, t]) => t.state === "active").map(([id]) => id);
+    const result = await r.pool.stub.releaseAll();
+    if (result.ok) {
+      expect(result.value.released, "release-all ends exactly the held leases").toBe(held.length);
+      for (const id of held) m.leases.set(id, { state: "ended", why: "release-all" });
+    } else {
+      expect(held).toEqual([]);
+    }
+    await check(m, r);
+  }
+  toString = () => "releaseAll";
+}
+
+class Advance implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await r.pool.advance(this.ms);
+    for (const [id, told] of m.leases) {
+      if (told.state === "active" && told.expiresAt <= r.pool.clock.now) m.leases.set(id, { state: "ended", why: "expired" });
+    }
+    await check(m, r);
+  }
+  toString = () => `advance(${this.ms} ms)`;
+}
+
+class Crash implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const victim = pick([...r.provider.live.keys()], this.index);
+    if (victim) {
+      r.provider.crash(victim);
+      // Reconciliation judges only sessions launched before its list was taken.
+      r.pool.clock.now += 1;
+      await r.pool.stub.reconcileNow();
+      for (const [id, told] of m.leases) {
+        if (told.state === "active" && told.sessionId === victim) m.leases.set(id, { state: "ended", why: "browser crashed" });
+      }
+    }
+    await check(m, r);
+  }
+  toString = () => `crash(#${this.index})`;
+}
+
+class Abort implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<Model>) => [...m.leases.values()].some((t) => t.state === "waiting");
+  async run(m: Model, r: Real) {
+    const waiting = m.order.filter((id) => m.leases.get(id)!.state === "waiting");
+    const id = pick(waiting, this.index);
+    if (id) await r.pool.stub.cancel(id);
+    await check(m, r);
+  }
+  toString = () => `abort(#${this.index})`;
+}
+
+class Restart implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await abortAllDurableObjects();
+    r.pool.reconnect();
+    // Every caller still waiting loses its request with the old instance.
+    for (const id of m.order) {
+      if (m.leases.get(id)!.state === "waiting") await answerOf(r, id, "a request cut off by the restart");
+    }
+    await check(m, r);
+  }
+  toString = () => "restart";
+}
+
+const commands = [
+  fc.tuple(fc.constantFrom(0, 0, 3), fc.constantFrom(5, 30)).map(([w, t]) => new Acquire(w, t)),
+  fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail" | "limit">("ok", "ok", "ok", "fail", "limit")).map(([i, o]) => new ResolveLaunch(i, o)),
+  fc.nat(8).map((i) => new Release(i)),
+  fc.tuple(fc.nat(8), fc.constantFrom(5, 30)).map(([i, t]) => new Renew(i, t)),
+  fc.constant(new ReleaseAll()),
+  fc.constantFrom(1_000, 5_000, 31_000).map((ms) => new Advance(ms)),
+  fc.nat(8).map((i) => new Crash(i)),
+  fc.nat(8).map((i) => new Abort(i)),
+  fc.constant(new Restart()),
+];
+
+async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle: number }): Promise<Real> {
+  const provider = new FaultProvider();
+  provider.defaultPlan = { kind: "manual" };
+  const pool = await faultPool(
+    { ...config, maxWaiters: 3, launchTimeoutSeconds: 5, idleTimeoutSeconds: 30, defaultTtlSeconds: 30, maxTtlSeconds: 60 },
+    provider,
+  );
+  // A restarted object gets the same provider and clock.
+  providerFactory.create = () => provider;
+  providerFactory.now = () => pool.clock.now;
+  return { pool, provider, calls: new Map(), answered: new Map() };
+}
+
+/** Liveness: once everything is released and every deadline has passed, the pool holds nothing and every caller was answered. */
+async function drain(m: Model, r: Real): Promise<void> {
+  r.provider.defaultPlan = { kind: "ok" };
+  for (let launch = r.provider.takeLaunch(0); launch; launch = r.provider.takeLaunch(0)) {
+    const pending = launch;
+    await r.pool.inside(() => void pending.succeed());
+  }
+  await r.pool.stub.releaseAll();
+  for (let i = 0; i < 3; i += 1) await r.pool.advance(61_000);
+  await r.pool.settled();
+  for (const id of m.order) {
+    if (m.leases.get(id)!.state === "waiting") await answerOf(r, id, "a caller at the end");
+  }
+  const counts = await r.pool.counts();
+  expect(counts, "nothing is leased, launching or waiting once all is released and every deadline passed").toMatchObject({
+    leased: 0,
+    launching: 0,
+    waiting: 0,
+    resetting: 0,
+  });
+  for (const call of r.calls.values()) expect(call.answer, "every caller got an answer").toBeDefined();
+  expect((await r.pool.stub.checkInvariants()).violations).toEqual([]);
+}
+
+describe("the pool against a reference model", () => {
+  it("keeps its invariants and the model's view through random operations and faults", async () => {
+    const runs = inject("modelRuns");
+    const seed = inject("modelSeed");
+    const path = inject("modelPath");
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ maxSessions: fc.constantFrom(1, 2, 3), reuse: fc.boolean(), minIdle: fc.constantFrom(0, 0, 1) }),
+        fc.commands(commands, { maxCommands: 30 }),
+        async (config, cmds) => {
+          const r = await newSystem(config);
+          const m: Model = { leases: new Map(), order: [] };
+          await fc.asyncModelRun(() => ({ model: m, real: r }), cmds);
+          await drain(m, r);
+        },
+      ),
+      // A failure prints `{ seed, path }`: MODEL_SEED=… MODEL_PATH=… npm run test:deep replays it.
+      { numRuns: runs, ...(seed === undefined ? {} : { seed }), ...(path === undefined ? {} : { path }), verbose: 1 },
+    );
+  });
+});
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    modelRuns: number;
+    modelSeed: number | undefined;
+    modelPath: string | undefined;
+  }
+}
+
