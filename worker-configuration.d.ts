@@ -3,7 +3,7 @@
 declare namespace Cloudflare {
 	interface GlobalProps {
 		mainModule: typeof import("./src/index");
-		durableNamespaces: "PoolObject";
+		durableNamespaces: "PoolObject" | "SessionRegistry";
 	}
 	interface Env {
 		BROWSER: Fetcher;
@@ -12,6 +12,7 @@ declare namespace Cloudflare {
 		ADMIN_TOKEN: string;
 		
 		POOL: DurableObjectNamespace<import("./src/index").PoolObject>;
+		REGISTRY: DurableObjectNamespace<import("./src/index").SessionRegistry>;
 	}
 }
 interface Env extends Cloudflare.Env {}

@@ -4,5 +4,6 @@
 import { app } from "./api/app";
 
 export { PoolObject } from "./pool/object";
+export { SessionRegistry } from "./registry/object";
 
 export default app satisfies ExportedHandler<Env>;

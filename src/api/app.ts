@@ -7,7 +7,7 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AcquireView, PoolResult } from "../pool/object";
-import { requireApiKey, type AuthVariables } from "./auth";
+import { requireAdmin, requireApiKey, type AuthVariables } from "./auth";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
 import {
@@ -159,4 +159,9 @@ app.get("/openapi.json", (c) => c.json(openApiDocument()));
 // (WebSocket clients cannot be relied on to send headers), so it is routed
 // before the API-key middleware of the other /v1 routes.
 app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
+// Operators: the account's session registry (orphaned browsers found and closed).
+app.get("/v1/admin/registry", requireAdmin(), async (c) => {
+  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  return c.json(await registry.stats());
+});
 app.route("/v1", v1);

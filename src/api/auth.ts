@@ -70,3 +70,15 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
     await next();
   };
 }
+
+/** The operator's token (ADMIN_TOKEN secret), compared by digest in constant time. */
+export function requireAdmin(): MiddlewareHandler<{ Bindings: Env }> {
+  return async (c, next) => {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+    const configured = c.env.ADMIN_TOKEN;
+    if (!match || !configured) throw unauthorized("send 'Authorization: Bearer <admin token>'");
+    const [given, wanted] = await Promise.all([sha256(match[1]!), sha256(configured)]);
+    if (!crypto.subtle.timingSafeEqual(given, wanted)) throw unauthorized("the admin token is not valid");
+    await next();
+  };
+}

@@ -94,6 +94,21 @@ export function openApiDocument(): object {
           responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) },
         },
       },
+      "/v1/admin/registry": {
+        get: {
+          summary: "The account's session registry: sessions tracked, orphaned browsers closed (admin token)",
+          responses: {
+            "200": {
+              description: "Registry stats",
+              content: content({
+                type: "object",
+                properties: { tracked: { type: "integer" }, orphansClosedTotal: { type: "integer" }, lastSweep: { type: ["object", "null"] } },
+              }),
+            },
+            ...problems(401),
+          },
+        },
+      },
       "/v1/pools/{pool}/leases/{id}/cdp": {
         parameters: [
           poolParam,

@@ -85,6 +85,7 @@ export const Pool = z.object({
   createdAt: z.iso.datetime(),
   lastReconciledAt: z.iso.datetime().nullable(),
   lastReconcile: z.object({ vanished: Count, reclosed: Count, unknown: Count }).nullable(),
+  reconciledTotal: z.object({ vanished: Count, reclosed: Count }),
 });
 
 export const Problem = z.object({

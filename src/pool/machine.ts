@@ -34,6 +34,10 @@ export type Effect =
   | { kind: "reset"; row: number; sessionId: string; leaseId: string }
   /** A lease ended: every CDP socket of it must be closed now. */
   | { kind: "disconnect"; leaseId: string; reason: string }
+  /** Tell the account's session registry about a browser this pool launched. */
+  | { kind: "register"; row: number; sessionId: string }
+  /** Launches were lost (restart): the registry should look for orphaned browsers. */
+  | { kind: "expectOrphans" }
   | { kind: "ping"; row: number; sessionId: string }
   | { kind: "grant"; leaseId: string }
   | { kind: "reject"; leaseId: string; failure: Failure };
@@ -139,12 +143,14 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     // find it if this close fails) and close it.
     if (!session.session_id) db.updateSession(row, { session_id: sessionId });
     db.journal(now, "late_launch_closed", null, row, { sessionId });
+    step.effects.push({ kind: "register", row, sessionId });
     step.effects.push({ kind: "close", row, sessionId });
     keepReconciling(step);
     return;
   }
   db.updateSession(row, { session_id: sessionId, launched_at: now });
   db.journal(now, "launched", session.lease_id, row, { sessionId, launchMs: now - session.created_at });
+  step.effects.push({ kind: "register", row, sessionId });
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
   if (owner?.status === "waiting") grant(step, owner, row);
   else offer(step, row);
@@ -178,6 +184,11 @@ export function launchFailed(step: Step, row: number, error: LaunchError): void 
     );
   }
   pump(step);
+}
+
+/** The registry acknowledged a browser of this pool. */
+export function registered(step: Step, row: number): void {
+  step.db.updateSession(row, { registered: 1 });
 }
 
 /** The caller ends a lease. Idempotent: an ended lease is returned as it is. */
@@ -308,6 +319,8 @@ export function tick(step: Step): void {
     if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
     else closeSucceeded(step, session.id);
   }
+  // Registrations that did not get through (registry unavailable) are retried.
+  for (const session of db.unregistered()) step.effects.push({ kind: "register", row: session.id, sessionId: session.session_id! });
   let idle = db.counts().idle;
   for (const session of db.sessionsDue("idle", now)) {
     if (idle > config.minIdle) {
@@ -332,10 +345,13 @@ export function recover(step: Step): void {
   for (const lease of db.leasesIn("waiting")) {
     failWaiter(step, lease, "object_restarted", { status: 503, code: "browser_unavailable", detail: "the pool restarted", retryAfter: 1 });
   }
-  for (const session of db.sessionsIn("launching")) {
+  const abandoned = db.sessionsIn("launching");
+  for (const session of abandoned) {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
     db.journal(now, "launch_abandoned", session.lease_id, session.id);
   }
+  // Those launches may have started browsers that nobody will ever record.
+  if (abandoned.length > 0) step.effects.push({ kind: "expectOrphans" });
   // Read before the resets below start closing, so each browser gets exactly one close.
   const closing = db.sessionsIn("closing");
   for (const session of db.sessionsIn("resetting")) startClosing(step, session, "object_restarted");

@@ -34,6 +34,7 @@ import {
   notFound,
   pingFailed,
   reconcile,
+  registered,
   type ReconcileReport,
   recover,
   releaseAll,
@@ -93,6 +94,8 @@ export interface PoolView {
   createdAt: string;
   lastReconciledAt: string | null;
   lastReconcile: ReconcileReport | null;
+  /** Since the pool was created: tracked sessions found gone (capacity freed) and ended browsers closed again. */
+  reconciledTotal: { vanished: number; reclosed: number };
 }
 
 export interface AcquireInput {
@@ -437,6 +440,8 @@ export class PoolObject extends DurableObject<Env> {
           const live = await this.provider.list();
           const report = this.transition((step) => reconcile(step, new Set(live.map((s) => s.sessionId)), listedAt));
           this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report }));
+          this.db.setMeta("vanished_total", String(Number(this.db.getMeta("vanished_total") ?? 0) + report.vanished));
+          this.db.setMeta("reclosed_total", String(Number(this.db.getMeta("reclosed_total") ?? 0) + report.reclosed));
           if (report.vanished || report.reclosed) log("reconciled", { pool: this.name(), ...report });
         } catch (error) {
           log("reconcile_failed", { pool: this.name(), error: message(error) });
@@ -488,6 +493,13 @@ export class PoolObject extends DurableObject<Env> {
           break;
         case "disconnect":
           this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
+          break;
+        case "register":
+          // Retried by tick (the row stays unregistered) if the registry cannot be reached.
+          this.track(this.registry().track(effect.sessionId, this.name()).then(() => this.transition((s) => registered(s, effect.row))));
+          break;
+        case "expectOrphans":
+          this.track(this.registry().expectOrphans());
           break;
         case "reset":
           this.track(
@@ -608,6 +620,10 @@ export class PoolObject extends DurableObject<Env> {
     return candidates.length === 0 ? null : Math.min(...candidates);
   }
 
+  private registry() {
+    return this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry"));
+  }
+
   /** "tenant/pool", for logs. */
   private name(): string {
     return `${this.tenant}/${this.poolName}`;
@@ -662,6 +678,7 @@ export class PoolObject extends DurableObject<Env> {
       createdAt: iso(Number(this.db.getMeta("created_at"))),
       lastReconciledAt: lastReport ? iso(lastReport.at) : null,
       lastReconcile: lastReport ? { vanished: lastReport.vanished, reclosed: lastReport.reclosed, unknown: lastReport.unknown } : null,
+      reconciledTotal: { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) },
     };
   }
 

@@ -29,6 +29,8 @@ export type SessionRow = {
   uses: number;
   /** Close attempts made so far while closing (for backoff and give-up). */
   attempts: number;
+  /** 1 once the account's session registry knows this browser (see src/registry). */
+  registered: number;
 };
 
 export type LeaseRow = {
@@ -139,6 +141,13 @@ const MIGRATIONS: Migration[] = [
         opened_at INTEGER NOT NULL
       )`,
       `CREATE INDEX connections_by_lease ON connections (lease_id)`,
+    ],
+  },
+  {
+    version: 3,
+    statements: [
+      `ALTER TABLE sessions ADD COLUMN registered INTEGER NOT NULL DEFAULT 0`,
+      `CREATE INDEX sessions_unregistered ON sessions (id) WHERE registered = 0 AND session_id IS NOT NULL`,
     ],
   },
 ];

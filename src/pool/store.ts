@@ -73,6 +73,13 @@ export class PoolStore {
     return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE session_id = ?`, sessionId).toArray()[0];
   }
 
+  /** Browsers this pool launched that the account's registry has not acknowledged yet (not yet closed). */
+  unregistered(limit = 100): SessionRow[] {
+    return this.sql
+      .exec<SessionRow>(`SELECT * FROM sessions WHERE registered = 0 AND session_id IS NOT NULL AND state != 'closed' ORDER BY id LIMIT ?`, limit)
+      .toArray();
+  }
+
   /** Sessions that hold a platform browser we know the id of and that should still be alive. */
   trackedAlive(): SessionRow[] {
     return this.sql

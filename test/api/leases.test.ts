@@ -301,6 +301,7 @@ describe("service endpoints", () => {
         "DELETE /v1/pools/{pool}/leases/{id}",
         "POST /v1/pools/{pool}/leases/{id}/renew",
         "GET /v1/pools/{pool}/leases/{id}/cdp",
+        "GET /v1/admin/registry",
         "GET /v1/pools/{pool}",
         "PUT /v1/pools/{pool}",
         "GET /healthz",

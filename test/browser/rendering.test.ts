@@ -3,10 +3,12 @@
  * wrangler/Miniflare serve locally: every operation the pool relies on.
  */
 import puppeteer from "@cloudflare/puppeteer";
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RenderingProvider } from "../../src/browser/rendering";
 import { KEEP_ALIVE_MS } from "../../src/pool/config";
+import type { SessionRegistry } from "../../src/registry/object";
+import { call, poolName } from "../support/http";
 
 const provider = new RenderingProvider(env.BROWSER);
 const opened: string[] = [];
@@ -63,5 +65,37 @@ describe("RenderingProvider with real Chromium", () => {
     await expect(provider.ping(sessionId)).resolves.toBeUndefined();
     await provider.close(sessionId);
     await expect(provider.ping(sessionId)).rejects.toThrow();
+  });
+});
+
+describe("orphaned real browsers", () => {
+  it("the registry closes a live Chromium no pool launched, and leaves a pool's browser alone", async () => {
+    // A pool's browser, launched through the API (so registered)…
+    const name = poolName("orphan");
+    const acquired = await call(`/v1/pools/${name}/leases`, { method: "POST", body: { waitSeconds: 20 } });
+    expect(acquired.status).toBe(201);
+    // …and a browser started behind every pool's back, as a crashed launch leaves one.
+    const orphan = await provider.launch({ keepAliveMs: KEEP_ALIVE_MS });
+    opened.push(orphan);
+    const orphanStart = (await provider.list()).find((s) => s.sessionId === orphan)!.startTime;
+
+    const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    const report = await runInDurableObject(registry, async (object: SessionRegistry) => {
+      // Judge only browsers started up to the orphan's start, with no grace: other test
+      // files' browsers started later are left alone.
+      object.graceMs = 0;
+      object.clock = () => orphanStart;
+      try {
+        return await object.sweep();
+      } finally {
+        object.clock = () => Date.now();
+      }
+    });
+    expect(report.orphansClosed).toBeGreaterThanOrEqual(1);
+    const live = (await provider.list()).map((s) => s.sessionId);
+    expect(live).not.toContain(orphan);
+    expect(live).toContain(acquired.body.sessionId);
+    await call(`/v1/pools/${name}/leases/${acquired.body.id}`, { method: "DELETE" });
+    await call(`/v1/pools/${name}`, { method: "PUT", body: { reuse: false } });
   });
 });

@@ -71,6 +71,7 @@ describe("the pool's alarm", () => {
     expect(await pool.counts()).toMatchObject({ leased: 0 });
     const described = await pool.stub.describe();
     expect(described.ok && described.value.lastReconcile).toMatchObject({ vanished: 1 });
+    expect(described.ok && described.value.reconciledTotal).toEqual({ vanished: 1, reclosed: 0 });
     expect(granted(await pool.acquire()).sessionId).not.toBe(lease.sessionId);
     await pool.expectConsistent();
   });

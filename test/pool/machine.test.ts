@@ -18,6 +18,7 @@ import {
   pump,
   reconcile,
   recover,
+  registered,
   releaseAll,
   releaseLease,
   renewLease,
@@ -153,7 +154,11 @@ describe("launchSucceeded", () => {
       const lease = m.lease(result.kind === "waiting" ? result.lease.id : "");
       expect(lease).toMatchObject({ status: "active", session_id: "browser-a", granted_at: T0 + 900, expires_at: T0 + 900 + 60_000 });
       expect(m.session(launch!.row)).toMatchObject({ state: "leased", session_id: "browser-a", launched_at: T0 + 900, uses: 1 });
-      expect(ran.effects).toEqual([{ kind: "grant", leaseId: lease.id }]);
+      // The account's registry learns of the browser (src/registry), then the caller is answered.
+      expect(ran.effects).toEqual([
+        { kind: "register", row: launch!.row, sessionId: "browser-a" },
+        { kind: "grant", leaseId: lease.id },
+      ]);
       expect(ran.events).toEqual(["launched", "granted"]);
       expect(m.violations()).toEqual([]);
     }));
@@ -170,7 +175,7 @@ describe("launchSucceeded", () => {
       expect(m.session(launch!.row)).toMatchObject({ state: "launching", lease_id: null });
       const ran = m.run((s) => launchSucceeded(s, launch!.row, "browser-a"));
       const secondId = second.result.kind === "waiting" ? second.result.lease.id : "";
-      expect(ran.effects).toEqual([{ kind: "grant", leaseId: secondId }]);
+      expect(effectsOf(ran.effects, "grant")).toEqual([{ kind: "grant", leaseId: secondId }]);
       expect(m.lease(secondId).session_id).toBe("browser-a");
       expect(m.lease(third.result.kind === "waiting" ? third.result.lease.id : "").status).toBe("waiting");
       expect(m.violations()).toEqual([]);
@@ -183,7 +188,7 @@ describe("launchSucceeded", () => {
       m.run((s) => cancelWaiter(s, asked.result.kind === "waiting" ? asked.result.lease.id : ""));
       const ran = m.run((s) => launchSucceeded(s, launch!.row, "browser-a"));
       expect(m.session(launch!.row)).toMatchObject({ state: "idle", lease_id: null, deadline: T0 + 120_000 });
-      expect(ran.effects).toEqual([]);
+      expect(ran.effects).toEqual([{ kind: "register", row: launch!.row, sessionId: "browser-a" }]);
       expect(m.violations()).toEqual([]);
     }));
 
@@ -196,7 +201,11 @@ describe("launchSucceeded", () => {
       expect(m.session(launch!.row).state).toBe("failed");
       m.now += 1_000;
       const ran = m.run((s) => launchSucceeded(s, launch!.row, "late-browser"));
-      expect(ran.effects).toEqual([{ kind: "close", row: launch!.row, sessionId: "late-browser" }]);
+      // Registered too: if this close fails, the registry must not take the browser for an orphan of nobody's.
+      expect(ran.effects).toEqual([
+        { kind: "register", row: launch!.row, sessionId: "late-browser" },
+        { kind: "close", row: launch!.row, sessionId: "late-browser" },
+      ]);
       expect(ran.events).toEqual(["late_launch_closed"]);
       // The slot stays free; the id is recorded so reconciliation can find the browser.
       expect(m.session(launch!.row)).toMatchObject({ state: "failed", session_id: "late-browser" });
@@ -738,5 +747,25 @@ describe("retryAfterSeconds", () => {
       expect(m.run(retryAfterSeconds).result).toBe(13);
       m.now += 12_345;
       expect(m.run(retryAfterSeconds).result).toBe(1);
+    }));
+});
+
+describe("registration with the account's session registry", () => {
+  it("tick retries registrations that did not get through, and stops once acknowledged", () =>
+    withMachine({}, (m) => {
+      const asked = m.request({ waitMs: 5_000 });
+      const [launch] = effectsOf(asked.effects, "launch");
+      m.run((s) => launchSucceeded(s, launch!.row, "browser-r"));
+      expect(effectsOf(m.run(tick).effects, "register")).toEqual([{ kind: "register", row: launch!.row, sessionId: "browser-r" }]);
+      m.run((s) => registered(s, launch!.row));
+      expect(effectsOf(m.run(tick).effects, "register")).toEqual([]);
+    }));
+
+  it("recover asks the registry to look for orphans only when a launch was lost", () =>
+    withMachine({}, (m) => {
+      m.leased();
+      expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([]);
+      m.request({ waitMs: 5_000 });
+      expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([{ kind: "expectOrphans" }]);
     }));
 });

@@ -7,7 +7,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { DEFAULT_CONFIG, type PoolConfig } from "../../src/pool/config";
 import { checkInvariants } from "../../src/pool/invariants";
-import { type Effect, type LeaseRequest, launchSucceeded, requestLease, type Step } from "../../src/pool/machine";
+import { type Effect, type LeaseRequest, launchSucceeded, registered, requestLease, type Step } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
 import type { LeaseRow, SessionRow } from "../../src/pool/schema";
 import { PoolStore } from "../../src/pool/store";
@@ -83,6 +83,8 @@ export async function withMachine(config: Partial<PoolConfig>, body: (m: Machine
           const launch = asked.effects.find((e) => e.kind === "launch");
           if (!launch || launch.kind !== "launch") throw new Error("no launch was reserved for the request");
           m.run((step) => launchSucceeded(step, launch.row, `browser-${++launches}`));
+          // As the shell does once the account's registry acknowledged the browser.
+          m.run((step) => registered(step, launch.row));
         }
         const lease = m.lease(leaseId);
         if (lease.status !== "active") throw new Error(`lease is ${lease.status}, not active`);
