@@ -1,2 +1,9 @@
 export function freePort(): Promise<number>;
-export function startBroker(): Promise<{ url: string; stop: () => Promise<void> }>;
+export function startBroker(options?: { vars?: Record<string, string>; state?: string; port?: number }): Promise<{
+  url: string;
+  state: string;
+  /** TMPDIR of this broker's Miniflare (its browsers' profiles live there). */
+  tmp: string;
+  stop: () => Promise<void>;
+  kill: () => Promise<void>;
+}>;

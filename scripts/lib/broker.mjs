@@ -26,16 +26,23 @@ export function freePort() {
   });
 }
 
-/** @returns {Promise<{ url: string, stop: () => Promise<void> }>} */
-export async function startBroker() {
-  const [port, inspectorPort] = [await freePort(), await freePort()];
-  const state = mkdtempSync(join(tmpdir(), "broker-"));
+/**
+ * @param {{ vars?: Record<string, string>, state?: string, port?: number }} [options]
+ *   vars: extra Worker variables (`--var`); state: a persistence directory to reuse
+ *   (a restart on the same state), kept by stop() when given; port: a fixed port.
+ * @returns {Promise<{ url: string, state: string, stop: () => Promise<void>, kill: () => Promise<void> }>}
+ */
+export async function startBroker(options = {}) {
+  const [port, inspectorPort] = [options.port ?? (await freePort()), await freePort()];
+  const ownState = options.state === undefined;
+  const state = options.state ?? mkdtempSync(join(tmpdir(), "broker-"));
+  const vars = Object.entries(options.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const url = `http://127.0.0.1:${port}`;
   const tmp = runTmpDir();
   let output = "";
   const child = spawn(
     join(root, "node_modules", ".bin", "wrangler"),
-    ["dev", "--port", String(port), "--ip", "127.0.0.1", "--inspector-port", String(inspectorPort), "--persist-to", state, "--show-interactive-dev-session=false"],
+    ["dev", "--port", String(port), "--ip", "127.0.0.1", "--inspector-port", String(inspectorPort), "--persist-to", state, "--show-interactive-dev-session=false", ...vars],
     { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env, TMPDIR: tmp, WRANGLER_SEND_METRICS: "false" } },
   );
   const keep = (chunk) => {
@@ -44,17 +51,22 @@ export async function startBroker() {
   child.stdout.on("data", keep);
   child.stderr.on("data", keep);
 
-  const stop = async () => {
+  const end = async (signal) => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
-      process.kill(-child.pid, "SIGTERM");
+      process.kill(-child.pid, signal);
       const timer = setTimeout(() => child.exitCode === null && process.kill(-child.pid, "SIGKILL"), 10_000);
       await exited;
       clearTimeout(timer);
     }
     cleanUpRun(tmp);
-    rmSync(state, { recursive: true, force: true });
   };
+  const stop = async () => {
+    await end("SIGTERM");
+    if (ownState) rmSync(state, { recursive: true, force: true });
+  };
+  /** SIGKILL, as a crash: no shutdown hooks; the state directory is kept for a restart. */
+  const kill = () => end("SIGKILL");
 
   const deadline = Date.now() + STARTUP_MS;
   for (;;) {
@@ -63,7 +75,7 @@ export async function startBroker() {
       throw new Error(`wrangler dev exited with ${child.exitCode}:\n${output}`);
     }
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, stop };
+      if ((await fetch(`${url}/healthz`)).ok) return { url, state, tmp, stop, kill };
     } catch {
       // not listening yet
     }

@@ -17,6 +17,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { RenderingProvider } from "../browser/rendering";
+import { SimulatedProvider, simulationConfig } from "../browser/simulated";
 import type { BrowserProvider } from "../browser/provider";
 import { PlatformLimitError } from "../browser/provider";
 import { DEFAULT_CONFIG, KEEP_ALIVE_MS, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
@@ -136,7 +137,10 @@ export interface AcquireView {
  * real Browser Rendering binding.
  */
 export const providerFactory: { create: (env: Env) => BrowserProvider; now: (() => number) | undefined } = {
-  create: (env: Env): BrowserProvider => new RenderingProvider(env.BROWSER),
+  create: (env: Env): BrowserProvider =>
+    (env as { BROWSER_PROVIDER?: string }).BROWSER_PROVIDER === "simulated"
+      ? new SimulatedProvider(simulationConfig(env as unknown as Record<string, unknown>))
+      : new RenderingProvider(env.BROWSER),
   /** When set, new pool objects take their clock from here (tests that restart an object mid-run). */
   now: undefined,
 };

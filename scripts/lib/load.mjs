@@ -1,0 +1,207 @@
+/**
+ * The load engine shared by `npm run load` and `npm run chaos`: N concurrent
+ * clients acquire, sometimes renew, and release leases on one pool; a share
+ * of them vanish mid-request (their request is aborted and they never
+ * release). Afterwards `audit` accounts for every lease: each one a client saw
+ * (and each one the pool created) is ended with a reason, no session was ever
+ * held by two leases at once (by the pool's own grantedAt/endedAt), the pool
+ * drains to zero leased and zero waiting within TTL + 2 s, and full capacity
+ * can be leased again.
+ */
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function percentile(values, q) {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+export class Client {
+  constructor(url, key = "dev-key") {
+    this.url = url;
+    this.key = key;
+  }
+
+  async call(method, path, body, signal) {
+    const started = performance.now();
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.key}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+      signal,
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : undefined, ms: performance.now() - started };
+  }
+}
+
+/**
+ * @param {{ url: string, pool: string, clients: number, durationMs: number, vanishShare: number,
+ *   ttlSeconds: number, waitSeconds: number, renewShare?: number, holdMs?: [number, number],
+ *   onProgress?: (s: object) => void }} o
+ */
+export async function runLoad(o) {
+  const api = new Client(o.url);
+  const stats = { ops: 0, inflight: 0, byOp: new Map(), outcomes: new Map(), seen: new Set(), vanished: 0, errors: 0, errorKinds: new Map() };
+  const record = (op, status, ms) => {
+    stats.ops += 1;
+    const key = `${op} ${status}`;
+    stats.outcomes.set(key, (stats.outcomes.get(key) ?? 0) + 1);
+    if (!stats.byOp.has(op)) stats.byOp.set(op, []);
+    stats.byOp.get(op).push(ms);
+  };
+  const deadline = Date.now() + o.durationMs;
+  const [holdMin, holdMax] = o.holdMs ?? [20, 200];
+  const started = Date.now();
+  const progress = setInterval(() => o.onProgress?.({ elapsedMs: Date.now() - started, ...summary(stats) }), 1000);
+
+  const client = async (index) => {
+    while (Date.now() < deadline) {
+      const vanish = Math.random() < o.vanishShare;
+      const controller = new AbortController();
+      if (vanish) setTimeout(() => controller.abort(), Math.random() * 300);
+      stats.inflight += 1;
+      let acquired;
+      try {
+        acquired = await api.call(
+          "POST",
+          `/v1/pools/${o.pool}/leases`,
+          { ttlSeconds: o.ttlSeconds, waitSeconds: o.waitSeconds, labels: { client: String(index) } },
+          controller.signal,
+        );
+      } catch (error) {
+        stats.inflight -= 1;
+        if (vanish) {
+          stats.vanished += 1;
+          continue; // this customer is gone (never releases); another takes its place
+        }
+        stats.errors += 1;
+        const kind = String(error?.cause?.code ?? error?.cause?.message ?? error?.message ?? error);
+        stats.errorKinds.set(kind, (stats.errorKinds.get(kind) ?? 0) + 1);
+        record("acquire", "network_error", 0);
+        continue;
+      }
+      stats.inflight -= 1;
+      record("acquire", acquired.status, acquired.ms);
+      if (acquired.status === 201) stats.seen.add(acquired.body.id);
+      if (acquired.status !== 201) {
+        await sleep(20 + Math.random() * 80);
+        continue;
+      }
+      if (vanish) {
+        // Vanishes after the grant: its lease is held until it expires.
+        stats.vanished += 1;
+        continue;
+      }
+      await sleep(holdMin + Math.random() * (holdMax - holdMin));
+      if (Math.random() < (o.renewShare ?? 0.2)) {
+        const renewed = await api.call("POST", `/v1/pools/${o.pool}/leases/${acquired.body.id}/renew`, { ttlSeconds: o.ttlSeconds });
+        record("renew", renewed.status, renewed.ms);
+      }
+      const released = await api.call("DELETE", `/v1/pools/${o.pool}/leases/${acquired.body.id}`);
+      record("release", released.status, released.ms);
+    }
+  };
+  await Promise.all(Array.from({ length: o.clients }, (_, i) => client(i)));
+  clearInterval(progress);
+  return { ...summary(stats), seen: stats.seen, byOp: stats.byOp, outcomes: stats.outcomes, errorKinds: stats.errorKinds, elapsedMs: Date.now() - started };
+}
+
+function summary(stats) {
+  return { ops: stats.ops, inflight: stats.inflight, vanished: stats.vanished, errors: stats.errors, granted: stats.seen.size };
+}
+
+/** Every lease of the pool, newest first, through the list endpoint's pages. */
+export async function allLeases(api, pool) {
+  const leases = [];
+  let cursor;
+  do {
+    const page = await api.call("GET", `/v1/pools/${pool}/leases?limit=100${cursor ? `&cursor=${cursor}` : ""}`);
+    if (page.status !== 200) throw new Error(`listing leases: ${page.status} ${JSON.stringify(page.body)}`);
+    leases.push(...page.body.leases);
+    cursor = page.body.nextCursor;
+  } while (cursor);
+  return leases;
+}
+
+/**
+ * The leak audit. Waits (bounded by TTL + 2 s from `loadEndedAt`) for the pool
+ * to drain, then checks every lease and re-leases full capacity.
+ * @returns {Promise<{ pass: boolean, checks: { name: string, ok: boolean, detail: string }[], drainMs: number | null }>}
+ */
+export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEndedAt, waitForCapacitySeconds = 30 }) {
+  const api = new Client(url);
+  const checks = [];
+  const check = (name, ok, detail = "") => checks.push({ name, ok, detail });
+  const limit = loadEndedAt + ttlSeconds * 1000 + 2000;
+  let drained = null;
+  let view;
+  for (;;) {
+    view = (await api.call("GET", `/v1/pools/${pool}`)).body;
+    if (view.counts.leased === 0 && view.counts.waiting === 0) {
+      drained = Date.now();
+      break;
+    }
+    if (Date.now() > limit + 5000) break;
+    await sleep(100);
+  }
+  const drainMs = drained === null ? null : drained - loadEndedAt;
+  check(
+    "drained to 0 leased / 0 waiting within TTL + 2 s",
+    drained !== null && drained <= limit,
+    drained === null ? `still ${JSON.stringify(view.counts)}` : `${drainMs} ms after the load ended (limit ${ttlSeconds * 1000 + 2000} ms)`,
+  );
+  check("pool consistent (invariants)", view.consistent === true, view.violations?.join("; ") ?? "");
+
+  const leases = await allLeases(api, pool);
+  const byId = new Map(leases.map((l) => [l.id, l]));
+  const missing = [...seen].filter((id) => !byId.has(id));
+  check("every lease a client saw exists", missing.length === 0, missing.length ? `${missing.length} missing, e.g. ${missing[0]}` : `${seen.size} seen`);
+  const open = leases.filter((l) => l.status === "active" || l.status === "waiting");
+  check("every lease ended, with a reason", open.length === 0 && leases.every((l) => open.includes(l) || l.endReason), open.length ? `${open.length} still ${open[0].status}` : `${leases.length} leases`);
+
+  // No session held by two leases at once, by the pool's own timestamps.
+  const bySession = new Map();
+  for (const lease of leases) {
+    if (!lease.sessionId || !lease.grantedAt) continue;
+    if (!bySession.has(lease.sessionId)) bySession.set(lease.sessionId, []);
+    bySession.get(lease.sessionId).push([Date.parse(lease.grantedAt), Date.parse(lease.endedAt ?? lease.expiresAt)]);
+  }
+  let overlaps = 0;
+  for (const spans of bySession.values()) {
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i += 1) if (spans[i][0] < spans[i - 1][1]) overlaps += 1;
+  }
+  check("no session leased twice at once", overlaps === 0, `${bySession.size} sessions, ${overlaps} overlaps`);
+
+  // Full capacity is usable again (a launch may still fail under injected faults: retried).
+  const regain = async () => {
+    for (let attempt = 0; attempt < 10; attempt += 1) {
+      const reply = await api.call("POST", `/v1/pools/${pool}/leases`, { ttlSeconds: 30, waitSeconds: waitForCapacitySeconds });
+      if (reply.status === 201 || reply.status === 429 || reply.status < 500) return reply;
+      await sleep(200);
+    }
+    return { status: 503 };
+  };
+  const regained = await Promise.all(Array.from({ length: maxSessions }, regain));
+  const ok = regained.filter((r) => r.status === 201);
+  check("full capacity can be leased again", ok.length === maxSessions, `${ok.length}/${maxSessions} granted`);
+  await api.call("DELETE", `/v1/pools/${pool}/leases`);
+  return { pass: checks.every((c) => c.ok), checks, drainMs, leases: leases.length };
+}
+
+export function latencyTable(byOp) {
+  const rows = ["| operation | count | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|"];
+  for (const [op, values] of byOp) {
+    const fmt = (q) => (percentile(values, q) ?? 0).toFixed(1);
+    rows.push(`| ${op} | ${values.length} | ${fmt(0.5)} | ${fmt(0.95)} | ${fmt(0.99)} |`);
+  }
+  return rows.join("\n");
+}
+
+export function outcomeTable(outcomes) {
+  const rows = ["| operation and status | count |", "|---|---|"];
+  for (const [key, count] of [...outcomes].sort()) rows.push(`| ${key} | ${count} |`);
+  return rows.join("\n");
+}

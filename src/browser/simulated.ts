@@ -1,0 +1,76 @@
+/**
+ * A simulated browser platform, for load runs, chaos runs and benchmarks only
+ * (never for feature tests, which use real Chromium): launches take a set
+ * time and fail or hang at set rates, browsers live in memory. Selected with
+ * the Worker variable BROWSER_PROVIDER=simulated (e.g. `wrangler dev --var
+ * BROWSER_PROVIDER:simulated`); never set it in production.
+ *
+ * Sessions live in a module-level map, shared by every pool object of the
+ * isolate, so `list()` is account-wide as on the real platform.
+ */
+import type { BrowserProvider, LiveSession } from "./provider";
+import { PlatformLimitError } from "./provider";
+
+export interface SimulationConfig {
+  launchMs: number;
+  /** Extra launch time, uniform in [0, launchJitterMs). */
+  launchJitterMs: number;
+  /** Share of launches that fail (0-1). */
+  launchFailRate: number;
+  /** Share of launches refused for the platform limit (0-1). */
+  launchLimitRate: number;
+  /** Most browsers alive at once (the platform's concurrency limit). */
+  maxBrowsers: number;
+}
+
+const browsers = new Map<string, LiveSession>();
+let counter = 0;
+
+export function simulationConfig(env: Record<string, unknown>): SimulationConfig {
+  const num = (key: string, fallback: number) => {
+    const value = Number(env[key]);
+    return Number.isFinite(value) && env[key] !== undefined && env[key] !== "" ? value : fallback;
+  };
+  return {
+    launchMs: num("SIM_LAUNCH_MS", 200),
+    launchJitterMs: num("SIM_LAUNCH_JITTER_MS", 0),
+    launchFailRate: num("SIM_LAUNCH_FAIL_RATE", 0),
+    launchLimitRate: num("SIM_LAUNCH_LIMIT_RATE", 0),
+    maxBrowsers: num("SIM_MAX_BROWSERS", 120),
+  };
+}
+
+export class SimulatedProvider implements BrowserProvider {
+  constructor(private readonly config: SimulationConfig) {}
+
+  async launch(): Promise<string> {
+    await scheduler.wait(this.config.launchMs + Math.random() * this.config.launchJitterMs);
+    const roll = Math.random();
+    if (roll < this.config.launchLimitRate || browsers.size >= this.config.maxBrowsers) {
+      throw new PlatformLimitError("Unable to create new browser: code: 429: simulated limit", 2);
+    }
+    if (roll < this.config.launchLimitRate + this.config.launchFailRate) throw new Error("simulated launch failure");
+    counter += 1;
+    const sessionId = `sim-${counter}-${crypto.randomUUID().slice(0, 8)}`;
+    browsers.set(sessionId, { sessionId, startTime: Date.now(), connected: false });
+    return sessionId;
+  }
+
+  async close(sessionId: string): Promise<void> {
+    await scheduler.wait(5);
+    browsers.delete(sessionId);
+  }
+
+  async reset(sessionId: string): Promise<void> {
+    await scheduler.wait(5);
+    if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
+  }
+
+  async ping(sessionId: string): Promise<void> {
+    if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
+  }
+
+  async list(): Promise<LiveSession[]> {
+    return [...browsers.values()];
+  }
+}
