@@ -32,7 +32,14 @@ export class Client {
       signal,
     });
     const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : undefined, ms: performance.now() - started };
+    let parsed;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // Not the broker's JSON (e.g. the local runtime's own error page): keep the text for the report.
+      parsed = { nonJson: text.slice(0, 200) };
+    }
+    return { status: response.status, body: parsed, ms: performance.now() - started };
   }
 }
 
@@ -84,6 +91,7 @@ export async function runLoad(o) {
       }
       stats.inflight -= 1;
       record("acquire", acquired.status, acquired.ms);
+      if (acquired.body?.nonJson) stats.errorKinds.set(`${acquired.status} ${acquired.body.nonJson}`, (stats.errorKinds.get(`${acquired.status} ${acquired.body.nonJson}`) ?? 0) + 1);
       if (acquired.status === 201) stats.seen.add(acquired.body.id);
       if (acquired.status !== 201) {
         await sleep(20 + Math.random() * 80);

@@ -7,10 +7,12 @@
  *   connection, so the lease's client can connect to it later.
  * - close uses the documented `DELETE /v1/devtools/browser/{id}` and falls back
  *   to connecting and sending Browser.close.
- * - reset and ping connect, act and disconnect (never close).
+ * - reset and ping speak CDP over the binding's DevTools socket (./cdp.ts),
+ *   act and disconnect (never close).
  */
 import puppeteer from "@cloudflare/puppeteer";
 import type { BrowserProvider, LiveSession } from "./provider";
+import { withCdp } from "./cdp";
 import { PlatformLimitError } from "./provider";
 
 const PLATFORM = "https://fake.host";
@@ -68,29 +70,25 @@ export class RenderingProvider implements BrowserProvider {
     }
   }
 
+  /** Closes every private context and every page, leaving one fresh blank tab (never zero targets). */
   async reset(sessionId: string): Promise<void> {
-    const browser = await puppeteer.connect(this.binding, sessionId);
-    try {
-      for (const context of browser.browserContexts()) {
-        if (context !== browser.defaultBrowserContext()) await context.close();
+    await withCdp(this.binding, sessionId, async (send) => {
+      const { browserContextIds } = await send<{ browserContextIds: string[] }>("Target.getBrowserContexts");
+      for (const id of browserContextIds) await send("Target.disposeBrowserContext", { browserContextId: id });
+      const { targetId: fresh } = await send<{ targetId: string }>("Target.createTarget", { url: "about:blank" });
+      // Wait until the new tab has a main frame, so the next client's connect finds a ready page.
+      const { sessionId: tab } = await send<{ sessionId: string }>("Target.attachToTarget", { targetId: fresh, flatten: true });
+      await send("Runtime.evaluate", { expression: "document.readyState" }, tab);
+      await send("Target.detachFromTarget", { sessionId: tab });
+      const { targetInfos } = await send<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
+      for (const target of targetInfos) {
+        if (target.type === "page" && target.targetId !== fresh) await send("Target.closeTarget", { targetId: target.targetId });
       }
-      // Keep one fresh blank tab so the browser never has zero targets.
-      const fresh = await browser.newPage();
-      for (const page of await browser.pages()) {
-        if (page !== fresh) await page.close();
-      }
-    } finally {
-      browser.disconnect();
-    }
+    });
   }
 
   async ping(sessionId: string): Promise<void> {
-    const browser = await puppeteer.connect(this.binding, sessionId);
-    try {
-      await browser.version();
-    } finally {
-      browser.disconnect();
-    }
+    await withCdp(this.binding, sessionId, (send) => send("Browser.getVersion"));
   }
 
   async list(): Promise<LiveSession[]> {

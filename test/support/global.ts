@@ -5,7 +5,7 @@
  * the tests.
  */
 import type { TestProject } from "vitest/node";
-import { cleanUpRun, runTmpDir } from "../../scripts/lib/browsers.mjs";
+import { runTmpDir, stopBrowsers } from "../../scripts/lib/browsers.mjs";
 
 export default function setup(project: TestProject): () => void {
   // The model-based test's budget: bounded in `npm test`, larger in `npm run test:deep`.
@@ -15,6 +15,8 @@ export default function setup(project: TestProject): () => void {
   const dir = runTmpDir();
   process.env.TMPDIR = dir;
   return () => {
-    cleanUpRun(dir);
+    // Miniflare removes its own directory under `dir` as it shuts down; removing it
+    // here as well races with that, so only the browsers are stopped.
+    stopBrowsers(dir);
   };
 }
