@@ -103,12 +103,22 @@ export async function runLoad(o) {
         continue;
       }
       await sleep(holdMin + Math.random() * (holdMax - holdMin));
+      // The broker may be down (chaos): a failed renew or release is recorded and the lease left to expire.
+      const attempt = async (op, method, path, body) => {
+        try {
+          const reply = await api.call(method, path, body);
+          record(op, reply.status, reply.ms);
+        } catch (error) {
+          stats.errors += 1;
+          const kind = String(error?.cause?.code ?? error?.message ?? error);
+          stats.errorKinds.set(kind, (stats.errorKinds.get(kind) ?? 0) + 1);
+          record(op, "network_error", 0);
+        }
+      };
       if (Math.random() < (o.renewShare ?? 0.2)) {
-        const renewed = await api.call("POST", `/v1/pools/${o.pool}/leases/${acquired.body.id}/renew`, { ttlSeconds: o.ttlSeconds });
-        record("renew", renewed.status, renewed.ms);
+        await attempt("renew", "POST", `/v1/pools/${o.pool}/leases/${acquired.body.id}/renew`, { ttlSeconds: o.ttlSeconds });
       }
-      const released = await api.call("DELETE", `/v1/pools/${o.pool}/leases/${acquired.body.id}`);
-      record("release", released.status, released.ms);
+      await attempt("release", "DELETE", `/v1/pools/${o.pool}/leases/${acquired.body.id}`);
     }
   };
   await Promise.all(Array.from({ length: o.clients }, (_, i) => client(i)));
