@@ -12,21 +12,24 @@
  *   - every caller still waiting (per the model) is waiting in the pool, or is
  *     told its outcome at once: a lease decided in SQL but never answered is the
  *     incident's failure;
- *   - ended leases stay ended.
+ *   - ended leases stay ended;
+ *   - every session idle or leased is a live browser (nothing closed comes back).
  *
  * And at the end: after releasing everything and letting every deadline pass,
  * nothing is leased, launching or waiting, and every caller got an answer.
  *
- * Launches are manual, so the order in which they land, relative to releases,
- * expiries, aborts and restarts, is chosen by fast-check: the pool object's
- * awaits resolve in adversarial orders. `npm test` runs a bounded number of
+ * Launches, closes, resets and pings are manual, so the order in which they
+ * land (and whether they fail), relative to releases, expiries, aborts and
+ * restarts, is chosen by fast-check: the pool object's awaits resolve in
+ * adversarial orders. `npm test` runs a bounded number of
  * sequences; `npm run test:deep` runs many more (MODEL_RUNS, default 500) and
  * replays a failure with MODEL_SEED and MODEL_PATH.
  */
-import { abortAllDurableObjects } from "cloudflare:test";
+import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
 import { afterEach, describe, expect, inject, it } from "vitest";
-import type { AcquireView, PoolResult } from "../../src/pool/object";
+import type { AcquireView, PoolObject, PoolResult } from "../../src/pool/object";
+import type { PoolStore } from "../../src/pool/store";
 import { providerFactory } from "../../src/pool/object";
 import { FaultProvider } from "../support/fault-provider";
 import { faultPool, flush, type TestPool } from "../support/pool";
@@ -98,6 +101,14 @@ async function check(m: Model, r: Real): Promise<void> {
   const listed = await stub.listLeases({ status: "active", limit: 100 });
   expect(listed.ok).toBe(true);
   if (listed.ok) expect(listed.value.leases.map((l) => l.id).sort(), "active leases are exactly the ones callers hold").toEqual(active.map(([id]) => id).sort());
+  // A browser the pool may hand out (idle) or has handed out (leased) is alive:
+  // crashes are reconciled in the step that causes them, and a closed browser
+  // must never come back (a late reset or launch landing after the close).
+  const usable = await runInDurableObject(stub, (object: PoolObject) => {
+    const db = (object as unknown as { db: PoolStore }).db;
+    return [...db.sessionsIn("idle"), ...db.sessionsIn("leased")].map((s) => s.session_id);
+  });
+  for (const sessionId of usable) expect(r.provider.live.has(sessionId!), `session ${sessionId} in use or idle is a live browser`).toBe(true);
   const report = await stub.checkInvariants();
   expect(report.violations).toEqual([]);
 }
@@ -172,6 +183,17 @@ class ResolveLaunch implements fc.AsyncCommand<Model, Real> {
     await check(m, r);
   }
   toString = () => `launch#${this.index} → ${this.outcome}`;
+}
+
+class ResolveIo implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number, readonly outcome: "ok" | "fail") {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const io = r.provider.takeIo(this.index);
+    if (io) await r.pool.inside(() => (this.outcome === "ok" ? io.succeed() : io.fail()));
+    await check(m, r);
+  }
+  toString = () => `io#${this.index} → ${this.outcome}`;
 }
 
 class Release implements fc.AsyncCommand<Model, Real> {
@@ -284,6 +306,8 @@ class Restart implements fc.AsyncCommand<Model, Real> {
 const commands = [
   fc.tuple(fc.constantFrom(0, 0, 3), fc.constantFrom(5, 30)).map(([w, t]) => new Acquire(w, t)),
   fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail" | "limit">("ok", "ok", "ok", "fail", "limit")).map(([i, o]) => new ResolveLaunch(i, o)),
+  // Twice: closes and resets outnumber launches, and their order is what races.
+  ...[1, 2].map(() => fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail">("ok", "ok", "ok", "fail")).map(([i, o]) => new ResolveIo(i, o))),
   fc.nat(8).map((i) => new Release(i)),
   fc.tuple(fc.nat(8), fc.constantFrom(5, 30)).map(([i, t]) => new Renew(i, t)),
   fc.constant(new ReleaseAll()),
@@ -296,6 +320,7 @@ const commands = [
 async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle: number }): Promise<Real> {
   const provider = new FaultProvider();
   provider.defaultPlan = { kind: "manual" };
+  provider.manualIo = true;
   const pool = await faultPool(
     { ...config, maxWaiters: 3, launchTimeoutSeconds: 5, idleTimeoutSeconds: 30, defaultTtlSeconds: 30, maxTtlSeconds: 60 },
     provider,
@@ -309,9 +334,12 @@ async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle:
 /** Liveness: once everything is released and every deadline has passed, the pool holds nothing and every caller was answered. */
 async function drain(m: Model, r: Real): Promise<void> {
   r.provider.defaultPlan = { kind: "ok" };
-  for (let launch = r.provider.takeLaunch(0); launch; launch = r.provider.takeLaunch(0)) {
-    const pending = launch;
-    await r.pool.inside(() => void pending.succeed());
+  r.provider.manualIo = false;
+  while (r.provider.pendingLaunches > 0 || r.provider.pendingIoCount > 0) {
+    const launch = r.provider.takeLaunch(0);
+    if (launch) await r.pool.inside(() => void launch.succeed());
+    const io = r.provider.takeIo(0);
+    if (io) await r.pool.inside(() => io.succeed());
   }
   await r.pool.stub.releaseAll();
   for (let i = 0; i < 3; i += 1) await r.pool.advance(61_000);
@@ -320,25 +348,26 @@ async function drain(m: Model, r: Real): Promise<void> {
     if (m.leases.get(id)!.state === "waiting") await answerOf(r, id, "a caller at the end");
   }
   const counts = await r.pool.counts();
-  expect(counts, "nothing is leased, launching or waiting once all is released and every deadline passed").toMatchObject({
+  expect(counts, "nothing is leased, launching, resetting, closing or waiting once all is released and every deadline passed").toMatchObject({
     leased: 0,
     launching: 0,
     waiting: 0,
     resetting: 0,
+    closing: 0,
   });
   for (const call of r.calls.values()) expect(call.answer, "every caller got an answer").toBeDefined();
   expect((await r.pool.stub.checkInvariants()).violations).toEqual([]);
 }
 
 describe("the pool against a reference model", () => {
-  it("keeps its invariants and the model's view through random operations and faults", async () => {
-    const runs = inject("modelRuns");
+  const runs = inject("modelRuns");
+  it("keeps its invariants and the model's view through random operations and faults", { timeout: 60_000 + runs * 300 }, async () => {
     const seed = inject("modelSeed");
     const path = inject("modelPath");
     await fc.assert(
       fc.asyncProperty(
         fc.record({ maxSessions: fc.constantFrom(1, 2, 3), reuse: fc.boolean(), minIdle: fc.constantFrom(0, 0, 1) }),
-        fc.commands(commands, { maxCommands: 30 }),
+        fc.commands(commands, { maxCommands: 40 }),
         async (config, cmds) => {
           const r = await newSystem(config);
           const m: Model = { leases: new Map(), order: [] };

@@ -19,6 +19,15 @@ export type LaunchPlan =
   /** The launch waits until the test calls `succeed()` or `fail()` on it. */
   | { kind: "manual" };
 
+/** A close, reset or ping the test decides (when `manualIo` is on). */
+export interface PendingIo {
+  kind: "close" | "reset" | "ping";
+  sessionId: string;
+  /** Does what the platform would (a close ends the browser; a reset or ping of a dead browser fails). */
+  succeed(): void;
+  fail(message?: string): void;
+}
+
 export interface PendingLaunch {
   /** Completes the launch; returns the new session id. */
   succeed(): string;
@@ -39,7 +48,10 @@ export class FaultProvider implements BrowserProvider {
   defaultPlan: LaunchPlan = { kind: "ok" };
   failCloses = 0;
   failResets = 0;
+  /** When on, closes, resets and pings wait for the test (`takeIo`) instead of completing at once. */
+  manualIo = false;
   private pending: PendingLaunch[] = [];
+  private pendingIo: PendingIo[] = [];
   private launchListeners: Array<(launch: PendingLaunch) => void> = [];
 
   async launch(): Promise<string> {
@@ -89,27 +101,70 @@ export class FaultProvider implements BrowserProvider {
     return this.pending.splice(index % this.pending.length, 1)[0];
   }
 
-  async close(sessionId: string): Promise<void> {
-    if (this.failCloses > 0) {
-      this.failCloses -= 1;
-      throw new Error("injected close failure");
-    }
-    this.closed.push(sessionId);
-    this.live.delete(sessionId);
+  close(sessionId: string): Promise<void> {
+    return this.io("close", sessionId, () => {
+      if (this.failCloses > 0) {
+        this.failCloses -= 1;
+        throw new Error("injected close failure");
+      }
+      this.closed.push(sessionId);
+      this.live.delete(sessionId);
+    });
   }
 
-  async reset(sessionId: string): Promise<void> {
-    if (this.failResets > 0) {
-      this.failResets -= 1;
-      throw new Error("injected reset failure");
-    }
-    if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
-    this.resets.push(sessionId);
+  reset(sessionId: string): Promise<void> {
+    return this.io("reset", sessionId, () => {
+      if (this.failResets > 0) {
+        this.failResets -= 1;
+        throw new Error("injected reset failure");
+      }
+      if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
+      this.resets.push(sessionId);
+    });
   }
 
-  async ping(sessionId: string): Promise<void> {
-    if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
-    this.pings.push(sessionId);
+  ping(sessionId: string): Promise<void> {
+    return this.io("ping", sessionId, () => {
+      if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
+      this.pings.push(sessionId);
+    });
+  }
+
+  /** Closes, resets and pings started and not yet decided by the test. */
+  get pendingIoCount(): number {
+    return this.pendingIo.length;
+  }
+
+  /** Takes one of the closes, resets or pings waiting for a decision (index wraps). */
+  takeIo(index: number): PendingIo | undefined {
+    if (this.pendingIo.length === 0) return undefined;
+    return this.pendingIo.splice(index % this.pendingIo.length, 1)[0];
+  }
+
+  private io(kind: PendingIo["kind"], sessionId: string, effect: () => void): Promise<void> {
+    if (!this.manualIo) {
+      try {
+        effect();
+        return Promise.resolve();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pendingIo.push({
+        kind,
+        sessionId,
+        succeed: () => {
+          try {
+            effect();
+            resolve();
+          } catch (error) {
+            reject(error);
+          }
+        },
+        fail: (message = `injected ${kind} failure`) => reject(new Error(message)),
+      });
+    });
   }
 
   async list(): Promise<LiveSession[]> {
