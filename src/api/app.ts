@@ -21,6 +21,7 @@ import {
   RenewBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { sha256Hex } from "./digest";
 import { connectUrl, mintToken } from "./token";
 import { parse, unwrap } from "./validate";
 
@@ -57,9 +58,8 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
-async function fingerprint(value: unknown): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical(value)));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+function fingerprint(value: unknown): string {
+  return sha256Hex(canonical(value));
 }
 
 const v1 = new Hono<AppEnv>();
@@ -82,7 +82,7 @@ v1.post("/pools/:pool/leases", async (c) => {
   const stub = poolStub(c, pool);
   const leaseId = crypto.randomUUID();
   // Minted here, shown once in this response; the pool object keeps only its hash.
-  const token = await mintToken(c.get("tenant"));
+  const token = mintToken(c.get("tenant"));
   // A caller that disconnects while queued gives up its place (best effort:
   // the waiter's deadline and the lease TTL are what guarantee it).
   const signal = c.req.raw.signal as AbortSignal | undefined;
@@ -97,7 +97,7 @@ v1.post("/pools/:pool/leases", async (c) => {
       owner: c.get("owner"),
       tokenHash: token.hash,
       ...body,
-      ...(idempotencyKey ? { idempotencyKey, fingerprint: await fingerprint(body) } : {}),
+      ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
     });
   } finally {
     signal?.removeEventListener("abort", onAbort);

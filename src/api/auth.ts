@@ -5,6 +5,7 @@
  * time, and only a short digest prefix (never the key) is used as the lease owner.
  */
 import type { MiddlewareHandler } from "hono";
+import { sha256 } from "./digest";
 import { ApiError } from "./errors";
 
 export type AuthVariables = { tenant: string; owner: string };
@@ -16,9 +17,6 @@ interface KeyEntry {
 
 let cached: { source: string; entries: Promise<KeyEntry[]> } | undefined;
 
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
 
 function keyEntries(source: string | undefined): Promise<KeyEntry[]> {
   if (!source) return Promise.resolve([]);
@@ -36,7 +34,7 @@ function keyEntries(source: string | undefined): Promise<KeyEntry[]> {
         if (typeof parsed !== "object" || parsed === null) return [];
         const entries: KeyEntry[] = [];
         for (const [key, tenant] of Object.entries(parsed)) {
-          if (typeof tenant === "string" && key.length > 0) entries.push({ digest: await sha256(key), tenant });
+          if (typeof tenant === "string" && key.length > 0) entries.push({ digest: sha256(key), tenant });
         }
         return entries;
       })(),
@@ -58,7 +56,7 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) throw unauthorized("send 'Authorization: Bearer <api key>'");
-    const digest = await sha256(match[1]!);
+    const digest = sha256(match[1]!);
     let tenant: string | undefined;
     for (const entry of await keyEntries(c.env.API_KEYS)) {
       // Check every entry, so timing does not reveal which one matched.
@@ -77,7 +75,7 @@ export function requireAdmin(): MiddlewareHandler<{ Bindings: Env }> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
     const configured = c.env.ADMIN_TOKEN;
     if (!match || !configured) throw unauthorized("send 'Authorization: Bearer <admin token>'");
-    const [given, wanted] = await Promise.all([sha256(match[1]!), sha256(configured)]);
+    const [given, wanted] = [sha256(match[1]!), sha256(configured)];
     if (!crypto.subtle.timingSafeEqual(given, wanted)) throw unauthorized("the admin token is not valid");
     await next();
   };

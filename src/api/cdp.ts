@@ -38,7 +38,7 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   const pools = c.env.POOL;
   const stub = () => pools.get(pools.idFromName(`${tenant}/${pool}`));
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
-  const grant = unwrap(await stub().openConnection(leaseId, await tokenHash(token), upgrade));
+  const grant = unwrap(await stub().openConnection(leaseId, tokenHash(token), upgrade));
   if (!upgrade) {
     throw new ApiError(426, "upgrade_required", "this endpoint speaks CDP over WebSocket: connect with Puppeteer's browserWSEndpoint or Playwright's connectOverCDP", {
       Upgrade: "websocket",

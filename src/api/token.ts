@@ -8,6 +8,7 @@
  * constant time at connect time. A token belongs to one lease: it is checked
  * against that lease's stored hash and nothing else.
  */
+import { sha256Hex } from "./digest";
 
 const TOKEN = /^([A-Za-z0-9_-]{1,200})\.([A-Za-z0-9_-]{43})$/;
 
@@ -28,15 +29,14 @@ function fromBase64url(text: string): string | undefined {
 }
 
 /** SHA-256 of the whole token, hex: the only form in which a token is stored. */
-export async function tokenHash(token: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+export function tokenHash(token: string): string {
+  return sha256Hex(token);
 }
 
 /** A fresh token for a lease of `tenant`, and its hash for the pool object. */
-export async function mintToken(tenant: string): Promise<{ token: string; hash: string }> {
+export function mintToken(tenant: string): { token: string; hash: string } {
   const token = `${base64url(new TextEncoder().encode(tenant))}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
-  return { token, hash: await tokenHash(token) };
+  return { token, hash: tokenHash(token) };
 }
 
 /** The tenant a well-formed token names; undefined if it is not a token at all. */

@@ -21,6 +21,10 @@ export interface SimulationConfig {
   launchLimitRate: number;
   /** Most browsers alive at once (the platform's concurrency limit). */
   maxBrowsers: number;
+  /** Time a reset (cleaning for the next lease) takes; 0 answers without waiting. */
+  resetMs: number;
+  /** Time a close takes; 0 answers without waiting. */
+  closeMs: number;
 }
 
 const browsers = new Map<string, LiveSession>();
@@ -37,6 +41,8 @@ export function simulationConfig(env: Record<string, unknown>): SimulationConfig
     launchFailRate: num("SIM_LAUNCH_FAIL_RATE", 0),
     launchLimitRate: num("SIM_LAUNCH_LIMIT_RATE", 0),
     maxBrowsers: num("SIM_MAX_BROWSERS", 120),
+    resetMs: num("SIM_RESET_MS", 5),
+    closeMs: num("SIM_CLOSE_MS", 5),
   };
 }
 
@@ -57,12 +63,12 @@ export class SimulatedProvider implements BrowserProvider {
   }
 
   async close(sessionId: string): Promise<void> {
-    await scheduler.wait(5);
+    if (this.config.closeMs > 0) await scheduler.wait(this.config.closeMs);
     browsers.delete(sessionId);
   }
 
   async reset(sessionId: string): Promise<void> {
-    await scheduler.wait(5);
+    if (this.config.resetMs > 0) await scheduler.wait(this.config.resetMs);
     if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
   }
 

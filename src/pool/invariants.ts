@@ -69,6 +69,26 @@ export function checkInvariants(sql: SqlStorage, config: PoolConfig, now: number
   const waiting = rows<{ n: number }>(`SELECT COUNT(*) AS n FROM leases WHERE status = 'waiting'`)[0]!.n;
   if (idle > 0 && waiting > 0) violations.push(`${waiting} waiters queue while ${idle} sessions are idle`);
 
+  // The tallies the hot path reads instead of counting rows must be the counts.
+  // Only live states are recounted: they are bounded by maxSessions and
+  // maxWaiters, so this check does not grow with history either.
+  const tallies = rows<{ kind: string; state: string; n: number }>(`SELECT kind, state, n FROM tallies`);
+  const actual = new Map<string, number>();
+  for (const r of rows<{ state: string; n: number }>(
+    `SELECT state, COUNT(*) AS n FROM sessions WHERE state IN ('launching','idle','leased','resetting','closing') GROUP BY state`,
+  )) {
+    actual.set(`session/${r.state}`, r.n);
+  }
+  for (const r of rows<{ status: string; n: number }>(`SELECT status, COUNT(*) AS n FROM leases WHERE status IN ('waiting','active') GROUP BY status`)) {
+    actual.set(`lease/${r.status}`, r.n);
+  }
+  for (const t of tallies) {
+    const key = `${t.kind}/${t.state}`;
+    const live = t.kind === "session" ? !["closed", "failed"].includes(t.state) : ["waiting", "active"].includes(t.state);
+    if (live && t.n !== (actual.get(key) ?? 0)) violations.push(`the tally of ${t.kind}s ${t.state} says ${t.n}, the rows say ${actual.get(key) ?? 0}`);
+    if (t.n < 0) violations.push(`the tally of ${t.kind}s ${t.state} is negative (${t.n})`);
+  }
+
   // A session is closed once a lease on it expires or fails, so a live session
   // with such a lease in its history is a violation. Starting from live
   // sessions (at most maxSessions) keeps this check's cost independent of history.

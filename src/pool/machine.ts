@@ -86,7 +86,7 @@ export interface LaunchError {
  */
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
-  const waiting = db.counts().waiting;
+  const waiting = db.waitingCount();
   const hasCapacity = db.liveSessions() < config.maxSessions;
   const idle = waiting === 0 ? db.oldestIdle() : undefined;
   const blockedUntil = launchesBlockedUntil(step);
@@ -125,6 +125,24 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     idempotency_key: req.idempotencyKey,
     token_hash: req.tokenHash,
   };
+  if (idle) {
+    // The common case, written once: the lease is inserted already active on
+    // the idle session (nobody queues ahead of it, since waiting is 0).
+    const active: LeaseRow = {
+      ...lease,
+      status: "active",
+      session_row: idle.id,
+      session_id: idle.session_id,
+      granted_at: now,
+      expires_at: now + req.ttlMs,
+      wait_deadline: null,
+    };
+    db.insertLease(active);
+    db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: null, uses: idle.uses + 1 });
+    db.journal(now, "granted", active.id, idle.id, { sessionId: idle.session_id, waitedMs: 0, uses: idle.uses + 1, ttlMs: req.ttlMs });
+    pump(step);
+    return { kind: "granted", lease: active };
+  }
   db.insertLease(lease);
   db.journal(now, "requested", lease.id, null, { waitMs: req.waitMs, ttlMs: req.ttlMs });
   pump(step);

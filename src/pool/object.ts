@@ -55,6 +55,10 @@ import { type Counts, PoolStore } from "./store";
 export const RECONCILE_INTERVAL_MS = 60_000;
 /** Idempotency keys are honoured this long (DESIGN.md: 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Ended leases and closed sessions are kept this long (as long as an Idempotency-Key), then pruned by the alarm. */
+export const HISTORY_RETENTION_MS = IDEMPOTENCY_TTL_MS;
+/** Rows of each kind one alarm prunes at most (the next alarm follows at once while more are due). */
+export const PRUNE_BATCH = 1000;
 /** Journal rows kept per pool; older history is pruned by the alarm. */
 export const JOURNAL_KEEP = 20_000;
 /** CDP sockets one lease may have open at once (each is a proxied WebSocket). */
@@ -380,7 +384,7 @@ export class PoolObject extends DurableObject<Env> {
     }
     const connectionId = crypto.randomUUID();
     const now = this.clock();
-    this.ctx.storage.transactionSync(() => {
+    this.atomically(() => {
       this.db.insertConnection({ id: connectionId, lease_id: leaseId, opened_at: now });
       this.db.journal(now, "connected", leaseId, current.session_row, { connectionId });
     });
@@ -406,7 +410,7 @@ export class PoolObject extends DurableObject<Env> {
     const row = this.db.connection(connectionId);
     if (!row) return;
     const now = this.clock();
-    this.ctx.storage.transactionSync(() => {
+    this.atomically(() => {
       this.db.deleteConnection(connectionId);
       this.db.journal(now, "disconnected", row.lease_id, null, { connectionId, connectedMs: now - row.opened_at });
     });
@@ -427,11 +431,13 @@ export class PoolObject extends DurableObject<Env> {
     this.transition(tick);
     const now = this.clock();
     if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) await this.reconcileNow();
-    this.ctx.storage.transactionSync(() => {
+    const pruned = this.atomically(() => {
       this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
       this.db.pruneJournal(JOURNAL_KEEP);
       this.db.pruneConnections(now - STALE_CONNECTION_MS);
+      return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
     });
+    if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
     this.arm(this.clock());
   }
 
@@ -476,10 +482,20 @@ export class PoolObject extends DurableObject<Env> {
 
   private transition<T>(fn: (step: Step) => T): T {
     const step: Step = { db: this.db, now: this.clock(), config: this.config(), effects: [] };
-    const result = this.ctx.storage.transactionSync(() => fn(step));
+    const result = this.atomically(() => fn(step));
     this.perform(step.effects);
     this.arm(step.now);
     return result;
+  }
+
+  /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
+  private atomically<T>(fn: () => T): T {
+    try {
+      return this.ctx.storage.transactionSync(fn);
+    } catch (error) {
+      this.db.forgetCached();
+      throw error;
+    }
   }
 
   private perform(effects: Effect[]): void {
@@ -592,25 +608,23 @@ export class PoolObject extends DurableObject<Env> {
     for (const resolve of list ?? []) resolve(result);
   }
 
-  /** Sets the one alarm to the earliest deadline in SQL (or clears the need for one). */
+  /**
+   * Makes sure the one alarm fires no later than the earliest deadline in SQL.
+   * It is only ever moved earlier: an alarm that fires before anything is due
+   * finds nothing to do and re-arms at the true next deadline, so a deadline
+   * that moves later (a lease renewed, a reset finished) costs no storage write.
+   * Under steady traffic that is one alarm per few seconds instead of a
+   * setAlarm per request.
+   */
   private arm(now: number): void {
     const next = this.nextDeadline(now);
-    if (next === this.armedAt) return;
+    if (next === null || (this.armedAt !== null && this.armedAt <= next)) return;
     this.armedAt = next;
-    const done = next === null ? this.ctx.storage.deleteAlarm() : this.ctx.storage.setAlarm(next);
-    done.catch((error: unknown) => log("arm_failed", { error: message(error) }));
+    this.ctx.storage.setAlarm(next).catch((error: unknown) => log("arm_failed", { error: message(error) }));
   }
 
   private nextDeadline(now: number): number | null {
-    const sql = this.ctx.storage.sql;
-    const earliest = sql
-      .exec<{ t: number | null }>(
-        `SELECT MIN(t) AS t FROM (
-           SELECT MIN(expires_at) AS t FROM leases WHERE status = 'active'
-           UNION ALL SELECT MIN(wait_deadline) FROM leases WHERE status = 'waiting'
-           UNION ALL SELECT MIN(deadline) FROM sessions WHERE state IN ('launching','idle','resetting','closing'))`,
-      )
-      .one().t;
+    const { earliest, idempotency, history } = this.db.deadlines();
     const candidates = earliest === null ? [] : [earliest];
     const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
     if (blocked > now) candidates.push(blocked);
@@ -619,8 +633,8 @@ export class PoolObject extends DurableObject<Env> {
     if (earliest !== null || Number(this.db.getMeta("reconcile_until") ?? 0) > now) {
       candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
     }
-    const idempotencyRows = sql.exec<{ t: number | null }>(`SELECT MIN(created_at) AS t FROM idempotency`).one().t;
-    if (idempotencyRows !== null) candidates.push(idempotencyRows + IDEMPOTENCY_TTL_MS);
+    if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
+    if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
     return candidates.length === 0 ? null : Math.min(...candidates);
   }
 
@@ -642,7 +656,7 @@ export class PoolObject extends DurableObject<Env> {
     this.tenant = tenant;
     this.poolName = pool;
     const now = this.clock();
-    this.ctx.storage.transactionSync(() => {
+    this.atomically(() => {
       this.db.setMeta("tenant", tenant);
       this.db.setMeta("pool", pool);
       this.db.setMeta("created_at", String(now));

@@ -9,6 +9,9 @@
 export type SessionState = "launching" | "idle" | "leased" | "resetting" | "closing" | "closed" | "failed";
 export type LeaseStatus = "waiting" | "active" | "released" | "expired" | "failed";
 
+export const SESSION_STATES: readonly SessionState[] = ["launching", "idle", "leased", "resetting", "closing", "closed", "failed"];
+export const LEASE_STATUSES: readonly LeaseStatus[] = ["waiting", "active", "released", "expired", "failed"];
+
 /** States that hold a slot of the pool's capacity (maxSessions). */
 export const LIVE_SESSION_STATES = ["launching", "idle", "leased", "resetting", "closing"] as const;
 
@@ -150,7 +153,45 @@ const MIGRATIONS: Migration[] = [
       `CREATE INDEX sessions_unregistered ON sessions (id) WHERE registered = 0 AND session_id IS NOT NULL`,
     ],
   },
+  {
+    // O(1) counts (a pool with 10,000 waiters must not count 10,000 rows per
+    // request) and indexes for pruning ended leases and sessions by age.
+    version: 4,
+    statements: [
+      `CREATE TABLE tallies (
+        kind TEXT NOT NULL CHECK (kind IN ('session','lease')),
+        state TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (kind, state)
+      ) WITHOUT ROWID`,
+      ...SESSION_STATES.map(
+        (state) => `INSERT INTO tallies (kind, state, n) VALUES ('session', '${state}', (SELECT COUNT(*) FROM sessions WHERE state = '${state}'))`,
+      ),
+      ...LEASE_STATUSES.map(
+        (status) => `INSERT INTO tallies (kind, state, n) VALUES ('lease', '${status}', (SELECT COUNT(*) FROM leases WHERE status = '${status}'))`,
+      ),
+      ...tallyTriggers("sessions", "session", "state"),
+      ...tallyTriggers("leases", "lease", "status"),
+      `CREATE INDEX leases_ended ON leases (ended_at) WHERE status IN ('released','expired','failed')`,
+      `CREATE INDEX sessions_ended ON sessions (ended_at) WHERE state IN ('closed','failed')`,
+    ],
+  },
 ];
+
+/**
+ * Triggers that keep `tallies` equal to the number of rows of `table` in each
+ * `column` value, inside the statement that changes the row (so inside its
+ * transaction: a rolled-back transition rolls its tallies back too).
+ */
+function tallyTriggers(table: string, kind: string, column: string): string[] {
+  const bump = (row: "NEW" | "OLD", delta: string) => `UPDATE tallies SET n = n ${delta} WHERE kind = '${kind}' AND state = ${row}.${column};`;
+  return [
+    `CREATE TRIGGER ${table}_tally_insert AFTER INSERT ON ${table} BEGIN ${bump("NEW", "+ 1")} END`,
+    `CREATE TRIGGER ${table}_tally_update AFTER UPDATE OF ${column} ON ${table} WHEN OLD.${column} != NEW.${column}
+       BEGIN ${bump("OLD", "- 1")} ${bump("NEW", "+ 1")} END`,
+    `CREATE TRIGGER ${table}_tally_delete AFTER DELETE ON ${table} BEGIN ${bump("OLD", "- 1")} END`,
+  ];
+}
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 

@@ -9,19 +9,36 @@ import { LIVE_SESSION_STATES } from "./schema";
 
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
 
+const NEVER = Number.MAX_SAFE_INTEGER;
 const LIVE = LIVE_SESSION_STATES.map((s) => `'${s}'`).join(",");
 
 export class PoolStore {
+  /**
+   * Meta values read so far (a missing key is cached as undefined). Only this
+   * class writes `meta`, so the cache stays exact, except across a rolled-back
+   * transaction: whoever runs one calls `forgetCached()` when it throws.
+   */
+  private readonly metaCache = new Map<string, string | undefined>();
+
   constructor(private readonly sql: SqlStorage) {}
 
   // ---- meta ---------------------------------------------------------------
 
   getMeta(key: string): string | undefined {
-    return this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, key).toArray()[0]?.value;
+    if (this.metaCache.has(key)) return this.metaCache.get(key);
+    const value = this.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, key).toArray()[0]?.value;
+    this.metaCache.set(key, value);
+    return value;
   }
 
   setMeta(key: string, value: string): void {
     this.sql.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value);
+    this.metaCache.set(key, value);
+  }
+
+  /** A transaction rolled back: what was cached may no longer be what is stored. */
+  forgetCached(): void {
+    this.metaCache.clear();
   }
 
   // ---- sessions -----------------------------------------------------------
@@ -87,21 +104,26 @@ export class PoolStore {
       .toArray();
   }
 
+  /** Live sessions by state and waiting leases: one read of the trigger-kept tallies, whatever the pool's size. */
   counts(): Counts {
     const counts: Counts = { launching: 0, idle: 0, leased: 0, resetting: 0, closing: 0, waiting: 0 };
     for (const row of this.sql.exec<{ state: keyof Counts; n: number }>(
-      `SELECT state, COUNT(*) AS n FROM sessions WHERE state IN (${LIVE}) GROUP BY state`,
+      `SELECT state, n FROM tallies WHERE (kind = 'session' AND state IN (${LIVE})) OR (kind = 'lease' AND state = 'waiting')`,
     )) {
       counts[row.state] = row.n;
     }
-    counts.waiting = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM leases WHERE status = 'waiting'`).one().n;
     return counts;
   }
 
   /** Sessions holding a slot of capacity (launching, idle, leased, resetting, closing). */
   liveSessions(): number {
-    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sessions WHERE state IN (${LIVE})`).one().n;
+    return this.sql.exec<{ n: number }>(`SELECT SUM(n) AS n FROM tallies WHERE kind = 'session' AND state IN (${LIVE})`).one().n;
   }
+
+  waitingCount(): number {
+    return this.sql.exec<{ n: number }>(`SELECT n FROM tallies WHERE kind = 'lease' AND state = 'waiting'`).one().n;
+  }
+
 
   /** Launching sessions not reserved for any waiter (the warm-pool target's launches). */
   unownedLaunches(): number {
@@ -171,10 +193,18 @@ export class PoolStore {
   }
 
   leasesDue(status: "active" | "waiting", now: number): LeaseRow[] {
-    const column = status === "active" ? "expires_at" : "wait_deadline";
-    return this.sql
-      .exec<LeaseRow>(`SELECT * FROM leases WHERE status = ? AND ${column} <= ? ORDER BY ${column}`, status, now)
-      .toArray();
+    // Literal statuses, so the partial indexes on the deadlines serve these
+    // (10,000 waiters are not walked to find the few that are due).
+    return status === "active"
+      ? this.sql
+          .exec<LeaseRow>(`SELECT * FROM leases INDEXED BY leases_active_expiry WHERE status = 'active' AND expires_at <= ? ORDER BY expires_at`, now)
+          .toArray()
+      : this.sql
+          .exec<LeaseRow>(
+            `SELECT * FROM leases INDEXED BY leases_waiting_deadline WHERE status = 'waiting' AND wait_deadline <= ? ORDER BY wait_deadline`,
+            now,
+          )
+          .toArray();
   }
 
   leasesIn(status: LeaseStatus, limit = 10_000): LeaseRow[] {
@@ -190,8 +220,54 @@ export class PoolStore {
       : this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE seq < ? ORDER BY seq DESC LIMIT ?`, before, limit).toArray();
   }
 
+  /**
+   * The earliest deadline of any lease or live session, and the oldest
+   * idempotency record: one statement, each part served by an index.
+   */
+  deadlines(): { earliest: number | null; idempotency: number | null; history: number | null } {
+    return this.sql
+      .exec<{ earliest: number | null; idempotency: number | null; history: number | null }>(
+        // Scalar MIN() over indexed aggregates (the platform caps compound SELECTs);
+        // NEVER stands in for "no deadline", since multi-argument MIN() is NULL if any argument is.
+        `SELECT NULLIF(MIN(COALESCE((SELECT MIN(expires_at) FROM leases INDEXED BY leases_active_expiry WHERE status = 'active'), ${NEVER}),
+                           COALESCE((SELECT MIN(wait_deadline) FROM leases INDEXED BY leases_waiting_deadline WHERE status = 'waiting'), ${NEVER}),
+                           COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'launching'), ${NEVER}),
+                           COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'idle'), ${NEVER}),
+                           COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'resetting'), ${NEVER}),
+                           COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'closing'), ${NEVER})), ${NEVER}) AS earliest,
+                (SELECT MIN(created_at) FROM idempotency) AS idempotency,
+                (SELECT MIN(ended_at) FROM leases INDEXED BY leases_ended WHERE status IN ('released','expired','failed')) AS history`,
+      )
+      .one();
+  }
+
   earliestActiveExpiry(): number | null {
-    return this.sql.exec<{ t: number | null }>(`SELECT MIN(expires_at) AS t FROM leases WHERE status = 'active'`).one().t;
+    return this.sql.exec<{ t: number | null }>(`SELECT MIN(expires_at) AS t FROM leases INDEXED BY leases_active_expiry WHERE status = 'active'`).one().t;
+  }
+
+  /**
+   * Deletes up to `limit` leases that ended before `cutoff`, and up to `limit`
+   * closed or failed sessions that ended before it and that no remaining lease
+   * refers to. Oldest first; both walk the partial indexes on ended_at.
+   */
+  pruneHistory(cutoff: number, limit: number): { leases: number; sessions: number } {
+    // Counted by RETURNING: rowsWritten would include the tally triggers' writes.
+    const leases = this.sql.exec(
+      `DELETE FROM leases WHERE id IN (
+         SELECT id FROM leases INDEXED BY leases_ended
+           WHERE status IN ('released','expired','failed') AND ended_at < ? ORDER BY ended_at LIMIT ?) RETURNING 1`,
+      cutoff,
+      limit,
+    ).toArray().length;
+    const sessions = this.sql.exec(
+      `DELETE FROM sessions WHERE id IN (
+         SELECT s.id FROM sessions s INDEXED BY sessions_ended WHERE s.state IN ('closed','failed') AND s.ended_at < ?
+           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.session_row = s.id)
+         ORDER BY s.ended_at LIMIT ?) RETURNING 1`,
+      cutoff,
+      limit,
+    ).toArray().length;
+    return { leases, sessions };
   }
 
   // ---- connections (CDP sockets the Worker proxies) -------------------------

@@ -175,7 +175,7 @@ describe("connect, disconnect and reconnect while active", () => {
   it(`refuses more than ${MAX_CONNECTIONS_PER_LEASE} open connections per lease with 409 too_many_connections`, async () => {
     const name = pool();
     const lease = await acquire(name);
-    const hash = await tokenHash(new URL(lease.connectUrl).searchParams.get("token")!);
+    const hash = tokenHash(new URL(lease.connectUrl).searchParams.get("token")!);
     const stub = poolStub("dev", name);
     const ids: string[] = [];
     for (let i = 0; i < MAX_CONNECTIONS_PER_LEASE; i += 1) {
@@ -263,7 +263,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
     await call(`/v1/pools/${name}`, { method: "PUT", body: { maxSessions: 1, reuse: true } });
     const old = await acquire(name);
     // A socket registered by a Worker that never reports it closed (crashed mid-proxy).
-    const hash = await tokenHash(new URL(old.connectUrl).searchParams.get("token")!);
+    const hash = tokenHash(new URL(old.connectUrl).searchParams.get("token")!);
     const stuck = await poolStub("dev", name).openConnection(old.id, hash, true);
     expect(stuck.ok).toBe(true);
 
@@ -280,7 +280,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
   it("a connection's registration survives a restart of the pool object, and the lease's end still reaches its watcher", async () => {
     const name = pool();
     const lease = await acquire(name);
-    const hash = await tokenHash(new URL(lease.connectUrl).searchParams.get("token")!);
+    const hash = tokenHash(new URL(lease.connectUrl).searchParams.get("token")!);
     const opened = await poolStub("dev", name).openConnection(lease.id, hash, true);
     if (!opened.ok) throw new Error(opened.failure.detail);
     await evictDurableObject(poolStub("dev", name));

@@ -127,4 +127,17 @@ describe("checkInvariants", () => {
         `session ${first.session.id} was handed to another lease after lease ${first.lease.id} expired or failed`,
       ]);
     }));
+
+  it("reports a tally that no longer matches the rows it counts", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      m.leased();
+      m.request({ waitMs: 10_000 });
+      expect(m.violations()).toEqual([]);
+      m.sql.exec(`UPDATE tallies SET n = n + 1 WHERE kind = 'lease' AND state = 'waiting'`);
+      m.sql.exec(`UPDATE tallies SET n = -1 WHERE kind = 'session' AND state = 'closed'`);
+      expect(m.violations()).toEqual([
+        "the tally of leases waiting says 2, the rows say 1",
+        "the tally of sessions closed is negative (-1)",
+      ]);
+    }));
 });
