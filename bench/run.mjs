@@ -30,6 +30,7 @@ import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { cleanUpRun, runTmpDir } from "../scripts/lib/browsers.mjs";
+import { profileDuring, summarize } from "./profile.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -40,6 +41,7 @@ const miniflareVersion = fromWrangler("miniflare/package.json").version;
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const COLD_SAMPLES = Number(process.env.BENCH_COLD_SAMPLES ?? 5);
+const PROFILE = process.env.BENCH_PROFILE === "1";
 const PHASES = new Set((process.env.BENCH_PHASES ?? "warm,scaling,real").split(",").map((p) => p.trim()));
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "1,50").split(",").map(Number);
 const TRACKED = [10, 1_000, 10_000];
@@ -73,6 +75,7 @@ function compatibility() {
 function miniflare(out, brokerVars) {
   const compat = compatibility();
   return new Miniflare({
+    ...(PROFILE ? { inspectorPort: 0 } : {}),
     workers: [
       {
         name: "driver",
@@ -97,6 +100,7 @@ function miniflare(out, brokerVars) {
       },
       {
         name: "broker",
+        ...(PROFILE ? { unsafeInspectorProxy: true } : {}),
         modules: true,
         scriptPath: join(out, "broker", "index.js"),
         modulesRoot: join(out, "broker"),
@@ -194,7 +198,16 @@ async function warm(bench) {
     const runs = { baseline: [], broker: [], ...Object.fromEntries(PROBES.map((p) => [p, []])) };
     for (let round = 1; round <= ROUNDS; round += 1) {
       // Interleaved, so a noisy neighbour hits every figure alike.
-      for (const target of Object.keys(runs)) runs[target].push(await bench.run({ target, pool, concurrency: c }));
+      for (const target of Object.keys(runs)) {
+        if (PROFILE && round === 1 && target === "broker") {
+          const { result, profile } = await profileDuring(bench.mf, "broker", () => bench.run({ target, pool, concurrency: c }), `broker-warm-c${c}`);
+          runs[target].push(result);
+          log(`profile of the broker's isolate, warm c=${c} (self time; bench/out/broker-warm-c${c}.cpuprofile):`);
+          console.table(summarize(profile));
+        } else {
+          runs[target].push(await bench.run({ target, pool, concurrency: c }));
+        }
+      }
       log(`warm c=${c} round ${round}/${ROUNDS}: ${Object.entries(runs).map(([t, r]) => `${t} ${r1(r.at(-1).opsPerSecond)}`).join(", ")} ops/s`);
     }
     const pick = (list) => list.find((r) => r.opsPerSecond === median(list.map((x) => x.opsPerSecond)));

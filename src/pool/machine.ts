@@ -17,7 +17,7 @@
  */
 import { KEEP_ALIVE_MS, type PoolConfig } from "./config";
 import type { LeaseRow, SessionRow } from "./schema";
-import type { PoolStore } from "./store";
+import type { Counts, PoolStore } from "./store";
 
 /** A request the pool answers with an error instead of a lease. */
 export interface Failure {
@@ -86,9 +86,10 @@ export interface LaunchError {
  */
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
-  const waiting = db.waitingCount();
-  const hasCapacity = db.liveSessions() < config.maxSessions;
-  const idle = waiting === 0 ? db.oldestIdle() : undefined;
+  const counts = db.counts();
+  const waiting = counts.waiting;
+  const hasCapacity = liveOf(counts) < config.maxSessions;
+  const idle = waiting === 0 && counts.idle > 0 ? db.oldestIdle() : undefined;
   const blockedUntil = launchesBlockedUntil(step);
   if (!idle && req.waitMs === 0 && hasCapacity && blockedUntil > now) {
     return {
@@ -214,14 +215,13 @@ export function releaseLease(step: Step, leaseId: string): LeaseRow | undefined 
   const { db, now } = step;
   const lease = db.lease(leaseId);
   if (!lease) return undefined;
-  if (lease.status === "active") {
-    if (lease.expires_at! <= now) endActive(step, lease, "expired");
-    else endActive(step, lease, "released");
-  } else if (lease.status === "waiting") {
+  if (lease.status === "active") return endActive(step, lease, lease.expires_at! <= now ? "expired" : "released");
+  if (lease.status === "waiting") {
     failWaiter(step, lease, "cancelled", { status: 409, code: "lease_not_active", detail: "the lease was released while waiting" });
     pump(step);
+    return db.lease(leaseId);
   }
-  return db.lease(leaseId);
+  return lease;
 }
 
 /** Ends every active lease of the pool; returns how many were released. */
@@ -468,18 +468,27 @@ export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
  */
 export function pump(step: Step): void {
   const { db, now, config } = step;
-  for (let waiter = db.oldestWaiter(), idle = db.oldestIdle(); waiter && idle; waiter = db.oldestWaiter(), idle = db.oldestIdle()) {
-    grant(step, waiter, idle.id);
+  // One read of the tallies, kept up to date below as grants and launches change them.
+  const counts = db.counts();
+  for (; counts.waiting > 0 && counts.idle > 0; counts.waiting -= 1, counts.idle -= 1, counts.leased += 1) {
+    grant(step, db.oldestWaiter()!, db.oldestIdle()!.id);
   }
   if (launchesBlockedUntil(step) > now) return;
-  let free = config.maxSessions - db.liveSessions();
+  let free = config.maxSessions - liveOf(counts);
   if (free <= 0) return;
-  for (const waiter of db.waitersWithoutLaunch(free)) {
-    reserveLaunch(step, waiter);
-    free -= 1;
+  if (counts.waiting > 0) {
+    for (const waiter of db.waitersWithoutLaunch(free)) {
+      reserveLaunch(step, waiter);
+      free -= 1;
+    }
   }
-  let warm = config.minIdle - db.counts().idle - db.unownedLaunches();
+  let warm = config.minIdle - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
   for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
+}
+
+/** Sessions holding a slot of capacity. */
+function liveOf(counts: Counts): number {
+  return counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
 }
 
 /**
@@ -542,19 +551,21 @@ function offer(step: Step, row: number): void {
  * session on (after a reset); an expired one is closed, because its client may
  * still be connected and must never share a browser with the next lease.
  */
-function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"): void {
+function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"): LeaseRow {
   const { db, now, config } = step;
+  const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: status };
   db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
   db.journal(now, status, lease.id, lease.session_row);
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: status });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
-  if (session?.state !== "leased" || session.lease_id !== lease.id) return;
+  if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
   if (status === "released" && config.reuse) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
     step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
   } else {
     startClosing(step, session, status === "expired" ? "lease_expired" : "released_no_reuse");
   }
+  return ended;
 }
 
 function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {

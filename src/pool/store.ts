@@ -177,7 +177,8 @@ export class PoolStore {
   }
 
   oldestWaiter(): LeaseRow | undefined {
-    return this.waiters(1)[0];
+    // Asked after every release and in every pump: the tally answers the common "nobody" without the index walk.
+    return this.waitingCount() === 0 ? undefined : this.waiters(1)[0];
   }
 
   /** The oldest waiters that have no launch reserved for them, in FIFO order. */
