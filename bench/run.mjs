@@ -20,7 +20,7 @@
  * Concurrency 1 and 50. Prints progress and markdown tables, writes
  * bench/results.json. Localhost only; bounded (about 5 minutes here).
  * Environment: BENCH_WINDOW_MS (default 3000), BENCH_ROUNDS (default 3),
- * BENCH_COLD_SAMPLES (default 5), BENCH_PHASES (default "warm,scaling,real";
+ * BENCH_COLD_SAMPLES (default 9), BENCH_PHASES (default "warm,scaling,real";
  * e.g. "warm" alone while working on the hot path).
  */
 import { execFileSync } from "node:child_process";
@@ -40,7 +40,7 @@ const { Miniflare } = fromWrangler("miniflare");
 const miniflareVersion = fromWrangler("miniflare/package.json").version;
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const COLD_SAMPLES = Number(process.env.BENCH_COLD_SAMPLES ?? 5);
+const COLD_SAMPLES = Number(process.env.BENCH_COLD_SAMPLES ?? 9);
 const PROFILE = process.env.BENCH_PROFILE === "1";
 const PHASES = new Set((process.env.BENCH_PHASES ?? "warm,scaling,real").split(",").map((p) => p.trim()));
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "1,50").split(",").map(Number);
@@ -330,16 +330,29 @@ async function coldAndReuse(bench) {
   await bench.pool("cold", { maxSessions: 2, minIdle: 0, reuse: false, launchTimeoutSeconds: 60 });
   log("cold: first Chromium start (not counted)");
   await bench.driver("/launch", { kind: "launch" });
-  const raw = [];
-  const rawAcquire = [];
-  const broker = [];
+  const samples = { launch: [], acquire: [], broker: [] };
+  const measure = {
+    launch: async () => (await bench.driver("/launch", { kind: "launch" })).ms,
+    acquire: async () => (await bench.driver("/launch", { kind: "acquire" })).ms,
+    broker: async () => {
+      const { ms } = await bench.driver("/acquire", { pool: "cold" });
+      // Released without reuse, so closed: wait until the browser has ended.
+      await bench.until("cold", (counts) => counts.closing === 0 && counts.leased === 0);
+      return ms;
+    },
+  };
+  const kinds = Object.keys(measure);
   for (let i = 1; i <= COLD_SAMPLES; i += 1) {
-    raw.push((await bench.driver("/launch", { kind: "launch" })).ms);
-    rawAcquire.push((await bench.driver("/launch", { kind: "acquire" })).ms);
-    broker.push((await bench.driver("/acquire", { pool: "cold" })).ms);
-    await bench.until("cold", (counts) => counts.closing === 0 && counts.leased === 0);
-    log(`cold ${i}/${COLD_SAMPLES}: puppeteer.launch ${raw.at(-1)} ms, puppeteer.acquire ${rawAcquire.at(-1)} ms, broker acquire ${broker.at(-1)} ms`);
+    // The order rotates, so none of the three always runs right after another's browser closed.
+    for (let k = 0; k < kinds.length; k += 1) {
+      const kind = kinds[(i + k) % kinds.length];
+      samples[kind].push(await measure[kind]());
+    }
+    log(`cold ${i}/${COLD_SAMPLES}: puppeteer.launch ${samples.launch.at(-1)} ms, puppeteer.acquire ${samples.acquire.at(-1)} ms, broker acquire ${samples.broker.at(-1)} ms`);
   }
+  const raw = samples.launch;
+  const rawAcquire = samples.acquire;
+  const broker = samples.broker;
   // Reuse: one warm session, cleaned between leases.
   await bench.pool("reuse", { maxSessions: 1, minIdle: 1, reuse: true, launchTimeoutSeconds: 60 });
   const warm = [];

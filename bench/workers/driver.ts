@@ -243,13 +243,22 @@ async function seed(env: Env, pool: string, count: number, concurrency: number):
   return { done: next };
 }
 
-/** Closes a browser the raw way and waits until the platform no longer lists it. */
+/**
+ * Closes a browser the raw way and waits until it has ended (its detail is 404
+ * or has an endTime; the list drops it before Chromium has exited), so the next
+ * timed launch does not share the CPU with a browser still shutting down.
+ */
 async function closeRaw(env: Env, sessionId: string): Promise<void> {
   const response = await env.BROWSER.fetch(`https://fake.host/v1/devtools/browser/${sessionId}`, { method: "DELETE" });
   await response.body?.cancel();
   for (let i = 0; i < 100; i += 1) {
-    const sessions = await puppeteer.sessions(env.BROWSER);
-    if (!sessions.some((s) => s.sessionId === sessionId)) return;
+    const detail = await env.BROWSER.fetch(`https://fake.host/v1/devtools/session/${sessionId}`);
+    if (detail.status === 404) {
+      await detail.body?.cancel();
+      return;
+    }
+    const body = (detail.ok ? await detail.json().catch(() => null) : await detail.body?.cancel()) as { endTime?: number } | null | undefined;
+    if (body?.endTime) return;
     await scheduler.wait(50);
   }
 }
