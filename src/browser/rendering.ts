@@ -18,6 +18,8 @@ import { PlatformLimitError } from "./provider";
 const PLATFORM = "https://fake.host";
 /** How long close waits for the platform to confirm that a browser has ended. */
 const CLOSE_CONFIRM_MS = 5_000;
+/** How long a reset waits for the previous lease's tabs to be gone (it fails, and the session is closed, after that). */
+const TAB_CLOSE_WAIT_MS = 3_000;
 
 export class RenderingProvider implements BrowserProvider {
   constructor(private readonly binding: Fetcher) {}
@@ -72,6 +74,7 @@ export class RenderingProvider implements BrowserProvider {
 
   /** Closes every private context and every page, leaving one fresh blank tab (never zero targets). */
   async reset(sessionId: string): Promise<void> {
+    const started = Date.now();
     await withCdp(this.binding, sessionId, async (send) => {
       const { browserContextIds } = await send<{ browserContextIds: string[] }>("Target.getBrowserContexts");
       for (const id of browserContextIds) await send("Target.disposeBrowserContext", { browserContextId: id });
@@ -80,9 +83,14 @@ export class RenderingProvider implements BrowserProvider {
       const { sessionId: tab } = await send<{ sessionId: string }>("Target.attachToTarget", { targetId: fresh, flatten: true });
       await send("Runtime.evaluate", { expression: "document.readyState" }, tab);
       await send("Target.detachFromTarget", { sessionId: tab });
-      const { targetInfos } = await send<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
-      for (const target of targetInfos) {
-        if (target.type === "page" && target.targetId !== fresh) await send("Target.closeTarget", { targetId: target.targetId });
+      type Targets = { targetInfos: { targetId: string; type: string }[] };
+      const stale = (targets: Targets) => targets.targetInfos.filter((t) => t.type === "page" && t.targetId !== fresh);
+      for (const target of stale(await send<Targets>("Target.getTargets"))) await send("Target.closeTarget", { targetId: target.targetId });
+      // closeTarget answers before the tab is gone; a client connecting meanwhile
+      // would attach to a dying page ("Requesting main frame too early!").
+      for (let delay = 10; stale(await send<Targets>("Target.getTargets")).length > 0; delay = Math.min(delay * 2, 100)) {
+        if (delay >= 100 && Date.now() > started + TAB_CLOSE_WAIT_MS) throw new Error(`old tabs still open ${TAB_CLOSE_WAIT_MS} ms after closing them`);
+        await scheduler.wait(delay);
       }
     });
   }
