@@ -17,6 +17,7 @@ import {
   ListQuery,
   MAX_BODY_BYTES,
   PoolConfigBody,
+  PoolListQuery,
   PoolName,
   RenewBody,
 } from "./schemas";
@@ -139,6 +140,25 @@ v1.delete("/pools/:pool/leases/:id", async (c) => {
   return c.json(unwrap(await poolStub(c, pool).release(id)));
 });
 
+/** One page of pools from the registry, each with its current counts and health (asked of the pool objects in parallel). */
+async function poolSummaries(c: Ctx, tenant: string | undefined) {
+  const query = parse(PoolListQuery, c.req.query(), "query");
+  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const page = await registry.listPools({ ...(tenant === undefined ? {} : { tenant }), ...query });
+  const pools = await Promise.all(
+    page.pools.map(async (entry) => {
+      const described = await c.env.POOL.get(c.env.POOL.idFromName(`${entry.tenant}/${entry.pool}`)).describe();
+      const base = { ...(tenant === undefined ? { tenant: entry.tenant } : {}), pool: entry.pool, createdAt: entry.createdAt };
+      if (!described.ok) return { ...base, counts: null, capacity: null, consistent: null };
+      const { counts, capacity, consistent } = described.value;
+      return { ...base, counts, capacity, consistent };
+    }),
+  );
+  return { pools, nextCursor: page.nextCursor };
+}
+
+v1.get("/pools", async (c) => c.json(await poolSummaries(c, c.get("tenant"))));
+
 v1.get("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   return c.json(unwrap(await poolStub(c, pool).describe()));
@@ -164,4 +184,6 @@ app.get("/v1/admin/registry", requireAdmin(), async (c) => {
   const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
   return c.json(await registry.stats());
 });
+// Operators: every pool of every tenant.
+app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
 app.route("/v1", v1);

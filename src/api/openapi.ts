@@ -17,6 +17,27 @@ const problems = (...statuses: number[]) =>
 const poolParam = { name: "pool", in: "path", required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9-]{0,62}$" } };
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
+const pageParams = [
+  { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
+  { name: "cursor", in: "query", required: false, schema: { type: "string" }, description: "nextCursor of the previous page" },
+];
+
+/** A page of pool summaries; `counts`, `capacity` and `consistent` are those of GET /v1/pools/{pool}. */
+function poolPage(withTenant: boolean) {
+  const summary = {
+    type: "object",
+    properties: {
+      ...(withTenant ? { tenant: { type: "string" } } : {}),
+      pool: { type: "string" },
+      createdAt: { type: "string", format: "date-time" },
+      counts: { type: ["object", "null"] },
+      capacity: { type: ["object", "null"] },
+      consistent: { type: ["boolean", "null"] },
+    },
+  };
+  return { type: "object", properties: { pools: { type: "array", items: summary }, nextCursor: { type: ["string", "null"] } } };
+}
+
 let cached: object | undefined;
 
 export function openApiDocument(): object {
@@ -92,6 +113,20 @@ export function openApiDocument(): object {
         delete: {
           summary: "Release a lease (idempotent)",
           responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) },
+        },
+      },
+      "/v1/pools": {
+        get: {
+          summary: "The caller's pools, with their counts and health",
+          parameters: pageParams,
+          responses: { "200": { description: "Pools, by name", content: content(poolPage(false)) }, ...problems(400, 401) },
+        },
+      },
+      "/v1/admin/pools": {
+        get: {
+          summary: "Every pool of every tenant, with counts and health (admin token)",
+          parameters: pageParams,
+          responses: { "200": { description: "Pools, by tenant and name", content: content(poolPage(true)) }, ...problems(400, 401) },
         },
       },
       "/v1/admin/registry": {

@@ -43,6 +43,13 @@ export const ListQuery = z
   })
   .strict();
 
+export const PoolListQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(50),
+    cursor: z.string().max(300).optional(),
+  })
+  .strict();
+
 export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, "Idempotency-Key is 1-255 visible ASCII characters");
 
 export const PoolConfigBody = PoolConfigPatch;

@@ -57,6 +57,8 @@ export const RECONCILE_INTERVAL_MS = 60_000;
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Ended leases and closed sessions are kept this long (as long as an Idempotency-Key), then pruned by the alarm. */
 export const HISTORY_RETENTION_MS = IDEMPOTENCY_TTL_MS;
+/** How soon the alarm retries registering the pool with the account's registry. */
+const REGISTER_RETRY_MS = 10_000;
 /** Rows of each kind one alarm prunes at most (the next alarm follows at once while more are due). */
 export const PRUNE_BATCH = 1000;
 /** Journal rows kept per pool; older history is pruned by the alarm. */
@@ -200,6 +202,7 @@ export class PoolObject extends DurableObject<Env> {
   private tenant = "";
   private poolName = "";
   private reconciling: Promise<void> | undefined;
+  private registeringPool: Promise<void> | undefined;
   /** Workers proxying a lease's CDP sockets, told when the lease ends. */
   private readonly leaseEnded = new Signals<{ reason: string }>();
   /** Resets waiting for a lease's last socket to close. */
@@ -215,6 +218,7 @@ export class PoolObject extends DurableObject<Env> {
       this.poolName = this.db.getMeta("pool") ?? "";
       this.armedAt = await ctx.storage.getAlarm();
       if (this.exists()) {
+        this.track(this.registerPool());
         this.transition(recover);
         // Right after a restart, look for browsers a lost launch may have left behind.
         this.db.setMeta("next_reconcile_at", String(this.clock()));
@@ -337,6 +341,8 @@ export class PoolObject extends DurableObject<Env> {
 
   async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
     this.ensureCreated(tenant, pool);
+    // A pool created by this call is listed by GET /v1/pools once the call has answered.
+    await this.registerPool();
     const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
     if ("problem" in merged) {
       return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
@@ -428,6 +434,7 @@ export class PoolObject extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     this.armedAt = null;
     if (!this.exists()) return;
+    this.track(this.registerPool());
     this.transition(tick);
     const now = this.clock();
     if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) await this.reconcileNow();
@@ -635,7 +642,28 @@ export class PoolObject extends DurableObject<Env> {
     }
     if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
     if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
+    if (this.db.getMeta("pool_registered") !== "1") candidates.push(now + REGISTER_RETRY_MS);
     return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+
+  /**
+   * Makes the account's registry list this pool (GET /v1/pools). Retried by
+   * the constructor and the alarm (due within REGISTER_RETRY_MS while it is
+   * not done) until the registry has acknowledged it. Never throws.
+   */
+  private registerPool(): Promise<void> {
+    if (this.db.getMeta("pool_registered") === "1") return Promise.resolve();
+    this.registeringPool ??= (async () => {
+      try {
+        await this.registry().trackPool(this.tenant, this.poolName, Number(this.db.getMeta("created_at")));
+        this.db.setMeta("pool_registered", "1");
+      } catch (error) {
+        log("pool_register_failed", { pool: this.name(), error: message(error) });
+      } finally {
+        this.registeringPool = undefined;
+      }
+    })();
+    return this.registeringPool;
   }
 
   private registry() {
@@ -664,6 +692,7 @@ export class PoolObject extends DurableObject<Env> {
       this.db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
       this.db.journal(now, "pool_created", null, null, { tenant, pool });
     });
+    this.track(this.registerPool());
   }
 
   private config(): PoolConfig {

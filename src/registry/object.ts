@@ -42,9 +42,24 @@ export interface RegistryStats {
   lastSweep: SweepReport | null;
 }
 
+/** A pool as the registry knows it: enough to list it and to reach its object. */
+export interface PoolEntry {
+  tenant: string;
+  pool: string;
+  createdAt: string;
+}
+
+export interface PoolPage {
+  pools: PoolEntry[];
+  /** Pass back as `cursor` for the next page; null on the last. */
+  nextCursor: string | null;
+}
+
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, pool TEXT NOT NULL, registered_at INTEGER NOT NULL)`,
   `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+  // Every pool of every tenant, so operators (and each tenant, its own) can list them.
+  `CREATE TABLE IF NOT EXISTS pools (tenant TEXT NOT NULL, pool TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (tenant, pool)) WITHOUT ROWID`,
 ];
 
 export class SessionRegistry extends DurableObject<Env> {
@@ -79,6 +94,45 @@ export class SessionRegistry extends DurableObject<Env> {
     const current = Number(this.meta("watch_until") ?? 0);
     if (until > current) this.setMeta("watch_until", String(until));
     await this.armWithin(SWEEP_INTERVAL_MS);
+  }
+
+  /** A pool object was created. Idempotent; the pool retries from its alarm until this succeeds. */
+  async trackPool(tenant: string, pool: string, createdAt: number): Promise<void> {
+    this.ctx.storage.sql.exec(
+      `INSERT INTO pools (tenant, pool, created_at) VALUES (?, ?, ?) ON CONFLICT (tenant, pool) DO NOTHING`,
+      tenant,
+      pool,
+      createdAt,
+    );
+  }
+
+  /**
+   * Pools in (tenant, pool) order, one tenant's or everyone's. The cursor is
+   * the last entry's "tenant/pool" (pool names cannot contain "/").
+   */
+  async listPools(options: { tenant?: string; cursor?: string; limit: number }): Promise<PoolPage> {
+    const [afterTenant, afterPool] = options.cursor?.includes("/") ? (options.cursor.split("/", 2) as [string, string]) : ["", ""];
+    const sql = this.ctx.storage.sql;
+    type Row = { tenant: string; pool: string; created_at: number };
+    const rows =
+      options.tenant === undefined
+        ? sql
+            .exec<Row>(`SELECT tenant, pool, created_at FROM pools WHERE (tenant, pool) > (?, ?) ORDER BY tenant, pool LIMIT ?`, afterTenant, afterPool, options.limit + 1)
+            .toArray()
+        : sql
+            .exec<Row>(
+              `SELECT tenant, pool, created_at FROM pools WHERE tenant = ? AND pool > ? ORDER BY pool LIMIT ?`,
+              options.tenant,
+              afterTenant === options.tenant ? afterPool : "",
+              options.limit + 1,
+            )
+            .toArray();
+    const page = rows.slice(0, options.limit);
+    const last = page[page.length - 1];
+    return {
+      pools: page.map((r) => ({ tenant: r.tenant, pool: r.pool, createdAt: new Date(r.created_at).toISOString() })),
+      nextCursor: rows.length > options.limit && last ? `${last.tenant}/${last.pool}` : null,
+    };
   }
 
   async stats(): Promise<RegistryStats> {

@@ -302,6 +302,8 @@ describe("service endpoints", () => {
         "POST /v1/pools/{pool}/leases/{id}/renew",
         "GET /v1/pools/{pool}/leases/{id}/cdp",
         "GET /v1/admin/registry",
+        "GET /v1/pools",
+        "GET /v1/admin/pools",
         "GET /v1/pools/{pool}",
         "PUT /v1/pools/{pool}",
         "GET /healthz",
