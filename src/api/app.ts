@@ -22,6 +22,7 @@ import {
   RenewBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "./digest";
 import { connectUrl, mintToken } from "./token";
 import { parse, unwrap } from "./validate";
@@ -183,6 +184,15 @@ app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
 app.get("/v1/admin/registry", requireAdmin(), async (c) => {
   const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
   return c.json(await registry.stats());
+});
+// Operators: Prometheus scrapes every pool's gauges, counters and histograms.
+app.get("/metrics", requireAdmin(), async (c) => {
+  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const { pools, truncated } = await allPools(registry);
+  const metrics = await Promise.all(pools.map((p) => c.env.POOL.get(c.env.POOL.idFromName(`${p.tenant}/${p.pool}`)).metrics()));
+  return c.body(renderMetrics(metrics.filter((m) => m !== undefined), truncated), 200, {
+    "content-type": "text/plain; version=0.0.4; charset=utf-8",
+  });
 });
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));

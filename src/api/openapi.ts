@@ -129,6 +129,12 @@ export function openApiDocument(): object {
           responses: { "200": { description: "Pools, by tenant and name", content: content(poolPage(true)) }, ...problems(400, 401) },
         },
       },
+      "/metrics": {
+        get: {
+          summary: "Prometheus text exposition of every pool: gauges, counters and histograms prefixed broker_ (admin token)",
+          responses: { "200": { description: "text/plain; version=0.0.4", content: { "text/plain": { schema: { type: "string" } } } }, ...problems(401) },
+        },
+      },
       "/v1/admin/registry": {
         get: {
           summary: "The account's session registry: sessions tracked, orphaned browsers closed (admin token)",

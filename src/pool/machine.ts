@@ -92,20 +92,17 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const idle = waiting === 0 && counts.idle > 0 ? db.oldestIdle() : undefined;
   const blockedUntil = launchesBlockedUntil(step);
   if (!idle && req.waitMs === 0 && hasCapacity && blockedUntil > now) {
-    return {
-      kind: "rejected",
-      failure: {
+    return rejected(step, {
         status: 503,
         code: "browser_unavailable",
         detail: "the platform's browser limit was reached; launches are paused",
-        retryAfter: Math.max(1, Math.ceil((blockedUntil - now) / 1000)),
-      },
-    };
+      retryAfter: Math.max(1, Math.ceil((blockedUntil - now) / 1000)),
+    });
   }
   if (!idle && !hasCapacity) {
-    if (req.waitMs === 0) return { kind: "rejected", failure: exhausted(step, "no session is free and waitSeconds is 0") };
+    if (req.waitMs === 0) return rejected(step, exhausted(step, "no session is free and waitSeconds is 0"));
     if (waiting >= config.maxWaiters) {
-      return { kind: "rejected", failure: exhausted(step, `the wait queue is full (maxWaiters ${config.maxWaiters})`) };
+      return rejected(step, exhausted(step, `the wait queue is full (maxWaiters ${config.maxWaiters})`));
     }
   }
   const lease: LeaseRow = {
@@ -141,6 +138,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     db.insertLease(active);
     db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: null, uses: idle.uses + 1 });
     db.journal(now, "granted", active.id, idle.id, { sessionId: idle.session_id, waitedMs: 0, uses: idle.uses + 1, ttlMs: req.ttlMs });
+    db.observe("queue_wait_seconds", {}, 0);
     pump(step);
     return { kind: "granted", lease: active };
   }
@@ -169,6 +167,7 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
   }
   db.updateSession(row, { session_id: sessionId, launched_at: now });
   db.journal(now, "launched", session.lease_id, row, { sessionId, launchMs: now - session.created_at });
+  db.observe("launch_duration_seconds", {}, (now - session.created_at) / 1000);
   step.effects.push({ kind: "register", row, sessionId });
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
   if (owner?.status === "waiting") grant(step, owner, row);
@@ -182,6 +181,7 @@ export function launchFailed(step: Step, row: number, error: LaunchError): void 
   if (session?.state !== "launching") return;
   db.updateSession(row, { state: "failed", ended_at: now, end_reason: "launch_failed", deadline: null });
   db.journal(now, "launch_failed", session.lease_id, row, { error: error.message, platformLimited: error.platformLimited });
+  db.count("launch_failures", { reason: error.platformLimited ? "platform_limit" : "error" });
   if (error.platformLimited) {
     // Back off: launching again at once would only be refused again.
     db.setMeta("launch_blocked_until", String(now + (error.retryAfterSeconds ?? 5) * 1000));
@@ -318,6 +318,7 @@ export function tick(step: Step): void {
   for (const session of db.sessionsDue("launching", now)) {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "launch_timeout", deadline: null });
     db.journal(now, "launch_timeout", session.lease_id, session.id);
+    db.count("launch_failures", { reason: "timeout" });
     const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
     if (owner?.status === "waiting") {
       failWaiter(step, owner, "launch_timeout", {
@@ -367,6 +368,7 @@ export function recover(step: Step): void {
   for (const session of abandoned) {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
     db.journal(now, "launch_abandoned", session.lease_id, session.id);
+    db.count("launch_failures", { reason: "restart" });
   }
   // Those launches may have started browsers that nobody will ever record.
   if (abandoned.length > 0) step.effects.push({ kind: "expectOrphans" });
@@ -406,6 +408,7 @@ export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: numbe
       if (lease?.status === "active") {
         db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
         db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
+        db.observe("lease_duration_seconds", { reason: "failed" }, (now - (lease.granted_at ?? now)) / 1000);
         step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
       }
     }
@@ -532,6 +535,7 @@ function grant(step: Step, lease: LeaseRow, row: number): void {
   // unowned and will be offered to the next waiter (or kept warm) when it lands.
   for (const other of db.launchesOwnedBy(lease.id)) db.updateSession(other.id, { lease_id: null });
   db.journal(now, "granted", lease.id, row, { sessionId: session.session_id, waitedMs: now - lease.created_at, uses: session.uses + 1 });
+  db.observe("queue_wait_seconds", {}, (now - lease.created_at) / 1000);
   step.effects.push({ kind: "grant", leaseId: lease.id });
 }
 
@@ -556,6 +560,7 @@ function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"):
   const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: status };
   db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
   db.journal(now, status, lease.id, lease.session_row);
+  db.observe("lease_duration_seconds", { reason: status }, (now - (lease.granted_at ?? now)) / 1000);
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: status });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
@@ -583,7 +588,14 @@ function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failur
   // A failed request may be retried with the same Idempotency-Key.
   if (lease.idempotency_key) db.forgetIdempotent(lease.idempotency_key);
   db.journal(now, "wait_failed", lease.id, null, { reason });
+  db.count("acquire_failures", { outcome: reason });
   step.effects.push({ kind: "reject", leaseId: lease.id, failure });
+}
+
+/** An acquire answered with an error at once (nothing queued). */
+function rejected(step: Step, failure: Failure): RequestOutcome {
+  step.db.count("acquire_failures", { outcome: failure.code });
+  return { kind: "rejected", failure };
 }
 
 function exhausted(step: Step, detail: string): Failure {

@@ -49,6 +49,7 @@ import {
   tick,
 } from "./machine";
 import { type LeaseRow, type LeaseStatus, migrate } from "./schema";
+import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import { type Counts, PoolStore } from "./store";
 
 /** How often the pool compares its sessions with the platform's list. */
@@ -103,6 +104,19 @@ export interface PoolView {
   lastReconcile: ReconcileReport | null;
   /** Since the pool was created: tracked sessions found gone (capacity freed) and ended browsers closed again. */
   reconciledTotal: { vanished: number; reclosed: number };
+}
+
+export interface PoolMetrics {
+  tenant: string;
+  pool: string;
+  counts: Counts;
+  maxSessions: number;
+  maxWaiters: number;
+  consistent: boolean;
+  counters: CounterSnapshot[];
+  histograms: HistogramSnapshot[];
+  /** Reconciliation's fixes since the pool was created. */
+  reconciled: { vanished: number; reclosed: number };
 }
 
 export interface AcquireInput {
@@ -355,6 +369,23 @@ export class PoolObject extends DurableObject<Env> {
     if (failure) return fail(failure);
     this.cachedConfig = merged.config;
     return { ok: true, value: this.poolView() };
+  }
+
+  /** Everything GET /metrics shows for this pool; undefined if it was never created. */
+  async metrics(): Promise<PoolMetrics | undefined> {
+    if (!this.exists()) return undefined;
+    const config = this.config();
+    return {
+      tenant: this.tenant,
+      pool: this.poolName,
+      counts: this.db.counts(),
+      maxSessions: config.maxSessions,
+      maxWaiters: config.maxWaiters,
+      consistent: checkInvariants(this.ctx.storage.sql, config, this.clock()).consistent,
+      counters: this.db.counters(),
+      histograms: this.db.histograms(),
+      reconciled: { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) },
+    };
   }
 
   async checkInvariants(): Promise<InvariantReport> {

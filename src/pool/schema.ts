@@ -176,6 +176,21 @@ const MIGRATIONS: Migration[] = [
       `CREATE INDEX sessions_ended ON sessions (ended_at) WHERE state IN ('closed','failed')`,
     ],
   },
+  {
+    // Metrics (src/pool/metrics.ts), written by the transitions that cause them.
+    version: 5,
+    statements: [
+      `CREATE TABLE counters (name TEXT NOT NULL, labels TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (name, labels)) WITHOUT ROWID`,
+      `CREATE TABLE histograms (
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        le TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        PRIMARY KEY (name, labels, le)
+      ) WITHOUT ROWID`,
+    ],
+  },
 ];
 
 /**

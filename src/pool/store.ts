@@ -6,6 +6,15 @@
  */
 import type { ConnectionRow, JournalRow, LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
 import { LIVE_SESSION_STATES } from "./schema";
+import {
+  bucketOf,
+  type CounterName,
+  type CounterSnapshot,
+  type HistogramName,
+  type HistogramSnapshot,
+  histogramSnapshots,
+  labelKey,
+} from "./metrics";
 
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
 
@@ -326,6 +335,41 @@ export class PoolStore {
 
   purgeIdempotentBefore(cutoff: number): number {
     return this.sql.exec(`DELETE FROM idempotency WHERE created_at < ?`, cutoff).rowsWritten;
+  }
+
+  // ---- metrics ------------------------------------------------------------
+
+  count(name: CounterName, labels: Record<string, string>, by = 1): void {
+    this.sql.exec(
+      `INSERT INTO counters (name, labels, n) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO UPDATE SET n = n + excluded.n`,
+      name,
+      labelKey(labels),
+      by,
+    );
+  }
+
+  observe(name: HistogramName, labels: Record<string, string>, seconds: number): void {
+    this.sql.exec(
+      `INSERT INTO histograms (name, labels, le, n, sum) VALUES (?, ?, ?, 1, ?)
+       ON CONFLICT (name, labels, le) DO UPDATE SET n = n + 1, sum = sum + excluded.sum`,
+      name,
+      labelKey(labels),
+      bucketOf(name, seconds),
+      seconds,
+    );
+  }
+
+  counters(): CounterSnapshot[] {
+    return this.sql
+      .exec<{ name: CounterName; labels: string; n: number }>(`SELECT name, labels, n FROM counters ORDER BY name, labels`)
+      .toArray()
+      .map((r) => ({ name: r.name, labels: JSON.parse(r.labels) as Record<string, string>, value: r.n }));
+  }
+
+  histograms(): HistogramSnapshot[] {
+    return histogramSnapshots(
+      this.sql.exec<{ name: string; labels: string; le: string; n: number; sum: number }>(`SELECT name, labels, le, n, sum FROM histograms`).toArray(),
+    );
   }
 
   // ---- journal ------------------------------------------------------------

@@ -304,6 +304,7 @@ describe("service endpoints", () => {
         "GET /v1/admin/registry",
         "GET /v1/pools",
         "GET /v1/admin/pools",
+        "GET /metrics",
         "GET /v1/pools/{pool}",
         "PUT /v1/pools/{pool}",
         "GET /healthz",

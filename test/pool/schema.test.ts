@@ -33,7 +33,8 @@ describe("schema migrations", () => {
         for (const trigger of sql.exec<{ name: string }>(`SELECT name FROM sqlite_master WHERE type = 'trigger'`).toArray()) {
           sql.exec(`DROP TRIGGER ${trigger.name}`);
         }
-        sql.exec(`DROP TABLE tallies`);
+        // Everything versions 4 and later added.
+        for (const table of ["tallies", "counters", "histograms"]) sql.exec(`DROP TABLE ${table}`);
         for (const index of ["leases_ended", "sessions_ended"]) sql.exec(`DROP INDEX ${index}`);
         sql.exec(`UPDATE schema_version SET version = 3`);
         sql.exec(`INSERT INTO sessions (state, created_at, deadline) VALUES ('idle', 0, 1), ('idle', 0, 1), ('leased', 0, NULL), ('closed', 0, NULL)`);
