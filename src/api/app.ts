@@ -128,6 +128,12 @@ v1.get("/pools/:pool/leases/:id", async (c) => {
   return c.json(unwrap(await poolStub(c, pool).getLease(id)));
 });
 
+v1.get("/pools/:pool/leases/:id/events", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  return c.json(unwrap(await poolStub(c, pool).leaseEvents(id)));
+});
+
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");

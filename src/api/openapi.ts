@@ -164,6 +164,31 @@ export function openApiDocument(): object {
           responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 502) },
         },
       },
+      "/v1/pools/{pool}/leases/{id}/events": {
+        parameters: [poolParam, idParam],
+        get: {
+          summary: "A lease's audit trail from the pool's journal, oldest first",
+          responses: {
+            "200": {
+              description: "Events",
+              content: content({
+                type: "object",
+                properties: {
+                  lease: { type: "string" },
+                  events: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      properties: { at: { type: "string", format: "date-time" }, event: { type: "string" }, sessionRow: { type: "integer" }, detail: { type: "object" } },
+                    },
+                  },
+                },
+              }),
+            },
+            ...problems(400, 401, 404),
+          },
+        },
+      },
       "/v1/pools/{pool}/leases/{id}/renew": {
         parameters: [poolParam, idParam],
         post: {

@@ -106,6 +106,14 @@ export interface PoolView {
   reconciledTotal: { vanished: number; reclosed: number };
 }
 
+export interface LeaseEvent {
+  at: string;
+  /** requested, launch_reserved, granted, renewed, released, expired, wait_failed, lease_failed, connected, disconnected, … */
+  event: string;
+  sessionRow?: number;
+  detail?: Record<string, unknown>;
+}
+
 export interface PoolMetrics {
   tenant: string;
   pool: string;
@@ -314,6 +322,18 @@ export class PoolObject extends DurableObject<Env> {
   async getLease(leaseId: string): Promise<PoolResult<LeaseView>> {
     const lease = this.exists() ? this.db.lease(leaseId) : undefined;
     return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
+  }
+
+  /** A lease's audit trail: every journal row about it, oldest first. */
+  async leaseEvents(leaseId: string): Promise<PoolResult<{ lease: string; events: LeaseEvent[] }>> {
+    if (!this.exists() || !this.db.lease(leaseId)) return fail(notFound("lease"));
+    const events = this.db.journalFor(leaseId).map((row) => ({
+      at: iso(row.at),
+      event: row.event,
+      ...(row.session_row === null ? {} : { sessionRow: row.session_row }),
+      ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
+    }));
+    return { ok: true, value: { lease: leaseId, events } };
   }
 
   async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number }): Promise<

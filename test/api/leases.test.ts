@@ -305,6 +305,7 @@ describe("service endpoints", () => {
         "GET /v1/pools",
         "GET /v1/admin/pools",
         "GET /metrics",
+        "GET /v1/pools/{pool}/leases/{id}/events",
         "GET /v1/pools/{pool}",
         "PUT /v1/pools/{pool}",
         "GET /healthz",
