@@ -20,6 +20,7 @@ import {
   PoolListQuery,
   PoolName,
   RenewBody,
+  TenantName,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
 import { allPools, renderMetrics } from "./metrics";
@@ -200,6 +201,41 @@ app.get("/metrics", requireAdmin(), async (c) => {
     "content-type": "text/plain; version=0.0.4; charset=utf-8",
   });
 });
+// Operators' actions on any tenant's pool (admin token). The pool must exist.
+const admin = new Hono<AppEnv>();
+admin.use("*", requireAdmin());
+admin.use(
+  "*",
+  bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+    },
+  }),
+);
+function adminStub(c: Ctx) {
+  const tenant = parse(TenantName, c.req.param("tenant"), "path.tenant");
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  return c.env.POOL.get(c.env.POOL.idFromName(`${tenant}/${pool}`));
+}
+admin.get("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminStub(c).describe())));
+admin.put("/pools/:tenant/:pool", async (c) => {
+  const stub = adminStub(c);
+  return c.json(unwrap(await stub.reconfigure(parse(PoolConfigBody, await readJson(c), "body"))));
+});
+admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminStub(c).drain())));
+admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminStub(c).resume())));
+admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminStub(c).purgeIdle())));
+admin.delete("/pools/:tenant/:pool/leases/:id", async (c) => {
+  const stub = adminStub(c);
+  return c.json(unwrap(await stub.forceRelease(parse(LeaseId, c.req.param("id"), "path.id"))));
+});
+admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
+  const stub = adminStub(c);
+  return c.json(unwrap(await stub.leaseEvents(parse(LeaseId, c.req.param("id"), "path.id"))));
+});
+
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
+app.route("/v1/admin", admin);
 app.route("/v1", v1);

@@ -15,6 +15,7 @@ const problems = (...statuses: number[]) =>
   );
 
 const poolParam = { name: "pool", in: "path", required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9-]{0,62}$" } };
+const tenantParam = { name: "tenant", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9_.-]{1,100}$" } };
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
 const pageParams = [
@@ -134,6 +135,50 @@ export function openApiDocument(): object {
           summary: "Prometheus text exposition of every pool: gauges, counters and histograms prefixed broker_ (admin token)",
           responses: { "200": { description: "text/plain; version=0.0.4", content: { "text/plain": { schema: { type: "string" } } } }, ...problems(401) },
         },
+      },
+      "/v1/admin/pools/{tenant}/{pool}": {
+        parameters: [tenantParam, poolParam],
+        get: { summary: "Any tenant's pool (admin token)", responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404) } },
+        put: {
+          summary: "Resize or reconfigure an existing pool (admin token; never creates one)",
+          requestBody: { content: content(ref("PoolConfig")) },
+          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404, 409, 413, 415) },
+        },
+      },
+      "/v1/admin/pools/{tenant}/{pool}/drain": {
+        parameters: [tenantParam, poolParam],
+        post: {
+          summary: "Stop granting: waiters and new acquires get 503 pool_draining with Retry-After; active leases run on (admin token)",
+          responses: {
+            "200": { description: "Waiters turned away, and the pool", content: content({ type: "object", properties: { waitersTurnedAway: { type: "integer" }, pool: ref("Pool") } }) },
+            ...problems(400, 401, 404),
+          },
+        },
+      },
+      "/v1/admin/pools/{tenant}/{pool}/resume": {
+        parameters: [tenantParam, poolParam],
+        post: { summary: "Grant again after a drain (admin token)", responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404) } },
+      },
+      "/v1/admin/pools/{tenant}/{pool}/purge-idle": {
+        parameters: [tenantParam, poolParam],
+        post: {
+          summary: "Close every idle session; the warm target launches fresh ones (admin token)",
+          responses: {
+            "200": { description: "Sessions closed, and the pool", content: content({ type: "object", properties: { closed: { type: "integer" }, pool: ref("Pool") } }) },
+            ...problems(400, 401, 404),
+          },
+        },
+      },
+      "/v1/admin/pools/{tenant}/{pool}/leases/{id}": {
+        parameters: [tenantParam, poolParam, idParam],
+        delete: {
+          summary: "Force-release a lease: it ends released/forced and its browser is closed, never reused (admin token)",
+          responses: { "200": { description: "Lease", content: content(ref("Lease")) }, ...problems(400, 401, 404) },
+        },
+      },
+      "/v1/admin/pools/{tenant}/{pool}/leases/{id}/events": {
+        parameters: [tenantParam, poolParam, idParam],
+        get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
       },
       "/v1/admin/registry": {
         get: {

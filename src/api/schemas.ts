@@ -50,6 +50,9 @@ export const PoolListQuery = z
   })
   .strict();
 
+/** Tenant names as they appear in API_KEYS (and in admin paths). */
+export const TenantName = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "tenant names are 1-100 of A-Z, a-z, 0-9, '_', '.', '-'");
+
 export const IdempotencyKey = z.string().regex(/^[\x21-\x7e]{1,255}$/, "Idempotency-Key is 1-255 visible ASCII characters");
 
 export const PoolConfigBody = PoolConfigPatch;
@@ -87,6 +90,7 @@ export const Pool = z.object({
   }),
   counts: z.object({ launching: Count, idle: Count, leased: Count, resetting: Count, closing: Count, waiting: Count }),
   capacity: z.object({ max: Count, inUse: Count, available: Count }),
+  draining: z.boolean(),
   consistent: z.boolean(),
   violations: z.array(z.string()),
   createdAt: z.iso.datetime(),

@@ -86,6 +86,7 @@ export interface LaunchError {
  */
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
+  if (isDraining(step)) return rejected(step, draining());
   const counts = db.counts();
   const waiting = counts.waiting;
   const hasCapacity = liveOf(counts) < config.maxSessions;
@@ -462,6 +463,71 @@ export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
   return undefined;
 }
 
+// ---- operators' actions ------------------------------------------------------
+
+/**
+ * Stops granting: every waiter is answered 503 `pool_draining` now, new
+ * acquires get the same at once, no warm sessions are launched. Active leases
+ * run on until they end. Returns how many waiters were turned away.
+ */
+export function drain(step: Step): number {
+  const { db, now } = step;
+  db.setMeta("draining", "1");
+  db.journal(now, "drained", null, null);
+  let failed = 0;
+  for (const lease of db.leasesIn("waiting")) {
+    failWaiter(step, lease, "drained", draining());
+    failed += 1;
+  }
+  return failed;
+}
+
+export function resume(step: Step): void {
+  step.db.setMeta("draining", "0");
+  step.db.journal(step.now, "resumed", null, null);
+  pump(step);
+}
+
+/**
+ * An operator ends an active lease. Its browser is closed, never reused: the
+ * lease's client may still be connected. The lease ends `released` with
+ * endReason `forced`. Undefined if there is no such lease.
+ */
+export function forceRelease(step: Step, leaseId: string): LeaseRow | undefined {
+  const { db, now } = step;
+  const lease = db.lease(leaseId);
+  if (!lease) return undefined;
+  if (lease.status === "waiting") {
+    failWaiter(step, lease, "forced", { status: 409, code: "lease_not_active", detail: "the lease was released by an operator while waiting" });
+    pump(step);
+    return db.lease(leaseId);
+  }
+  if (lease.status !== "active") return lease;
+  db.updateLease(lease.id, { status: "released", ended_at: now, end_reason: "forced" });
+  db.journal(now, "forced", lease.id, lease.session_row);
+  db.observe("lease_duration_seconds", { reason: "forced" }, (now - (lease.granted_at ?? now)) / 1000);
+  step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "forced" });
+  const session = lease.session_row === null ? undefined : db.session(lease.session_row);
+  if (session?.state === "leased" && session.lease_id === lease.id) startClosing(step, session, "forced");
+  return db.lease(leaseId);
+}
+
+/** Closes every idle session (suspected bad browsers); the warm target launches fresh ones. Returns how many. */
+export function purgeIdle(step: Step): number {
+  const idle = step.db.sessionsIn("idle");
+  for (const session of idle) startClosing(step, session, "purged");
+  pump(step);
+  return idle.length;
+}
+
+export function isDraining(step: Step): boolean {
+  return step.db.getMeta("draining") === "1";
+}
+
+function draining(): Failure {
+  return { status: 503, code: "pool_draining", detail: "the pool is drained by an operator and grants no leases", retryAfter: 30 };
+}
+
 // ---- building blocks ----------------------------------------------------------
 
 /**
@@ -485,6 +551,7 @@ export function pump(step: Step): void {
       free -= 1;
     }
   }
+  if (isDraining(step)) return;
   let warm = config.minIdle - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
   for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
 }

@@ -25,6 +25,10 @@ import { checkInvariants, type InvariantReport } from "./invariants";
 import {
   applyConfig,
   cancelWaiter,
+  drain,
+  forceRelease,
+  purgeIdle,
+  resume,
   CLOSE_TIMEOUT_MS,
   closeFailed,
   closeSucceeded,
@@ -97,6 +101,8 @@ export interface PoolView {
   config: PoolConfig;
   counts: Counts;
   capacity: { max: number; inUse: number; available: number };
+  /** True while an operator has drained the pool: it grants nothing until resumed. */
+  draining: boolean;
   consistent: boolean;
   violations: string[];
   createdAt: string;
@@ -406,6 +412,42 @@ export class PoolObject extends DurableObject<Env> {
       histograms: this.db.histograms(),
       reconciled: { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) },
     };
+  }
+
+  // ---- RPC: operators' actions (admin token; the pool must exist) ----------------
+
+  async drain(): Promise<PoolResult<{ waitersTurnedAway: number; pool: PoolView }>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    const waitersTurnedAway = this.transition(drain);
+    log("pool_drained", { pool: this.name(), waitersTurnedAway });
+    return { ok: true, value: { waitersTurnedAway, pool: this.poolView() } };
+  }
+
+  async resume(): Promise<PoolResult<PoolView>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    this.transition(resume);
+    log("pool_resumed", { pool: this.name() });
+    return { ok: true, value: this.poolView() };
+  }
+
+  async forceRelease(leaseId: string): Promise<PoolResult<LeaseView>> {
+    if (!this.exists()) return fail(notFound("lease"));
+    const lease = this.transition((step) => forceRelease(step, leaseId));
+    if (lease) log("lease_forced", { pool: this.name(), lease: leaseId });
+    return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
+  }
+
+  async purgeIdle(): Promise<PoolResult<{ closed: number; pool: PoolView }>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    const closed = this.transition(purgeIdle);
+    log("idle_purged", { pool: this.name(), closed });
+    return { ok: true, value: { closed, pool: this.poolView() } };
+  }
+
+  /** Resize or reconfigure an existing pool (never creates one). */
+  async reconfigure(patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    return this.configure(this.tenant, this.poolName, patch);
   }
 
   async checkInvariants(): Promise<InvariantReport> {
@@ -771,6 +813,7 @@ export class PoolObject extends DurableObject<Env> {
       config,
       counts,
       capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
+      draining: this.db.getMeta("draining") === "1",
       consistent: report.consistent,
       violations: report.violations,
       createdAt: iso(Number(this.db.getMeta("created_at"))),

@@ -11,11 +11,14 @@ import {
   CLOSE_TIMEOUT_MS,
   closeFailed,
   closeSucceeded,
+  drain,
+  forceRelease,
   launchFailed,
   launchSucceeded,
   MAX_CLOSE_ATTEMPTS,
   pingFailed,
   pump,
+  purgeIdle,
   reconcile,
   recover,
   registered,
@@ -25,6 +28,7 @@ import {
   RESET_TIMEOUT_MS,
   resetFailed,
   resetSucceeded,
+  resume,
   retryAfterSeconds,
   tick,
 } from "../../src/pool/machine";
@@ -768,5 +772,61 @@ describe("registration with the account's session registry", () => {
       expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([]);
       m.request({ waitMs: 5_000 });
       expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([{ kind: "expectOrphans" }]);
+    }));
+});
+
+describe("operators' transitions", () => {
+  it("drain turns away a waiter whose launch is in flight; the launch lands idle and nothing is granted until resume", () =>
+    withMachine({ maxSessions: 2, minIdle: 0 }, (m) => {
+      const waiting = m.request({ waitMs: 10_000 });
+      const [launch] = effectsOf(waiting.effects, "launch");
+      const drained = m.run(drain);
+      expect(drained.result).toBe(1);
+      expect(effectsOf(drained.effects, "reject")).toEqual([
+        { kind: "reject", leaseId: waiting.result.kind === "waiting" ? waiting.result.lease.id : "", failure: expect.objectContaining({ status: 503, code: "pool_draining" }) },
+      ]);
+      expect(m.run((s) => launchSucceeded(s, launch!.row, "browser-1")).effects.filter((e) => e.kind === "grant")).toEqual([]);
+      expect(m.db.counts()).toMatchObject({ idle: 1, waiting: 0 });
+      const refused = m.request({ waitMs: 10_000 });
+      expect(refused.result).toMatchObject({ kind: "rejected", failure: { status: 503, code: "pool_draining", retryAfter: 30 } });
+      expect(m.violations()).toEqual([]);
+      m.run(resume);
+      expect(m.request().result.kind).toBe("granted");
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("drain keeps the warm target from launching", () =>
+    withMachine({ maxSessions: 2, minIdle: 1 }, (m) => {
+      m.run(drain);
+      expect(effectsOf(m.run(pump).effects, "launch")).toEqual([]);
+      expect(effectsOf(m.run(resume).effects, "launch")).toHaveLength(1);
+    }));
+
+  it("force-release ends the lease as forced and closes its session, never reusing it", () =>
+    withMachine({ reuse: true }, (m) => {
+      const { lease, session } = m.leased();
+      const forced = m.run((s) => forceRelease(s, lease.id));
+      expect(forced.result).toMatchObject({ status: "released", end_reason: "forced" });
+      expect(effectsOf(forced.effects, "close")).toEqual([{ kind: "close", row: session.id, sessionId: session.session_id }]);
+      expect(effectsOf(forced.effects, "reset")).toEqual([]);
+      expect(m.session(session.id)).toMatchObject({ state: "closing", end_reason: "forced" });
+      expect(forced.events).toEqual(["forced", "closing"]);
+      // Again: nothing more happens.
+      const again = m.run((s) => forceRelease(s, lease.id));
+      expect(again.effects).toEqual([]);
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("purge-idle closes every idle session and lets the warm target launch replacements", () =>
+    withMachine({ maxSessions: 3, minIdle: 2 }, (m) => {
+      const launches = effectsOf(m.run(pump).effects, "launch");
+      for (const [i, launch] of launches.entries()) m.run((s) => launchSucceeded(s, launch.row, `warm-${i}`));
+      expect(m.db.counts().idle).toBe(2);
+      const purged = m.run(purgeIdle);
+      expect(purged.result).toBe(2);
+      expect(effectsOf(purged.effects, "close")).toHaveLength(2);
+      // One free slot (3 − 2 closing): one replacement launches now, the other once a close lands.
+      expect(effectsOf(purged.effects, "launch")).toHaveLength(1);
+      expect(m.violations()).toEqual([]);
     }));
 });
