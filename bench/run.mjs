@@ -424,7 +424,7 @@ async function main() {
     bundle(join(out, "driver"), join(here, "workers", "wrangler.toml"));
 
     log("workerd with simulated browsers: baseline, warm, scaling");
-    const sim = miniflare(out, { BROWSER_PROVIDER: "simulated", SIM_LAUNCH_MS: "20", SIM_RESET_MS: "0", SIM_CLOSE_MS: "0", SIM_MAX_BROWSERS: "1000" });
+    const sim = miniflare(out, { BROWSER_PROVIDER: "simulated", SIM_LAUNCH_MS: "20", SIM_RESET_MS: "0", SIM_CLOSE_MS: "0", SIM_MAX_BROWSERS: "1000", EVENT_LOGS: "problems" });
     try {
       await sim.ready;
       const bench = new Bench(sim);

@@ -504,7 +504,7 @@ export function forceRelease(step: Step, leaseId: string): LeaseRow | undefined 
   }
   if (lease.status !== "active") return lease;
   db.updateLease(lease.id, { status: "released", ended_at: now, end_reason: "forced" });
-  db.journal(now, "forced", lease.id, lease.session_row);
+  db.journal(now, "forced", lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
   db.observe("lease_duration_seconds", { reason: "forced" }, (now - (lease.granted_at ?? now)) / 1000);
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "forced" });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
@@ -626,7 +626,7 @@ function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"):
   const { db, now, config } = step;
   const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: status };
   db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
-  db.journal(now, status, lease.id, lease.session_row);
+  db.journal(now, status, lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
   db.observe("lease_duration_seconds", { reason: status }, (now - (lease.granted_at ?? now)) / 1000);
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: status });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);

@@ -54,7 +54,7 @@ import {
 } from "./machine";
 import { type LeaseRow, type LeaseStatus, migrate } from "./schema";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
-import { type Counts, PoolStore } from "./store";
+import { type Counts, type JournalEntry, PoolStore } from "./store";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -590,11 +590,52 @@ export class PoolObject extends DurableObject<Env> {
 
   /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
   private atomically<T>(fn: () => T): T {
+    let result: T;
     try {
-      return this.ctx.storage.transactionSync(fn);
+      result = this.ctx.storage.transactionSync(fn);
     } catch (error) {
       this.db.forgetCached();
       throw error;
+    }
+    this.publish(this.db.takeWritten());
+    return result;
+  }
+
+  /**
+   * Publishes committed journal rows: one JSON log line each (Workers Logs can
+   * filter on its fields) unless EVENT_LOGS is "problems", and one Analytics
+   * Engine data point each (blobs: tenant, pool, event, lease, reason; doubles:
+   * duration in ms, session row; index: tenant/pool).
+   */
+  private publish(entries: JournalEntry[]): void {
+    if (entries.length === 0) return;
+    const everything = (this.env.EVENT_LOGS as string | undefined) !== "problems";
+    for (const entry of entries) {
+      const durationMs = eventDuration(entry.detail);
+      const reason = typeof entry.detail?.reason === "string" ? entry.detail.reason : "";
+      if (everything || PROBLEM_EVENTS.has(entry.event)) {
+        console.log(
+          JSON.stringify({
+            event: entry.event,
+            tenant: this.tenant,
+            pool: this.poolName,
+            ...(entry.leaseId ? { lease: entry.leaseId } : {}),
+            ...(entry.sessionRow === null ? {} : { session: entry.sessionRow }),
+            ...(durationMs === undefined ? {} : { durationMs }),
+            ...entry.detail,
+          }),
+        );
+      }
+      try {
+        this.env.EVENTS?.writeDataPoint({
+          indexes: [`${this.tenant}/${this.poolName}`.slice(0, 96)],
+          blobs: [this.tenant, this.poolName, entry.event, entry.leaseId ?? "", reason],
+          doubles: [durationMs ?? 0, entry.sessionRow ?? 0],
+        });
+      } catch (error) {
+        // Analytics must never break a transition that has already committed.
+        log("analytics_failed", { error: message(error) });
+      }
     }
   }
 
@@ -837,6 +878,32 @@ export class PoolObject extends DurableObject<Env> {
       labels: JSON.parse(row.labels) as Record<string, string>,
     };
   }
+}
+
+/** Events logged even when EVENT_LOGS is "problems". */
+const PROBLEM_EVENTS = new Set([
+  "expired",
+  "forced",
+  "lease_failed",
+  "wait_failed",
+  "launch_failed",
+  "launch_timeout",
+  "launch_abandoned",
+  "late_launch_closed",
+  "close_failed",
+  "close_gave_up",
+  "reconciled_vanished",
+  "reconciled_reclose",
+  "drained",
+]);
+
+/** The duration an event reports, whichever detail field carries it. */
+function eventDuration(detail: Record<string, unknown> | undefined): number | undefined {
+  for (const key of ["heldMs", "waitedMs", "launchMs", "connectedMs"]) {
+    const value = detail?.[key];
+    if (typeof value === "number") return value;
+  }
+  return undefined;
 }
 
 function fail<T>(failure: Failure): PoolResult<T> {

@@ -16,6 +16,14 @@ import {
   labelKey,
 } from "./metrics";
 
+export interface JournalEntry {
+  at: number;
+  event: string;
+  leaseId: string | null;
+  sessionRow: number | null;
+  detail?: Record<string, unknown>;
+}
+
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
 
 const NEVER = Number.MAX_SAFE_INTEGER;
@@ -48,6 +56,7 @@ export class PoolStore {
   /** A transaction rolled back: what was cached may no longer be what is stored. */
   forgetCached(): void {
     this.metaCache.clear();
+    this.written = [];
   }
 
   // ---- sessions -----------------------------------------------------------
@@ -374,7 +383,21 @@ export class PoolStore {
 
   // ---- journal ------------------------------------------------------------
 
+  /**
+   * Journal rows written since the last `takeWritten()`: the shell publishes
+   * them (logs, Analytics Engine) once their transaction has committed, and
+   * drops them if it rolled back.
+   */
+  private written: JournalEntry[] = [];
+
+  takeWritten(): JournalEntry[] {
+    const entries = this.written;
+    this.written = [];
+    return entries;
+  }
+
   journal(at: number, event: string, leaseId: string | null, sessionRow: number | null, detail?: Record<string, unknown>): void {
+    this.written.push({ at, event, leaseId, sessionRow, ...(detail ? { detail } : {}) });
     this.sql.exec(
       `INSERT INTO journal (at, event, lease_id, session_row, detail) VALUES (?, ?, ?, ?, ?)`,
       at,
