@@ -6,7 +6,8 @@ export default defineConfig({
     projects: [
       {
         // The Worker and pool objects inside workerd (real SQLite, real Chromium through the binding).
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        // Lifecycle logs only for problems, so test output stays readable (test/pool/events.test.ts turns "all" back on).
+        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { EVENT_LOGS: "problems" } } })],
         test: {
           name: "workers",
           include: ["test/**/*.test.ts"],

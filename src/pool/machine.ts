@@ -140,11 +140,13 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: null, uses: idle.uses + 1 });
     db.journal(now, "granted", active.id, idle.id, { sessionId: idle.session_id, waitedMs: 0, uses: idle.uses + 1, ttlMs: req.ttlMs });
     db.observe("queue_wait_seconds", {}, 0);
+    clearExhausted(step);
     pump(step);
     return { kind: "granted", lease: active };
   }
   db.insertLease(lease);
   db.journal(now, "requested", lease.id, null, { waitMs: req.waitMs, ttlMs: req.ttlMs });
+  if (!hasCapacity) markExhausted(step);
   pump(step);
   const after = db.lease(lease.id)!;
   return after.status === "active" ? { kind: "granted", lease: after } : { kind: "waiting", lease: after };
@@ -167,6 +169,10 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     return;
   }
   db.updateSession(row, { session_id: sessionId, launched_at: now });
+  if (db.getMeta("launch_failure_streak") && db.getMeta("launch_failure_streak") !== "0") {
+    db.setMeta("launch_failure_streak", "0");
+    db.setMeta("launch_failure_streak_alerted", "0");
+  }
   db.journal(now, "launched", session.lease_id, row, { sessionId, launchMs: now - session.created_at });
   db.observe("launch_duration_seconds", {}, (now - session.created_at) / 1000);
   step.effects.push({ kind: "register", row, sessionId });
@@ -183,6 +189,7 @@ export function launchFailed(step: Step, row: number, error: LaunchError): void 
   db.updateSession(row, { state: "failed", ended_at: now, end_reason: "launch_failed", deadline: null });
   db.journal(now, "launch_failed", session.lease_id, row, { error: error.message, platformLimited: error.platformLimited });
   db.count("launch_failures", { reason: error.platformLimited ? "platform_limit" : "error" });
+  bumpLaunchFailureStreak(step);
   if (error.platformLimited) {
     // Back off: launching again at once would only be refused again.
     db.setMeta("launch_blocked_until", String(now + (error.retryAfterSeconds ?? 5) * 1000));
@@ -320,6 +327,7 @@ export function tick(step: Step): void {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "launch_timeout", deadline: null });
     db.journal(now, "launch_timeout", session.lease_id, session.id);
     db.count("launch_failures", { reason: "timeout" });
+    bumpLaunchFailureStreak(step);
     const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
     if (owner?.status === "waiting") {
       failWaiter(step, owner, "launch_timeout", {
@@ -615,6 +623,25 @@ function offer(step: Step, row: number): void {
     return;
   }
   db.updateSession(row, { state: "idle", lease_id: null, deadline: now + config.idleTimeoutSeconds * 1000 });
+  clearExhausted(step);
+}
+
+/**
+ * The pool turned a caller away or queued one with no capacity left: it is
+ * exhausted from now on, until a session is free again (an idle session, or an
+ * immediate grant). The shell alerts when that lasts too long.
+ */
+function markExhausted(step: Step): void {
+  if (!step.db.getMeta("exhausted_since")) step.db.setMeta("exhausted_since", String(step.now));
+}
+
+/** Launch failures since the last successful launch (the shell alerts on a streak). */
+function bumpLaunchFailureStreak(step: Step): void {
+  step.db.setMeta("launch_failure_streak", String(Number(step.db.getMeta("launch_failure_streak") ?? 0) + 1));
+}
+
+function clearExhausted(step: Step): void {
+  if (step.db.getMeta("exhausted_since")) step.db.setMeta("exhausted_since", "");
 }
 
 /**
@@ -662,6 +689,7 @@ function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failur
 /** An acquire answered with an error at once (nothing queued). */
 function rejected(step: Step, failure: Failure): RequestOutcome {
   step.db.count("acquire_failures", { outcome: failure.code });
+  if (failure.code === "pool_exhausted") markExhausted(step);
   return { kind: "rejected", failure };
 }
 

@@ -53,6 +53,7 @@ import {
   tick,
 } from "./machine";
 import { type LeaseRow, type LeaseStatus, migrate } from "./schema";
+import { type AlertKind, alertConfig, deliver } from "./alerts";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import { type Counts, type JournalEntry, PoolStore } from "./store";
 
@@ -538,6 +539,7 @@ export class PoolObject extends DurableObject<Env> {
       return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
     });
     if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
+    this.watchHealth(now);
     this.arm(this.clock());
   }
 
@@ -553,6 +555,9 @@ export class PoolObject extends DurableObject<Env> {
           this.db.setMeta("vanished_total", String(Number(this.db.getMeta("vanished_total") ?? 0) + report.vanished));
           this.db.setMeta("reclosed_total", String(Number(this.db.getMeta("reclosed_total") ?? 0) + report.reclosed));
           if (report.vanished || report.reclosed) log("reconciled", { pool: this.name(), ...report });
+          if (report.vanished) {
+            this.alert("capacity_reclaimed", `reconciliation freed ${report.vanished} session(s) whose browsers were gone`, { ...report });
+          }
         } catch (error) {
           log("reconcile_failed", { pool: this.name(), error: message(error) });
         } finally {
@@ -585,7 +590,71 @@ export class PoolObject extends DurableObject<Env> {
     const result = this.atomically(() => fn(step));
     this.perform(step.effects);
     this.arm(step.now);
+    this.watchLaunchFailures();
     return result;
+  }
+
+  // ---- alerts --------------------------------------------------------------------
+
+  /** A launch-failure streak at the threshold raises one alert (cached meta reads only on the hot path). */
+  private watchLaunchFailures(): void {
+    const streak = Number(this.db.getMeta("launch_failure_streak") ?? 0);
+    if (streak === 0) return;
+    if (streak < alertConfig(this.env as unknown as Record<string, unknown>).launchFailureStreak) return;
+    if (this.db.getMeta("launch_failure_streak_alerted") === "1") return;
+    this.db.setMeta("launch_failure_streak_alerted", "1");
+    this.alert("launch_failure_streak", `${streak} browser launches in a row failed`, { streak });
+  }
+
+  /** Alarm-time checks: an exhaustion that lasted, and the invariants. */
+  private watchHealth(now: number): void {
+    const config = alertConfig(this.env as unknown as Record<string, unknown>);
+    const since = Number(this.db.getMeta("exhausted_since") || 0);
+    if (since && now - since >= config.exhaustedMs && this.db.getMeta("exhausted_alerted") !== String(since)) {
+      const counts = this.db.counts();
+      const max = this.config().maxSessions;
+      const live = counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
+      if (counts.idle === 0 && (counts.waiting > 0 || live >= max)) {
+        this.db.setMeta("exhausted_alerted", String(since));
+        this.alert("pool_exhausted", `no free session for ${Math.round((now - since) / 1000)} s`, {
+          exhaustedSince: iso(since),
+          counts,
+          maxSessions: max,
+        });
+      }
+    }
+    const report = checkInvariants(this.ctx.storage.sql, this.config(), now);
+    if (!report.consistent) this.alert("invariant_violation", "the pool's invariants are violated", { violations: report.violations });
+  }
+
+  /** When the alarm must run to alert on an exhaustion that is still going on. */
+  private exhaustionDeadline(): number | null {
+    const since = Number(this.db.getMeta("exhausted_since") || 0);
+    if (!since || this.db.getMeta("exhausted_alerted") === String(since)) return null;
+    return since + alertConfig(this.env as unknown as Record<string, unknown>).exhaustedMs;
+  }
+
+  /**
+   * Raises an alert: logged and journaled always; POSTed to ALERT_WEBHOOK_URL
+   * if set; at most one per kind per ALERT_MIN_INTERVAL_SECONDS for this pool.
+   */
+  private alert(kind: AlertKind, summary: string, detail: Record<string, unknown>): void {
+    const config = alertConfig(this.env as unknown as Record<string, unknown>);
+    const now = this.clock();
+    const last = Number(this.db.getMeta(`alert_sent:${kind}`) ?? 0);
+    if (last && now - last < config.minIntervalMs) {
+      log("alert_suppressed", { pool: this.name(), kind, lastSentAt: iso(last) });
+      return;
+    }
+    this.atomically(() => {
+      this.db.setMeta(`alert_sent:${kind}`, String(now));
+      this.db.journal(now, "alert", null, null, { kind, summary, webhook: Boolean(config.url) });
+    });
+    const payload = { kind, tenant: this.tenant, pool: this.poolName, at: iso(now), summary, detail };
+    if (config.url) {
+      const url = config.url;
+      this.track(deliver(url, payload).catch((error) => log("alert_failed", { pool: this.name(), kind, error: message(error) })));
+    }
   }
 
   /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
@@ -777,6 +846,8 @@ export class PoolObject extends DurableObject<Env> {
     if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
     if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
     if (this.db.getMeta("pool_registered") !== "1") candidates.push(now + REGISTER_RETRY_MS);
+    const exhaustion = this.exhaustionDeadline();
+    if (exhaustion !== null) candidates.push(exhaustion);
     return candidates.length === 0 ? null : Math.min(...candidates);
   }
 

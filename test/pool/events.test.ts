@@ -37,7 +37,11 @@ describe("lifecycle events", () => {
     const points: AnalyticsEngineDataPoint[] = [];
     await runInDurableObject(pool.stub, (object: PoolObject) => {
       const env = (object as unknown as { env: Env }).env;
-      (object as unknown as { env: Env }).env = { ...env, EVENTS: { writeDataPoint: (point?: AnalyticsEngineDataPoint) => void points.push(point!) } };
+      (object as unknown as { env: Env }).env = {
+        ...env,
+        EVENT_LOGS: "all",
+        EVENTS: { writeDataPoint: (point?: AnalyticsEngineDataPoint) => void points.push(point!) },
+      };
     });
     let leaseId = "";
     const lines = await logged(async () => {
