@@ -7,7 +7,8 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AcquireView, PoolResult } from "../pool/object";
-import { requireAdmin, requireApiKey, type AuthVariables } from "./auth";
+import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVariables } from "./auth";
+import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
 import {
@@ -235,6 +236,25 @@ admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
   return c.json(unwrap(await stub.leaseEvents(parse(LeaseId, c.req.param("id"), "path.id"))));
 });
 
+// Operators: the live dashboard. `?token=` is exchanged for a cookie (reads only) and dropped from the URL.
+app.get("/dashboard", async (c, next) => {
+  const token = c.req.query("token");
+  if (token === undefined) return next();
+  if (!isAdminToken(c.env, token)) throw new ApiError(401, "unauthorized", "the admin token is not valid");
+  const secure = new URL(c.req.url).protocol === "https:" ? "; Secure" : "";
+  c.header("Set-Cookie", `${ADMIN_COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200${secure}`);
+  return c.redirect("/dashboard", 303);
+});
+app.get("/dashboard", requireAdmin(), (c) => {
+  c.header("Cache-Control", "no-store");
+  c.header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'");
+  return c.html(DASHBOARD_HTML);
+});
+app.get("/dashboard/data", requireAdmin(), async (c) => {
+  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  c.header("Cache-Control", "no-store");
+  return c.json(await dashboardData(registry, (p) => c.env.POOL.get(c.env.POOL.idFromName(`${p.tenant}/${p.pool}`)).dashboard()));
+});
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
 app.route("/v1/admin", admin);

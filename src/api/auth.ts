@@ -69,14 +69,36 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
   };
 }
 
-/** The operator's token (ADMIN_TOKEN secret), compared by digest in constant time. */
+/** The cookie /dashboard sets, so a browser can send the admin token without a header. */
+export const ADMIN_COOKIE = "broker_admin";
+
+/** Whether `given` is the operator's token (ADMIN_TOKEN secret), compared by digest in constant time. */
+export function isAdminToken(env: Env, given: string | undefined): boolean {
+  const configured = env.ADMIN_TOKEN;
+  if (!given || !configured) return false;
+  return crypto.subtle.timingSafeEqual(sha256(given), sha256(configured));
+}
+
+function cookie(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? "").split(";")) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return undefined;
+}
+
+/**
+ * The operator's token: `Authorization: Bearer <admin token>`, or, for reads
+ * only (GET), the dashboard's cookie: a cookie rides along on cross-site
+ * requests, so it must never authorise an action.
+ */
 export function requireAdmin(): MiddlewareHandler<{ Bindings: Env }> {
   return async (c, next) => {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
-    const configured = c.env.ADMIN_TOKEN;
-    if (!match || !configured) throw unauthorized("send 'Authorization: Bearer <admin token>'");
-    const [given, wanted] = [sha256(match[1]!), sha256(configured)];
-    if (!crypto.subtle.timingSafeEqual(given, wanted)) throw unauthorized("the admin token is not valid");
+    const readOnly = c.req.method === "GET" || c.req.method === "HEAD";
+    const given = match?.[1] ?? (readOnly ? cookie(c.req.header("cookie"), ADMIN_COOKIE) : undefined);
+    if (!given || !c.env.ADMIN_TOKEN) throw unauthorized("send 'Authorization: Bearer <admin token>'");
+    if (!isAdminToken(c.env, given)) throw unauthorized("the admin token is not valid");
     await next();
   };
 }

@@ -180,6 +180,16 @@ export function openApiDocument(): object {
         parameters: [tenantParam, poolParam, idParam],
         get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
       },
+      "/dashboard": {
+        get: {
+          summary: "The operators' live dashboard, HTML (admin token; ?token= once sets a read-only cookie)",
+          parameters: [{ name: "token", in: "query", required: false, schema: { type: "string" } }],
+          responses: { "200": { description: "text/html" }, "303": { description: "Cookie set; on to /dashboard" }, ...problems(401) },
+        },
+      },
+      "/dashboard/data": {
+        get: { summary: "What the dashboard shows, JSON (admin token or its cookie)", responses: { "200": { description: "Pools" }, ...problems(401) } },
+      },
       "/v1/admin/registry": {
         get: {
           summary: "The account's session registry: sessions tracked, orphaned browsers closed (admin token)",

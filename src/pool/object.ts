@@ -134,6 +134,14 @@ export interface PoolMetrics {
   reconciled: { vanished: number; reclosed: number };
 }
 
+export interface PoolDashboard extends PoolMetrics {
+  draining: boolean;
+  /** The oldest waiters, first in line first. */
+  queue: { lease: string; since: string; deadline: string | null }[];
+  /** The newest journal rows, newest first. */
+  events: { at: string; event: string; lease?: string; detail?: Record<string, unknown> }[];
+}
+
 export interface AcquireInput {
   /** Chosen by the Worker so it can cancel the wait if its client disconnects. */
   leaseId: string;
@@ -449,6 +457,23 @@ export class PoolObject extends DurableObject<Env> {
   async reconfigure(patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
     if (!this.exists()) return fail(notFound("pool"));
     return this.configure(this.tenant, this.poolName, patch);
+  }
+
+  /** What the operators' dashboard shows of this pool: its metrics, the head of its queue, its latest events. */
+  async dashboard(): Promise<PoolDashboard | undefined> {
+    const metrics = await this.metrics();
+    if (!metrics) return undefined;
+    return {
+      ...metrics,
+      draining: this.db.getMeta("draining") === "1",
+      queue: this.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
+      events: this.db.recentJournal(15).map((row) => ({
+        at: iso(row.at),
+        event: row.event,
+        ...(row.lease_id ? { lease: row.lease_id } : {}),
+        ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
+      })),
+    };
   }
 
   async checkInvariants(): Promise<InvariantReport> {

@@ -305,6 +305,8 @@ describe("service endpoints", () => {
         "GET /v1/pools",
         "GET /v1/admin/pools",
         "GET /metrics",
+        "GET /dashboard",
+        "GET /dashboard/data",
         "GET /v1/pools/{pool}/leases/{id}/events",
         "GET /v1/admin/pools/{tenant}/{pool}",
         "PUT /v1/admin/pools/{tenant}/{pool}",

@@ -1,0 +1,166 @@
+/**
+ * GET /dashboard: the operators' live page. One self-contained HTML document
+ * (no external assets) that polls GET /dashboard/data every 2 s and draws, per
+ * pool: gauges (leased / idle / launching / resetting / closing of maxSessions,
+ * waiting, consistency, draining), charts of acquires, failures and mean queue
+ * wait per interval (kept in the page since it opened), the head of the wait
+ * queue, and the latest lifecycle events.
+ *
+ * Auth: the admin token. A browser opens `/dashboard?token=<admin token>` once;
+ * the page answers with an HttpOnly, SameSite=Strict cookie and redirects to
+ * `/dashboard`, so the token leaves the address bar and the history. The cookie
+ * authorises reads only (see requireAdmin).
+ */
+import type { PoolDashboard } from "../pool/object";
+import type { PoolEntry } from "../registry/object";
+
+/** Pools the dashboard shows at most (the first by tenant and name). */
+export const DASHBOARD_MAX_POOLS = 100;
+
+export interface DashboardPool {
+  tenant: string;
+  pool: string;
+  counts: PoolDashboard["counts"];
+  maxSessions: number;
+  maxWaiters: number;
+  consistent: boolean;
+  draining: boolean;
+  /** Totals since the pool was created; the page charts their differences between polls. */
+  totals: { granted: number; failed: number; queueWaitSeconds: number; launchFailures: number };
+  queue: PoolDashboard["queue"];
+  events: PoolDashboard["events"];
+}
+
+export function dashboardPool(d: PoolDashboard): DashboardPool {
+  const waits = d.histograms.filter((h) => h.name === "queue_wait_seconds");
+  return {
+    tenant: d.tenant,
+    pool: d.pool,
+    counts: d.counts,
+    maxSessions: d.maxSessions,
+    maxWaiters: d.maxWaiters,
+    consistent: d.consistent,
+    draining: d.draining,
+    totals: {
+      granted: waits.reduce((sum, h) => sum + h.count, 0),
+      failed: d.counters.filter((c) => c.name === "acquire_failures").reduce((sum, c) => sum + c.value, 0),
+      queueWaitSeconds: waits.reduce((sum, h) => sum + h.sum, 0),
+      launchFailures: d.counters.filter((c) => c.name === "launch_failures").reduce((sum, c) => sum + c.value, 0),
+    },
+    queue: d.queue,
+    events: d.events,
+  };
+}
+
+export async function dashboardData(
+  registry: { listPools(o: { limit: number }): Promise<{ pools: PoolEntry[]; nextCursor: string | null }> },
+  describe: (entry: PoolEntry) => Promise<PoolDashboard | undefined>,
+): Promise<{ at: string; pools: DashboardPool[]; truncated: boolean }> {
+  const page = await registry.listPools({ limit: DASHBOARD_MAX_POOLS });
+  const pools = (await Promise.all(page.pools.map(describe))).filter((d): d is PoolDashboard => d !== undefined);
+  return { at: new Date().toISOString(), pools: pools.map(dashboardPool), truncated: page.nextCursor !== null };
+}
+
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Browser session broker</title>
+<style>
+  :root { --bg:#0f1419; --panel:#1a2129; --text:#e6e6e6; --muted:#8a949e; --leased:#4f9cf9; --idle:#46c37b; --launching:#f5b942; --resetting:#b48ef5; --closing:#e0715c; --bad:#ff5c5c; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: var(--bg); color: var(--text); }
+  header { display: flex; gap: 1rem; align-items: baseline; padding: 1rem 1.5rem; border-bottom: 1px solid #2a333d; }
+  header h1 { font-size: 1.1rem; margin: 0; }
+  header .muted { color: var(--muted); }
+  main { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 1rem; padding: 1rem 1.5rem; }
+  section.pool { background: var(--panel); border-radius: 8px; padding: 1rem; border: 1px solid #2a333d; }
+  section.pool.inconsistent { border-color: var(--bad); }
+  h2 { font-size: 1rem; margin: 0 0 .5rem; display: flex; justify-content: space-between; }
+  .badge { font-size: .75rem; padding: .1rem .45rem; border-radius: 4px; background: #2a333d; }
+  .badge.bad { background: var(--bad); color: #000; }
+  .bar { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #2a333d; margin: .25rem 0 .5rem; }
+  .bar span { display: block; height: 100%; }
+  dl { display: grid; grid-template-columns: repeat(6, 1fr); gap: .25rem; margin: 0 0 .75rem; }
+  dl div { text-align: center; } dt { color: var(--muted); font-size: .75rem; } dd { margin: 0; font-size: 1.2rem; font-variant-numeric: tabular-nums; }
+  .charts { display: grid; grid-template-columns: repeat(3, 1fr); gap: .5rem; margin-bottom: .75rem; }
+  .chart { background: #141a20; border-radius: 4px; padding: .25rem .4rem; }
+  .chart .label { color: var(--muted); font-size: .7rem; }
+  svg { width: 100%; height: 42px; display: block; }
+  h3 { font-size: .8rem; color: var(--muted); margin: .5rem 0 .25rem; font-weight: 600; }
+  ol, ul { margin: 0; padding-left: 1.1rem; font-size: .8rem; max-height: 9.5rem; overflow: auto; }
+  code { font-size: .75rem; color: var(--muted); }
+  .empty { color: var(--muted); font-size: .8rem; }
+  #error { color: var(--bad); }
+</style>
+</head>
+<body>
+<header><h1>Browser session broker</h1><span class="muted" id="updated">loading…</span><span id="error"></span></header>
+<main id="pools"></main>
+<script>
+"use strict";
+const POLL_MS = 2000, KEEP = 60;
+const history = new Map();
+const STATES = ["leased", "idle", "launching", "resetting", "closing"];
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+function spark(values, color) {
+  const max = Math.max(1, ...values);
+  const step = values.length > 1 ? 100 / (values.length - 1) : 100;
+  const points = values.map((v, i) => (i * step).toFixed(1) + "," + (40 - (v / max) * 38).toFixed(1)).join(" ");
+  return '<svg viewBox="0 0 100 42" preserveAspectRatio="none"><polyline fill="none" stroke="' + color + '" stroke-width="1.5" vector-effect="non-scaling-stroke" points="' + points + '"/></svg>';
+}
+
+function render(data) {
+  const main = document.getElementById("pools");
+  if (data.pools.length === 0) { main.innerHTML = '<p class="empty">No pools yet.</p>'; return; }
+  main.innerHTML = data.pools.map((p) => {
+    const key = p.tenant + "/" + p.pool;
+    const h = history.get(key) || { last: null, granted: [], failed: [], wait: [] };
+    if (h.last) {
+      const granted = p.totals.granted - h.last.granted;
+      h.granted.push(granted);
+      h.failed.push(p.totals.failed - h.last.failed);
+      h.wait.push(granted > 0 ? (p.totals.queueWaitSeconds - h.last.queueWaitSeconds) / granted : 0);
+      for (const series of [h.granted, h.failed, h.wait]) while (series.length > KEEP) series.shift();
+    }
+    h.last = p.totals;
+    history.set(key, h);
+    const bar = STATES.map((s) => '<span title="' + s + '" style="width:' + (100 * p.counts[s] / p.maxSessions) + '%;background:var(--' + s + ')"></span>').join("");
+    const cells = STATES.concat(["waiting"]).map((s) => '<div><dt>' + s + '</dt><dd data-field="' + s + '">' + p.counts[s] + '</dd></div>').join("");
+    const queue = p.queue.length ? "<ol>" + p.queue.map((w) => "<li><code>" + esc(w.lease.slice(0, 8)) + "</code> since " + esc(w.since.slice(11, 19)) + "</li>").join("") + "</ol>" : '<p class="empty">nobody waiting</p>';
+    const events = p.events.length ? "<ul>" + p.events.map((e) => "<li>" + esc(e.at.slice(11, 19)) + " <b>" + esc(e.event) + "</b>" + (e.lease ? " <code>" + esc(e.lease.slice(0, 8)) + "</code>" : "") + "</li>").join("") + "</ul>" : '<p class="empty">no events</p>';
+    return '<section class="pool' + (p.consistent ? "" : " inconsistent") + '" data-pool="' + esc(key) + '">' +
+      "<h2><span>" + esc(key) + "</span><span>" +
+      (p.draining ? '<span class="badge" data-field="draining">draining</span> ' : "") +
+      '<span class="badge' + (p.consistent ? "" : " bad") + '" data-field="consistent">' + (p.consistent ? "consistent" : "INCONSISTENT") + "</span> " +
+      '<span class="badge">max <b data-field="maxSessions">' + p.maxSessions + "</b></span></span></h2>" +
+      '<div class="bar">' + bar + "</div><dl>" + cells + "</dl>" +
+      '<div class="charts">' +
+      '<div class="chart"><div class="label">acquires / ' + POLL_MS / 1000 + ' s (total <span data-field="granted">' + p.totals.granted + "</span>)</div>" + spark(h.granted, "var(--idle)") + "</div>" +
+      '<div class="chart"><div class="label">failures / ' + POLL_MS / 1000 + ' s (total <span data-field="failed">' + p.totals.failed + "</span>)</div>" + spark(h.failed, "var(--bad)") + "</div>" +
+      '<div class="chart"><div class="label">mean queue wait, s</div>' + spark(h.wait, "var(--launching)") + "</div>" +
+      "</div><h3>Wait queue</h3>" + queue + "<h3>Recent events</h3>" + events + "</section>";
+  }).join("");
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/dashboard/data", { credentials: "same-origin", cache: "no-store" });
+    if (!response.ok) throw new Error("data: " + response.status);
+    const data = await response.json();
+    render(data);
+    document.getElementById("updated").textContent = "updated " + data.at.slice(11, 19) + " UTC" + (data.truncated ? " (first 100 pools)" : "");
+    document.getElementById("error").textContent = "";
+    document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+  } catch (error) {
+    document.getElementById("error").textContent = String(error.message || error);
+  }
+  setTimeout(poll, POLL_MS);
+}
+poll();
+</script>
+</body>
+</html>
+`;
