@@ -70,8 +70,10 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
   const x = new Exposition();
   const gauge = (name: keyof typeof HELP, labels: Labels, value: number) => x.sample(name, "gauge", HELP[name], labels, value);
   const counter = (name: keyof typeof HELP, labels: Labels, value: number) => x.sample(name, "counter", HELP[name], labels, value);
-  for (const name of ["broker_acquires_total", "broker_releases_total", "broker_launch_failures_total", "broker_reconcile_fixes_total"] as const) {
-    x.declare(name, "counter", HELP[name]);
+  // Every family is declared, with or without samples, so dashboards and alert rules can rely on the names.
+  for (const name of Object.keys(HELP) as (keyof typeof HELP)[]) {
+    const type = name.endsWith("_total") ? "counter" : name.endsWith("_seconds") ? "histogram" : "gauge";
+    x.declare(name, type, HELP[name]);
   }
   for (const m of pools) {
     const id = { tenant: m.tenant, pool: m.pool };
@@ -96,9 +98,6 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
       x.sample(name, "histogram", HELP[name], labels, h.sum, `${name}_sum`);
       x.sample(name, "histogram", HELP[name], labels, h.count, `${name}_count`);
     }
-  }
-  for (const name of ["broker_queue_wait_seconds", "broker_launch_duration_seconds", "broker_lease_duration_seconds"] as const) {
-    x.declare(name, "histogram", HELP[name]);
   }
   gauge("broker_metrics_pools", {}, pools.length);
   gauge("broker_metrics_truncated", {}, truncated ? 1 : 0);
