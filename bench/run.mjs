@@ -440,7 +440,7 @@ async function main() {
 
     if (PHASES.has("real")) {
       log("workerd with real Chromium behind the BROWSER binding: cold, reuse");
-      const real = miniflare(out, {});
+      const real = miniflare(out, { EVENT_LOGS: "problems" });
       try {
         await real.ready;
         Object.assign(results, await coldAndReuse(new Bench(real)));

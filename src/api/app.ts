@@ -66,17 +66,17 @@ function fingerprint(value: unknown): string {
   return sha256Hex(canonical(value));
 }
 
+/** Bodies over MAX_BODY_BYTES answer 413 before anything reads them. */
+const limitBody = bodyLimit({
+  maxSize: MAX_BODY_BYTES,
+  onError: () => {
+    throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+  },
+});
+
 const v1 = new Hono<AppEnv>();
 v1.use("*", requireApiKey());
-v1.use(
-  "*",
-  bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-    },
-  }),
-);
+v1.use("*", limitBody);
 
 v1.post("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
@@ -205,15 +205,7 @@ app.get("/metrics", requireAdmin(), async (c) => {
 // Operators' actions on any tenant's pool (admin token). The pool must exist.
 const admin = new Hono<AppEnv>();
 admin.use("*", requireAdmin());
-admin.use(
-  "*",
-  bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-    },
-  }),
-);
+admin.use("*", limitBody);
 function adminStub(c: Ctx) {
   const tenant = parse(TenantName, c.req.param("tenant"), "path.tenant");
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
