@@ -121,7 +121,8 @@ v1.get("/pools/:pool/leases", async (c) => {
 
 v1.delete("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await poolStub(c, pool).releaseAll()));
+  // The caller's leases: those acquired with the same API key.
+  return c.json(unwrap(await poolStub(c, pool).releaseAll(c.get("owner"))));
 });
 
 v1.get("/pools/:pool/leases/:id", async (c) => {

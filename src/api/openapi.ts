@@ -101,7 +101,7 @@ export function openApiDocument(): object {
           },
         },
         delete: {
-          summary: "Release all active leases of the pool",
+          summary: "Release all of the caller's active leases in the pool (those acquired with the same API key)",
           responses: {
             "200": { description: "Count", content: content({ type: "object", properties: { released: { type: "integer" } } }) },
             ...problems(400, 401, 404),

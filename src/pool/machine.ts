@@ -232,11 +232,16 @@ export function releaseLease(step: Step, leaseId: string): LeaseRow | undefined 
   return lease;
 }
 
-/** Ends every active lease of the pool; returns how many were released. */
-export function releaseAll(step: Step): number {
+/**
+ * Ends every active lease of the pool held by `owner` (DESIGN.md: "the
+ * caller's"; an owner is one API key), or of everyone when no owner is given
+ * (tests, operators). Returns how many were released.
+ */
+export function releaseAll(step: Step, owner?: string): number {
   const { db, now } = step;
   let released = 0;
   for (const lease of db.leasesIn("active")) {
+    if (owner !== undefined && lease.owner !== owner) continue;
     endActive(step, lease, lease.expires_at! <= now ? "expired" : "released");
     released += 1;
   }

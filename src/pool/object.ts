@@ -378,9 +378,10 @@ export class PoolObject extends DurableObject<Env> {
     return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
   }
 
-  async releaseAll(): Promise<PoolResult<{ released: number }>> {
+  /** Releases the active leases of `owner` (one API key), or all of them without one. */
+  async releaseAll(owner?: string): Promise<PoolResult<{ released: number }>> {
     if (!this.exists()) return fail(notFound("pool"));
-    return { ok: true, value: { released: this.transition(releaseAll) } };
+    return { ok: true, value: { released: this.transition((step) => releaseAll(step, owner)) } };
   }
 
   async describe(): Promise<PoolResult<PoolView>> {

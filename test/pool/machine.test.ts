@@ -359,6 +359,20 @@ describe("releaseAll", () => {
     }));
 });
 
+describe("releaseAll by owner", () => {
+  it("ends only the active leases of the given owner (one API key)", () =>
+    withMachine({ maxSessions: 3, reuse: true }, (m) => {
+      const mine = m.leased({ owner: "key:aaa" });
+      const theirs = m.leased({ owner: "key:bbb" });
+      const ran = m.run((s) => releaseAll(s, "key:aaa"));
+      expect(ran.result).toBe(1);
+      expect(m.lease(mine.lease.id).status).toBe("released");
+      expect(m.lease(theirs.lease.id).status).toBe("active");
+      expect(m.run((s) => releaseAll(s, "key:aaa")).result).toBe(0);
+      expect(m.violations()).toEqual([]);
+    }));
+});
+
 describe("renewLease", () => {
   it("extends an active lease from now", () =>
     withMachine({}, (m) => {
