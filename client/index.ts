@@ -1,0 +1,206 @@
+/**
+ * A typed client for the browser session broker, for customers' code (Node 18+,
+ * Workers, Deno, browsers: it needs only `fetch`).
+ *
+ *   const broker = new BrokerClient({ baseUrl: "https://broker.example.com", apiKey });
+ *   await broker.withLease("scrapers", async (lease) => {
+ *     const browser = await puppeteer.connect({ browserWSEndpoint: lease.connectUrl });
+ *     …
+ *   });
+ *
+ * - `acquire` always sends an Idempotency-Key (yours, or a fresh one per call),
+ *   so its retries never create a second lease.
+ * - 429 and 503 answers are retried after their Retry-After (with jitter, capped
+ *   by `maxRetryDelayMs`), at most `retries` times; other errors throw
+ *   `BrokerError` with the problem's `status`, `code` and `detail`.
+ * - Every call takes an AbortSignal; an abort also ends a retry wait at once.
+ * - `withLease` always releases the lease, whether `fn` returns or throws.
+ */
+
+export type LeaseStatus = "waiting" | "active" | "released" | "expired" | "failed";
+
+export interface Lease {
+  id: string;
+  pool: string;
+  status: LeaseStatus;
+  sessionId: string | null;
+  createdAt: string;
+  grantedAt?: string;
+  expiresAt: string | null;
+  endedAt?: string;
+  endReason?: string;
+  labels: Record<string, string>;
+  /** Only on the lease returned by acquire: the CDP WebSocket URL (Puppeteer's browserWSEndpoint, Playwright's connectOverCDP). */
+  connectUrl?: string;
+}
+
+export interface AcquiredLease extends Lease {
+  connectUrl: string;
+}
+
+export interface AcquireOptions {
+  ttlSeconds?: number;
+  waitSeconds?: number;
+  labels?: Record<string, string>;
+  /** Reuse to make a retried acquire return the same lease (default: a fresh key per call). */
+  idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+export interface RetryInfo {
+  attempt: number;
+  status: number;
+  code: string;
+  delayMs: number;
+}
+
+export interface BrokerClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  /** Retries of a 429 or 503 answer (default 3). */
+  retries?: number;
+  /** Longest wait before a retry, whatever Retry-After says (default 30 s). */
+  maxRetryDelayMs?: number;
+  /** The fetch to use (default: the global one). */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  /** Called before each retry wait. */
+  onRetry?: (info: RetryInfo) => void;
+  /** Source of jitter in [0, 1) (default Math.random). */
+  random?: () => number;
+}
+
+/** An error answer of the broker (application/problem+json). */
+export class BrokerError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly detail: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(`${status} ${code}: ${detail}`);
+    this.name = "BrokerError";
+  }
+}
+
+const RETRYABLE = new Set([429, 503]);
+
+export class BrokerClient {
+  private readonly baseUrl: string;
+  private readonly retries: number;
+  private readonly maxRetryDelayMs: number;
+  private readonly doFetch: (input: string, init: RequestInit) => Promise<Response>;
+  private readonly random: () => number;
+
+  constructor(private readonly options: BrokerClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.retries = options.retries ?? 3;
+    this.maxRetryDelayMs = options.maxRetryDelayMs ?? 30_000;
+    this.doFetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.random = options.random ?? Math.random;
+  }
+
+  async acquire(pool: string, options: AcquireOptions = {}): Promise<AcquiredLease> {
+    const { signal, idempotencyKey, ...body } = options;
+    const key = idempotencyKey ?? crypto.randomUUID();
+    return this.call<AcquiredLease>("POST", `/v1/pools/${encodeURIComponent(pool)}/leases`, {
+      body,
+      headers: { "idempotency-key": key },
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  getLease(pool: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Lease> {
+    return this.call("GET", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, options);
+  }
+
+  renew(pool: string, id: string, options: { ttlSeconds?: number; signal?: AbortSignal } = {}): Promise<Lease> {
+    const { signal, ...body } = options;
+    return this.call("POST", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}/renew`, { body, ...(signal ? { signal } : {}) });
+  }
+
+  /** Ends the lease (idempotent). */
+  release(pool: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Lease> {
+    return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, options);
+  }
+
+  /**
+   * Acquires a lease, runs `fn` with it, and always releases it. `fn`'s result
+   * or error is what this returns or throws; a failed release is reported to
+   * `onReleaseError` (the lease's TTL ends it anyway).
+   */
+  async withLease<T>(
+    pool: string,
+    fn: (lease: AcquiredLease) => Promise<T>,
+    options: AcquireOptions & { onReleaseError?: (error: unknown) => void } = {},
+  ): Promise<T> {
+    const { onReleaseError, ...acquireOptions } = options;
+    const lease = await this.acquire(pool, acquireOptions);
+    try {
+      return await fn(lease);
+    } finally {
+      try {
+        await this.release(pool, lease.id);
+      } catch (error) {
+        onReleaseError?.(error);
+      }
+    }
+  }
+
+  private async call<T>(
+    method: string,
+    path: string,
+    options: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt += 1) {
+      options.signal?.throwIfAborted();
+      const response = await this.doFetch(`${this.baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.apiKey}`,
+          ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+          ...options.headers,
+        },
+        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (response.ok) return (await response.json()) as T;
+      const error = await problem(response);
+      if (!RETRYABLE.has(error.status) || attempt > this.retries) throw error;
+      const base = (error.retryAfterSeconds ?? 1) * 1000;
+      const delayMs = Math.min(this.maxRetryDelayMs, Math.round(base * (1 + 0.25 * this.random())));
+      this.options.onRetry?.({ attempt, status: error.status, code: error.code, delayMs });
+      await sleep(delayMs, options.signal);
+    }
+  }
+}
+
+async function problem(response: Response): Promise<BrokerError> {
+  const retryAfter = Number(response.headers.get("retry-after"));
+  let body: { code?: string; detail?: string } = {};
+  try {
+    body = (await response.json()) as typeof body;
+  } catch {
+    // not a problem document
+  }
+  return new BrokerError(
+    response.status,
+    body.code ?? "http_error",
+    body.detail ?? response.statusText,
+    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+  );
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
