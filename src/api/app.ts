@@ -11,6 +11,7 @@ import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVaria
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
+import { renderReference } from "./reference";
 import {
   AcquireBody,
   IdempotencyKey,
@@ -185,6 +186,10 @@ app.onError(onError);
 app.notFound(notFound);
 app.get("/healthz", (c) => c.json({ status: "ok" }));
 app.get("/openapi.json", (c) => c.json(openApiDocument()));
+app.get("/docs", (c) => {
+  c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  return c.html(renderReference(openApiDocument() as Record<string, unknown>));
+});
 // The CDP socket authenticates with the lease's connect token, not an API key
 // (WebSocket clients cannot be relied on to send headers), so it is routed
 // before the API-key middleware of the other /v1 routes.

@@ -65,6 +65,7 @@ export function openApiDocument(): object {
     paths: {
       "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "OK" } } } },
       "/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+      "/docs": { get: { summary: "This document rendered as an HTML reference", security: [], responses: { "200": { description: "text/html" } } } },
       "/v1/pools/{pool}": {
         parameters: [poolParam],
         get: { summary: "Pool config, counts and consistency", responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404) } },

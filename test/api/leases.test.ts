@@ -319,6 +319,7 @@ describe("service endpoints", () => {
         "PUT /v1/pools/{pool}",
         "GET /healthz",
         "GET /openapi.json",
+        "GET /docs",
       ].sort(),
     );
   });
