@@ -169,7 +169,7 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     return;
   }
   db.updateSession(row, { session_id: sessionId, launched_at: now });
-  if (db.getMeta("launch_failure_streak") && db.getMeta("launch_failure_streak") !== "0") {
+  if (Number(db.getMeta("launch_failure_streak") ?? 0) > 0) {
     db.setMeta("launch_failure_streak", "0");
     db.setMeta("launch_failure_streak_alerted", "0");
   }
@@ -507,7 +507,7 @@ export function resume(step: Step): void {
  * endReason `forced`. Undefined if there is no such lease.
  */
 export function forceRelease(step: Step, leaseId: string): LeaseRow | undefined {
-  const { db, now } = step;
+  const { db } = step;
   const lease = db.lease(leaseId);
   if (!lease) return undefined;
   if (lease.status === "waiting") {
@@ -515,14 +515,7 @@ export function forceRelease(step: Step, leaseId: string): LeaseRow | undefined 
     pump(step);
     return db.lease(leaseId);
   }
-  if (lease.status !== "active") return lease;
-  db.updateLease(lease.id, { status: "released", ended_at: now, end_reason: "forced" });
-  db.journal(now, "forced", lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
-  db.observe("lease_duration_seconds", { reason: "forced" }, (now - (lease.granted_at ?? now)) / 1000);
-  step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "forced" });
-  const session = lease.session_row === null ? undefined : db.session(lease.session_row);
-  if (session?.state === "leased" && session.lease_id === lease.id) startClosing(step, session, "forced");
-  return db.lease(leaseId);
+  return lease.status === "active" ? endActive(step, lease, "forced") : lease;
 }
 
 /** Closes every idle session (suspected bad browsers); the warm target launches fresh ones. Returns how many. */
@@ -654,20 +647,22 @@ function clearExhausted(step: Step): void {
  * session on (after a reset); an expired one is closed, because its client may
  * still be connected and must never share a browser with the next lease.
  */
-function endActive(step: Step, lease: LeaseRow, status: "released" | "expired"): LeaseRow {
+function endActive(step: Step, lease: LeaseRow, reason: "released" | "expired" | "forced"): LeaseRow {
   const { db, now, config } = step;
-  const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: status };
-  db.updateLease(lease.id, { status, ended_at: now, end_reason: status });
-  db.journal(now, status, lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
-  db.observe("lease_duration_seconds", { reason: status }, (now - (lease.granted_at ?? now)) / 1000);
-  step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: status });
+  // A forced end is a release by an operator: status released, endReason forced.
+  const status = reason === "expired" ? "expired" : "released";
+  const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: reason };
+  db.updateLease(lease.id, { status, ended_at: now, end_reason: reason });
+  db.journal(now, reason, lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
+  db.observe("lease_duration_seconds", { reason }, (now - (lease.granted_at ?? now)) / 1000);
+  step.effects.push({ kind: "disconnect", leaseId: lease.id, reason });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
-  if (status === "released" && config.reuse) {
+  if (reason === "released" && config.reuse) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
     step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
   } else {
-    startClosing(step, session, status === "expired" ? "lease_expired" : "released_no_reuse");
+    startClosing(step, session, reason === "expired" ? "lease_expired" : reason === "forced" ? "forced" : "released_no_reuse");
   }
   return ended;
 }
