@@ -25,6 +25,7 @@ import {
   TenantName,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { poolOf, registryOf } from "./stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "./digest";
 import { connectUrl, mintToken } from "./token";
@@ -49,7 +50,7 @@ async function readJson(c: Ctx): Promise<unknown> {
 }
 
 function poolStub(c: Ctx, pool: string) {
-  return c.env.POOL.get(c.env.POOL.idFromName(`${c.get("tenant")}/${pool}`));
+  return poolOf(c.env, c.get("tenant"), pool);
 }
 
 
@@ -154,11 +155,11 @@ v1.delete("/pools/:pool/leases/:id", async (c) => {
 /** One page of pools from the registry, each with its current counts and health (asked of the pool objects in parallel). */
 async function poolSummaries(c: Ctx, tenant: string | undefined) {
   const query = parse(PoolListQuery, c.req.query(), "query");
-  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const registry = registryOf(c.env);
   const page = await registry.listPools({ ...(tenant === undefined ? {} : { tenant }), ...query });
   const pools = await Promise.all(
     page.pools.map(async (entry) => {
-      const described = await c.env.POOL.get(c.env.POOL.idFromName(`${entry.tenant}/${entry.pool}`)).describe();
+      const described = await poolOf(c.env, entry.tenant, entry.pool).describe();
       const base = { ...(tenant === undefined ? { tenant: entry.tenant } : {}), pool: entry.pool, createdAt: entry.createdAt };
       if (!described.ok) return { ...base, counts: null, capacity: null, consistent: null };
       const { counts, capacity, consistent } = described.value;
@@ -196,14 +197,14 @@ app.get("/docs", (c) => {
 app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
 // Operators: the account's session registry (orphaned browsers found and closed).
 app.get("/v1/admin/registry", requireAdmin(), async (c) => {
-  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const registry = registryOf(c.env);
   return c.json(await registry.stats());
 });
 // Operators: Prometheus scrapes every pool's gauges, counters and histograms.
 app.get("/metrics", requireAdmin(), async (c) => {
-  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const registry = registryOf(c.env);
   const { pools, truncated } = await allPools(registry);
-  const metrics = await Promise.all(pools.map((p) => c.env.POOL.get(c.env.POOL.idFromName(`${p.tenant}/${p.pool}`)).metrics()));
+  const metrics = await Promise.all(pools.map((p) => poolOf(c.env, p.tenant, p.pool).metrics()));
   return c.body(renderMetrics(metrics.filter((m) => m !== undefined), truncated), 200, {
     "content-type": "text/plain; version=0.0.4; charset=utf-8",
   });
@@ -215,7 +216,7 @@ admin.use("*", limitBody);
 function adminStub(c: Ctx) {
   const tenant = parse(TenantName, c.req.param("tenant"), "path.tenant");
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.env.POOL.get(c.env.POOL.idFromName(`${tenant}/${pool}`));
+  return poolOf(c.env, tenant, pool);
 }
 admin.get("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminStub(c).describe())));
 admin.put("/pools/:tenant/:pool", async (c) => {
@@ -249,9 +250,9 @@ app.get("/dashboard", requireAdmin(), (c) => {
   return c.html(DASHBOARD_HTML);
 });
 app.get("/dashboard/data", requireAdmin(), async (c) => {
-  const registry = c.env.REGISTRY.get(c.env.REGISTRY.idFromName("registry"));
+  const registry = registryOf(c.env);
   c.header("Cache-Control", "no-store");
-  return c.json(await dashboardData(registry, (p) => c.env.POOL.get(c.env.POOL.idFromName(`${p.tenant}/${p.pool}`)).dashboard()));
+  return c.json(await dashboardData(registry, (p) => poolOf(c.env, p.tenant, p.pool).dashboard()));
 });
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));

@@ -15,6 +15,7 @@ import type { Context } from "hono";
 import { isKnownTenant } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
+import { poolOf } from "./stubs";
 import { tokenHash, tokenTenant } from "./token";
 import { parse, unwrap } from "./validate";
 
@@ -35,8 +36,7 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   // here also keeps arbitrary names from instantiating pool objects.
   if (!(await isKnownTenant(c.env, tenant))) throw new ApiError(404, "not_found", "lease not found");
 
-  const pools = c.env.POOL;
-  const stub = () => pools.get(pools.idFromName(`${tenant}/${pool}`));
+  const stub = () => poolOf(c.env, tenant, pool);
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
   const grant = unwrap(await stub().openConnection(leaseId, tokenHash(token), upgrade));
   if (!upgrade) {

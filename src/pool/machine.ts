@@ -563,7 +563,7 @@ export function pump(step: Step): void {
 }
 
 /** Sessions holding a slot of capacity. */
-function liveOf(counts: Counts): number {
+export function liveOf(counts: Counts): number {
   return counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
 }
 

@@ -36,6 +36,7 @@ import {
   type Failure,
   launchFailed,
   launchSucceeded,
+  liveOf,
   notFound,
   pingFailed,
   reconcile,
@@ -52,7 +53,7 @@ import {
   type Step,
   tick,
 } from "./machine";
-import { type LeaseRow, type LeaseStatus, migrate } from "./schema";
+import { type JournalRow, type LeaseRow, type LeaseStatus, migrate } from "./schema";
 import { type AlertKind, alertConfig, deliver } from "./alerts";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import { type Counts, type JournalEntry, PoolStore } from "./store";
@@ -343,10 +344,8 @@ export class PoolObject extends DurableObject<Env> {
   async leaseEvents(leaseId: string): Promise<PoolResult<{ lease: string; events: LeaseEvent[] }>> {
     if (!this.exists() || !this.db.lease(leaseId)) return fail(notFound("lease"));
     const events = this.db.journalFor(leaseId).map((row) => ({
-      at: iso(row.at),
-      event: row.event,
+      ...eventView(row),
       ...(row.session_row === null ? {} : { sessionRow: row.session_row }),
-      ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
     }));
     return { ok: true, value: { lease: leaseId, events } };
   }
@@ -420,7 +419,7 @@ export class PoolObject extends DurableObject<Env> {
       consistent: checkInvariants(this.ctx.storage.sql, config, this.clock()).consistent,
       counters: this.db.counters(),
       histograms: this.db.histograms(),
-      reconciled: { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) },
+      reconciled: this.reconciledTotal(),
     };
   }
 
@@ -468,12 +467,7 @@ export class PoolObject extends DurableObject<Env> {
       ...metrics,
       draining: this.db.getMeta("draining") === "1",
       queue: this.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
-      events: this.db.recentJournal(15).map((row) => ({
-        at: iso(row.at),
-        event: row.event,
-        ...(row.lease_id ? { lease: row.lease_id } : {}),
-        ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
-      })),
+      events: this.db.recentJournal(15).map((row) => ({ ...eventView(row), ...(row.lease_id ? { lease: row.lease_id } : {}) })),
     };
   }
 
@@ -639,8 +633,7 @@ export class PoolObject extends DurableObject<Env> {
     if (since && now - since >= config.exhaustedMs && this.db.getMeta("exhausted_alerted") !== String(since)) {
       const counts = this.db.counts();
       const max = this.config().maxSessions;
-      const live = counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
-      if (counts.idle === 0 && (counts.waiting > 0 || live >= max)) {
+      if (counts.idle === 0 && (counts.waiting > 0 || liveOf(counts) >= max)) {
         this.db.setMeta("exhausted_alerted", String(since));
         this.alert("pool_exhausted", `no free session for ${Math.round((now - since) / 1000)} s`, {
           exhaustedSince: iso(since),
@@ -943,7 +936,7 @@ export class PoolObject extends DurableObject<Env> {
     const config = this.config();
     const counts = this.db.counts();
     const report = checkInvariants(this.ctx.storage.sql, config, this.clock());
-    const inUse = counts.launching + counts.idle + counts.leased + counts.resetting + counts.closing;
+    const inUse = liveOf(counts);
     const last = this.db.getMeta("last_reconcile");
     const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
     return {
@@ -957,8 +950,13 @@ export class PoolObject extends DurableObject<Env> {
       createdAt: iso(Number(this.db.getMeta("created_at"))),
       lastReconciledAt: lastReport ? iso(lastReport.at) : null,
       lastReconcile: lastReport ? { vanished: lastReport.vanished, reclosed: lastReport.reclosed, unknown: lastReport.unknown } : null,
-      reconciledTotal: { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) },
+      reconciledTotal: this.reconciledTotal(),
     };
+  }
+
+  /** Reconciliation's fixes since the pool was created. */
+  private reconciledTotal(): { vanished: number; reclosed: number } {
+    return { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) };
   }
 
   private view(row: LeaseRow): LeaseView {
@@ -975,6 +973,15 @@ export class PoolObject extends DurableObject<Env> {
       labels: JSON.parse(row.labels) as Record<string, string>,
     };
   }
+}
+
+/** A journal row as the API shows it: when, what, and its detail. */
+function eventView(row: JournalRow): { at: string; event: string; detail?: Record<string, unknown> } {
+  return {
+    at: iso(row.at),
+    event: row.event,
+    ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
+  };
 }
 
 /** Events logged even when EVENT_LOGS is "problems". */

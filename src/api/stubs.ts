@@ -1,0 +1,11 @@
+/** The Durable Objects the Worker calls, named in one place. */
+
+/** The pool object of `tenant`'s pool `pool` (one object per tenant and pool name). */
+export function poolOf(env: Env, tenant: string, pool: string) {
+  return env.POOL.get(env.POOL.idFromName(`${tenant}/${pool}`));
+}
+
+/** The account's registry of sessions and pools (one object). */
+export function registryOf(env: Env) {
+  return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+}
