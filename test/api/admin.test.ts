@@ -5,20 +5,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { expectConsistent, liveBrowsers, settled, until } from "../support/api";
-import { call, poolName } from "../support/http";
+import { call, newPool, poolName } from "../support/http";
 
 const ADMIN = "dev-admin";
 const adminPath = (pool: string) => `/v1/admin/pools/dev/${pool}`;
 
-async function createPool(config: Record<string, unknown>) {
-  const name = poolName("admin");
-  expect((await call(`/v1/pools/${name}`, { method: "PUT", body: config })).status).toBe(200);
-  return name;
-}
 
 describe("operators' actions", () => {
   it("need the admin token, not an API key", async () => {
-    const name = await createPool({});
+    const name = await newPool("admin", {});
     for (const [method, suffix] of [
       ["GET", ""],
       ["PUT", ""],
@@ -33,7 +28,7 @@ describe("operators' actions", () => {
   });
 
   it("drain turns waiters and new callers away with 503 pool_draining; active leases run on; resume grants again", async () => {
-    const name = await createPool({ maxSessions: 1 });
+    const name = await newPool("admin", { maxSessions: 1 });
     const held = await call(`/v1/pools/${name}/leases`, { method: "POST", body: { ttlSeconds: 60 } });
     expect(held.status).toBe(201);
     const waiter = call(`/v1/pools/${name}/leases`, { method: "POST", body: { waitSeconds: 30 } });
@@ -62,7 +57,7 @@ describe("operators' actions", () => {
   });
 
   it("force-release ends a lease as forced and closes its browser instead of reusing it", async () => {
-    const name = await createPool({ maxSessions: 1, reuse: true });
+    const name = await newPool("admin", { maxSessions: 1, reuse: true });
     const lease = await call(`/v1/pools/${name}/leases`, { method: "POST", body: {} });
     expect(lease.status).toBe(201);
     const forced = await call(`${adminPath(name)}/leases/${lease.body.id}`, { method: "DELETE", key: ADMIN });
@@ -85,7 +80,7 @@ describe("operators' actions", () => {
   });
 
   it("purge-idle closes the idle browsers and the warm target replaces them", async () => {
-    const name = await createPool({ maxSessions: 2, minIdle: 1 });
+    const name = await newPool("admin", { maxSessions: 2, minIdle: 1 });
     const before = await until("dev", name, (view) => view.counts.idle === 1);
     expect(before.counts.idle).toBe(1);
     const liveBefore = await liveBrowsers();
@@ -105,7 +100,7 @@ describe("operators' actions", () => {
   });
 
   it("resizes an existing pool, and never creates one", async () => {
-    const name = await createPool({ maxSessions: 1 });
+    const name = await newPool("admin", { maxSessions: 1 });
     const resized = await call(adminPath(name), { method: "PUT", body: { maxSessions: 3 }, key: ADMIN });
     expect(resized.status).toBe(200);
     expect(resized.body.config.maxSessions).toBe(3);

@@ -6,7 +6,7 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { BrokerClient, BrokerError, type RetryInfo } from "../../client/index";
-import { call, poolName } from "../support/http";
+import { call, newPool } from "../support/http";
 
 function client(overrides: Partial<ConstructorParameters<typeof BrokerClient>[0]> = {}) {
   return new BrokerClient({
@@ -17,15 +17,10 @@ function client(overrides: Partial<ConstructorParameters<typeof BrokerClient>[0]
   });
 }
 
-async function pool(config: Record<string, unknown>) {
-  const name = poolName("client");
-  expect((await call(`/v1/pools/${name}`, { method: "PUT", body: config })).status).toBe(200);
-  return name;
-}
 
 describe("BrokerClient", () => {
   it("acquires, reads, renews and releases a lease", async () => {
-    const name = await pool({ maxSessions: 1 });
+    const name = await newPool("client", { maxSessions: 1 });
     const broker = client();
     const lease = await broker.acquire(name, { ttlSeconds: 30, labels: { job: "client" } });
     expect(lease).toMatchObject({ pool: name, status: "active", labels: { job: "client" } });
@@ -37,7 +32,7 @@ describe("BrokerClient", () => {
   });
 
   it("withLease releases the lease after fn returns, and after fn throws", async () => {
-    const name = await pool({ maxSessions: 1 });
+    const name = await newPool("client", { maxSessions: 1 });
     const broker = client();
     let seen = "";
     const result = await broker.withLease(name, async (lease) => {
@@ -59,7 +54,7 @@ describe("BrokerClient", () => {
   });
 
   it("retries a 429 after its Retry-After (capped, with jitter) and gets the lease once one is free", async () => {
-    const name = await pool({ maxSessions: 1 });
+    const name = await newPool("client", { maxSessions: 1 });
     const holder = client();
     const held = await holder.acquire(name, { ttlSeconds: 60 });
     const retries: RetryInfo[] = [];
@@ -81,7 +76,7 @@ describe("BrokerClient", () => {
   });
 
   it("gives up after `retries` with the broker's error", async () => {
-    const name = await pool({ maxSessions: 1 });
+    const name = await newPool("client", { maxSessions: 1 });
     const held = await client().acquire(name, { ttlSeconds: 60 });
     const retries: RetryInfo[] = [];
     const broker = client({ retries: 2, maxRetryDelayMs: 1, onRetry: (info) => retries.push(info) });
@@ -96,7 +91,7 @@ describe("BrokerClient", () => {
   it("does not retry other errors", async () => {
     const retries: RetryInfo[] = [];
     const broker = client({ onRetry: (info) => retries.push(info) });
-    const name = await pool({});
+    const name = await newPool("client", {});
     const error = await broker.getLease(name, crypto.randomUUID()).catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 404, code: "not_found" });
     const invalid = await broker.acquire(name, { ttlSeconds: -1 }).catch((e: unknown) => e);
@@ -105,7 +100,7 @@ describe("BrokerClient", () => {
   });
 
   it("an abort ends a retry wait at once", async () => {
-    const name = await pool({ maxSessions: 1 });
+    const name = await newPool("client", { maxSessions: 1 });
     const held = await client().acquire(name, { ttlSeconds: 60 });
     const controller = new AbortController();
     const broker = client({ maxRetryDelayMs: 60_000, onRetry: () => controller.abort(new Error("caller gave up")) });
@@ -114,7 +109,7 @@ describe("BrokerClient", () => {
   });
 
   it("a retried acquire with the same Idempotency-Key returns the same lease, never a second one", async () => {
-    const name = await pool({ maxSessions: 2 });
+    const name = await newPool("client", { maxSessions: 2 });
     const broker = client();
     const first = await broker.acquire(name, { idempotencyKey: "job-7" });
     const again = await broker.acquire(name, { idempotencyKey: "job-7" });

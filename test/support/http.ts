@@ -3,6 +3,7 @@
  * (auth, validation, routing) into real pool objects in workerd.
  */
 import { SELF } from "cloudflare:test";
+import { expect } from "vitest";
 
 export const DEV_KEY = "dev-key";
 export const DEV2_KEY = "dev2-key";
@@ -46,4 +47,12 @@ let counter = 0;
 export function poolName(prefix = "p"): string {
   counter += 1;
   return `${prefix}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Creates a fresh pool with `config` (PUT) and returns its name; the test fails if the broker refuses. */
+export async function newPool(prefix: string, config: Record<string, unknown> = {}, key?: string): Promise<string> {
+  const name = poolName(prefix);
+  const reply = await call(`/v1/pools/${name}`, { method: "PUT", body: config, ...(key ? { key } : {}) });
+  expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+  return name;
 }
