@@ -11,6 +11,7 @@
  * `/dashboard`, so the token leaves the address bar and the history. The cookie
  * authorises reads only (see requireAdmin).
  */
+import { grantedTotal } from "../pool/metrics";
 import type { PoolDashboard } from "../pool/object";
 import type { PoolEntry } from "../registry/object";
 
@@ -42,7 +43,7 @@ export function dashboardPool(d: PoolDashboard): DashboardPool {
     consistent: d.consistent,
     draining: d.draining,
     totals: {
-      granted: waits.reduce((sum, h) => sum + h.count, 0),
+      granted: grantedTotal(d.histograms),
       failed: d.counters.filter((c) => c.name === "acquire_failures").reduce((sum, c) => sum + c.value, 0),
       queueWaitSeconds: waits.reduce((sum, h) => sum + h.sum, 0),
       launchFailures: d.counters.filter((c) => c.name === "launch_failures").reduce((sum, c) => sum + c.value, 0),

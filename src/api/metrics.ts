@@ -3,6 +3,7 @@
  * the account registry lists, asked of the pool objects in parallel. Names are
  * prefixed `broker_`; every sample carries `tenant` and `pool` labels.
  */
+import { grantedTotal } from "../pool/metrics";
 import type { PoolMetrics } from "../pool/object";
 import type { PoolEntry } from "../registry/object";
 
@@ -83,8 +84,7 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
     gauge("broker_pool_max_waiters", id, m.maxWaiters);
     gauge("broker_pool_consistent", id, m.consistent ? 1 : 0);
 
-    const granted = m.histograms.filter((h) => h.name === "queue_wait_seconds").reduce((sum, h) => sum + h.count, 0);
-    counter("broker_acquires_total", { ...id, outcome: "granted" }, granted);
+    counter("broker_acquires_total", { ...id, outcome: "granted" }, grantedTotal(m.histograms));
     for (const c of m.counters.filter((c) => c.name === "acquire_failures")) counter("broker_acquires_total", { ...id, outcome: c.labels.outcome ?? "unknown" }, c.value);
     for (const h of m.histograms.filter((h) => h.name === "lease_duration_seconds")) counter("broker_releases_total", { ...id, reason: h.labels.reason ?? "unknown" }, h.count);
     for (const c of m.counters.filter((c) => c.name === "launch_failures")) counter("broker_launch_failures_total", { ...id, reason: c.labels.reason ?? "unknown" }, c.value);

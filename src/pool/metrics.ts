@@ -33,6 +33,11 @@ export interface CounterSnapshot {
   value: number;
 }
 
+/** Acquires granted: every grant observes its queue wait once, so this is that histogram's count. */
+export function grantedTotal(histograms: HistogramSnapshot[]): number {
+  return histograms.filter((h) => h.name === "queue_wait_seconds").reduce((sum, h) => sum + h.count, 0);
+}
+
 /** The bucket an observation falls in: its upper bound as text, "+Inf" beyond the last. */
 export function bucketOf(name: HistogramName, seconds: number): string {
   const bound = HISTOGRAMS[name].find((le) => seconds <= le);
