@@ -86,7 +86,7 @@ export interface LaunchError {
  */
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
-  if (isDraining(step)) return rejected(step, draining());
+  if (isDraining(step.db)) return rejected(step, draining());
   const counts = db.counts();
   const waiting = counts.waiting;
   const hasCapacity = liveOf(counts) < config.maxSessions;
@@ -526,8 +526,9 @@ export function purgeIdle(step: Step): number {
   return idle.length;
 }
 
-export function isDraining(step: Step): boolean {
-  return step.db.getMeta("draining") === "1";
+/** Whether an operator has drained the pool (it grants nothing until resumed). */
+export function isDraining(db: PoolStore): boolean {
+  return db.getMeta("draining") === "1";
 }
 
 function draining(): Failure {
@@ -557,7 +558,7 @@ export function pump(step: Step): void {
       free -= 1;
     }
   }
-  if (isDraining(step)) return;
+  if (isDraining(step.db)) return;
   let warm = config.minIdle - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
   for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
 }

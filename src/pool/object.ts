@@ -27,6 +27,7 @@ import {
   cancelWaiter,
   drain,
   forceRelease,
+  isDraining,
   purgeIdle,
   resume,
   CLOSE_TIMEOUT_MS,
@@ -465,7 +466,7 @@ export class PoolObject extends DurableObject<Env> {
     if (!metrics) return undefined;
     return {
       ...metrics,
-      draining: this.db.getMeta("draining") === "1",
+      draining: isDraining(this.db),
       queue: this.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
       events: this.db.recentJournal(15).map((row) => ({ ...eventView(row), ...(row.lease_id ? { lease: row.lease_id } : {}) })),
     };
@@ -944,7 +945,7 @@ export class PoolObject extends DurableObject<Env> {
       config,
       counts,
       capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
-      draining: this.db.getMeta("draining") === "1",
+      draining: isDraining(this.db),
       consistent: report.consistent,
       violations: report.violations,
       createdAt: iso(Number(this.db.getMeta("created_at"))),
