@@ -7,7 +7,7 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AcquireView, PoolResult } from "../pool/object";
-import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVariables } from "./auth";
+import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
@@ -239,7 +239,7 @@ admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
 app.get("/dashboard", async (c, next) => {
   const token = c.req.query("token");
   if (token === undefined) return next();
-  if (!isAdminToken(c.env, token)) throw new ApiError(401, "unauthorized", "the admin token is not valid");
+  if (!isAdminToken(c.env, token)) throw unauthorized("the admin token is not valid");
   const secure = new URL(c.req.url).protocol === "https:" ? "; Secure" : "";
   c.header("Set-Cookie", `${ADMIN_COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200${secure}`);
   return c.redirect("/dashboard", 303);

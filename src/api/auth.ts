@@ -48,7 +48,7 @@ export async function isKnownTenant(env: Env, tenant: string): Promise<boolean> 
   return (await keyEntries(env.API_KEYS)).some((entry) => entry.tenant === tenant);
 }
 
-const unauthorized = (detail: string) =>
+export const unauthorized = (detail: string) =>
   new ApiError(401, "unauthorized", detail, { "WWW-Authenticate": 'Bearer realm="browser-session-broker"' });
 
 export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> {
