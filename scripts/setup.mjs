@@ -9,7 +9,9 @@
  *   3. the Chrome shim: wrangler/Miniflare serve the local BROWSER binding by
  *      launching Chrome build 126.0.6478.182 from the wrangler cache and would
  *      download it (impossible offline); a shim at that path execs our Chromium;
- *   4. `.dev.vars`, the local-only secrets (dev keys, admin token, token secret).
+ *   4. `.dev.vars`, the local-only secrets (dev keys, admin token, token secret);
+ *   5. the client's JavaScript build (client/dist), which the examples and the
+ *      load tool import: plain Node cannot load client/index.ts.
  *
  * Plain Node built-ins only (it may run before node_modules exists). When all
  * is in place it does no work and takes a fraction of a second.
@@ -143,11 +145,21 @@ function ensureDevVars() {
   console.log(`setup: wrote ${missing.map(([k]) => k).join(", ")} to .dev.vars (local only, git-ignored)`);
 }
 
+// 5. The client's build ---------------------------------------------------------------
+function ensureClientBuild() {
+  const built = join(root, "client", "dist", "index.js");
+  const sources = ["index.ts", "tsconfig.json"].map((file) => join(root, "client", file));
+  if (existsSync(built) && sources.every((file) => statSync(file).mtimeMs <= statSync(built).mtimeMs)) return;
+  console.log("setup: building the client (tsc -p client → client/dist)…");
+  run(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "client"]);
+}
+
 const started = Date.now();
 ensureDependencies();
 const chromium = findChromium();
 ensureShim(chromium);
 ensureDevVars();
+ensureClientBuild();
 let version = "";
 try {
   version = execFileSync(chromium, ["--version"], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "ignore"] }).trim();

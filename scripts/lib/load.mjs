@@ -7,7 +7,12 @@
  * held by two leases at once (by the pool's own grantedAt/endedAt), the pool
  * drains to zero leased and zero waiting within TTL + 2 s, and full capacity
  * can be leased again.
+ *
+ * Clients acquire, renew and release through the customers' client
+ * (client/index.ts, built to client/dist by setup); the audit's reads of the
+ * pool and its lease list, which that client does not offer, go through `Client`.
  */
+import { BrokerClient, BrokerError } from "../../client/dist/index.js";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -17,6 +22,7 @@ export function percentile(values, q) {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
+/** Raw calls for what BrokerClient does not cover: `{ status, body, ms }` whatever the status. */
 export class Client {
   constructor(url, key = "dev-key") {
     this.url = url;
@@ -44,12 +50,52 @@ export class Client {
 }
 
 /**
+ * One simulated customer's BrokerClient, wrapped to report each call as
+ * `{ status, body, ms }` for the statistics. Retries are off: a 429 or 503 is
+ * an outcome to count, and a retry after Retry-After would hide it inside a
+ * longer "acquire". Its fetch notes each answer's status (the client returns
+ * only the body of a success) and the text of an answer that is not JSON.
+ * One per customer, because a customer makes one call at a time.
+ */
+export function customer(url, key = "dev-key") {
+  let answer;
+  const broker = new BrokerClient({
+    baseUrl: url,
+    apiKey: key,
+    retries: 0,
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      const json = response.headers.get("content-type")?.includes("json");
+      answer = { status: response.status, nonJson: json ? undefined : (await response.clone().text()).slice(0, 200) };
+      return response;
+    },
+  });
+  const timed = async (call) => {
+    const started = performance.now();
+    answer = undefined;
+    try {
+      const body = await call(broker);
+      return { status: answer.status, body, ms: performance.now() - started };
+    } catch (error) {
+      // A network error, an abort, or a success whose body is not JSON: the caller counts it.
+      if (!(error instanceof BrokerError)) throw error;
+      const body = answer?.nonJson === undefined ? { code: error.code, detail: error.detail } : { nonJson: answer.nonJson };
+      return { status: error.status, body, ms: performance.now() - started };
+    }
+  };
+  return {
+    acquire: (pool, options) => timed((b) => b.acquire(pool, options)),
+    renew: (pool, id, options) => timed((b) => b.renew(pool, id, options)),
+    release: (pool, id) => timed((b) => b.release(pool, id)),
+  };
+}
+
+/**
  * @param {{ url: string, pool: string, clients: number, durationMs: number, vanishShare: number,
  *   ttlSeconds: number, waitSeconds: number, renewShare?: number, holdMs?: [number, number],
  *   onProgress?: (s: object) => void }} o
  */
 export async function runLoad(o) {
-  const api = new Client(o.url);
   const stats = { ops: 0, inflight: 0, byOp: new Map(), outcomes: new Map(), seen: new Set(), vanished: 0, errors: 0, errorKinds: new Map() };
   const record = (op, status, ms) => {
     stats.ops += 1;
@@ -64,6 +110,7 @@ export async function runLoad(o) {
   const progress = setInterval(() => o.onProgress?.({ elapsedMs: Date.now() - started, ...summary(stats) }), 1000);
 
   const client = async (index) => {
+    const api = customer(o.url);
     while (Date.now() < deadline) {
       const vanish = Math.random() < o.vanishShare;
       const controller = new AbortController();
@@ -71,12 +118,12 @@ export async function runLoad(o) {
       stats.inflight += 1;
       let acquired;
       try {
-        acquired = await api.call(
-          "POST",
-          `/v1/pools/${o.pool}/leases`,
-          { ttlSeconds: o.ttlSeconds, waitSeconds: o.waitSeconds, labels: { client: String(index) } },
-          controller.signal,
-        );
+        acquired = await api.acquire(o.pool, {
+          ttlSeconds: o.ttlSeconds,
+          waitSeconds: o.waitSeconds,
+          labels: { client: String(index) },
+          signal: controller.signal,
+        });
       } catch (error) {
         stats.inflight -= 1;
         if (vanish) {
@@ -104,9 +151,9 @@ export async function runLoad(o) {
       }
       await sleep(holdMin + Math.random() * (holdMax - holdMin));
       // The broker may be down (chaos): a failed renew or release is recorded and the lease left to expire.
-      const attempt = async (op, method, path, body) => {
+      const attempt = async (op, call) => {
         try {
-          const reply = await api.call(method, path, body);
+          const reply = await call();
           record(op, reply.status, reply.ms);
         } catch (error) {
           stats.errors += 1;
@@ -116,9 +163,9 @@ export async function runLoad(o) {
         }
       };
       if (Math.random() < (o.renewShare ?? 0.2)) {
-        await attempt("renew", "POST", `/v1/pools/${o.pool}/leases/${acquired.body.id}/renew`, { ttlSeconds: o.ttlSeconds });
+        await attempt("renew", () => api.renew(o.pool, acquired.body.id, { ttlSeconds: o.ttlSeconds }));
       }
-      await attempt("release", "DELETE", `/v1/pools/${o.pool}/leases/${acquired.body.id}`);
+      await attempt("release", () => api.release(o.pool, acquired.body.id));
     }
   };
   await Promise.all(Array.from({ length: o.clients }, (_, i) => client(i)));
@@ -195,8 +242,9 @@ export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEnde
 
   // Full capacity is usable again (a launch may still fail under injected faults: retried).
   const regain = async () => {
+    const acquirer = customer(url);
     for (let attempt = 0; attempt < 10; attempt += 1) {
-      const reply = await api.call("POST", `/v1/pools/${pool}/leases`, { ttlSeconds: 30, waitSeconds: waitForCapacitySeconds });
+      const reply = await acquirer.acquire(pool, { ttlSeconds: 30, waitSeconds: waitForCapacitySeconds });
       if (reply.status === 201 || reply.status === 429 || reply.status < 500) return reply;
       await sleep(200);
     }
