@@ -7,7 +7,21 @@ export default defineConfig({
       {
         // The Worker and pool objects inside workerd (real SQLite, real Chromium through the binding).
         // Lifecycle logs only for problems, so test output stays readable (test/pool/events.test.ts turns "all" back on).
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" }, miniflare: { bindings: { EVENT_LOGS: "problems" } } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { EVENT_LOGS: "problems" },
+              // The per-key limiter every test request passes through: as bound in production, but with a
+              // limit the suite cannot reach (all tests share the dev keys). test/api/ratelimit.test.ts
+              // runs the Worker against TIGHT_RATE_LIMITER, and against no binding (the fallback).
+              ratelimits: {
+                RATE_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000, period: 10 } },
+                TIGHT_RATE_LIMITER: { namespace_id: "1002", simple: { limit: 5, period: 10 } },
+              },
+            },
+          }),
+        ],
         test: {
           name: "workers",
           include: ["test/**/*.test.ts"],

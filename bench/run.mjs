@@ -108,8 +108,12 @@ function miniflare(out, brokerVars) {
         durableObjects: {
           POOL: { className: "PoolObject", useSQLite: true },
           REGISTRY: { className: "SessionRegistry", useSQLite: true },
+          TENANT: { className: "TenantObject", useSQLite: true },
         },
         browserRendering: { binding: "BROWSER" },
+        // Every request pays for the per-key limiter, as in production; the
+        // limit is high enough that the benchmark measures the broker, not it.
+        ratelimits: { RATE_LIMITER: { namespace_id: "1001", simple: { limit: 1_000_000_000, period: 10 } } },
         bindings: {
           API_KEYS: JSON.stringify({ "bench-key": "bench" }),
           ADMIN_TOKEN: "bench-admin",

@@ -135,6 +135,9 @@ function ensureDevVars() {
   const wanted = {
     API_KEYS: JSON.stringify({ "dev-key": "dev", "dev2-key": "dev2" }),
     ADMIN_TOKEN: "dev-admin",
+    // The test suites create many pools under the dev tenants; quota tests set their own tenants' quotas.
+    TENANT_MAX_POOLS: "10000",
+    TENANT_MAX_SESSIONS: "100000",
   };
   const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
   const missing = Object.entries(wanted).filter(([key]) => !new RegExp(`^${key}=`, "m").test(existing));

@@ -5,5 +5,6 @@ import { app } from "./api/app";
 
 export { PoolObject } from "./pool/object";
 export { SessionRegistry } from "./registry/object";
+export { TenantObject } from "./tenant/object";
 
 export default app satisfies ExportedHandler<Env>;

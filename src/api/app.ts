@@ -14,18 +14,22 @@ import { openApiDocument } from "./openapi";
 import { renderReference } from "./reference";
 import {
   AcquireBody,
+  CreateKeyBody,
   IdempotencyKey,
+  KeyId,
   LeaseId,
   ListQuery,
   MAX_BODY_BYTES,
   PoolConfigBody,
   PoolListQuery,
   PoolName,
+  QuotaBody,
   RenewBody,
+  RotateKeyBody,
   TenantName,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
-import { poolOf, registryOf } from "./stubs";
+import { poolOf, registryOf, tenantOf } from "./stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "./digest";
 import { connectUrl, mintToken } from "./token";
@@ -233,6 +237,42 @@ admin.delete("/pools/:tenant/:pool/leases/:id", async (c) => {
 admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
   const stub = adminStub(c);
   return c.json(unwrap(await stub.leaseEvents(parse(LeaseId, c.req.param("id"), "path.id"))));
+});
+
+// Operators: tenants' quotas and managed API keys (a key is shown once, when created or rotated).
+function tenantParam(c: Ctx): string {
+  return parse(TenantName, c.req.param("tenant"), "path.tenant");
+}
+function tenantStub(c: Ctx) {
+  return tenantOf(c.env, tenantParam(c));
+}
+admin.get("/tenants/:tenant", async (c) => c.json(await tenantStub(c).describe(tenantParam(c))));
+admin.put("/tenants/:tenant", async (c) => {
+  const patch = parse(QuotaBody, await readJson(c), "body");
+  return c.json(await tenantStub(c).setQuota(tenantParam(c), patch));
+});
+admin.get("/tenants/:tenant/keys", async (c) => c.json(await tenantStub(c).listKeys()));
+admin.post("/tenants/:tenant/keys", async (c) => {
+  const body = parse(CreateKeyBody, await readJson(c), "body");
+  const issued = unwrap(await tenantStub(c).createKey(tenantParam(c), body.name ?? "unnamed"));
+  c.header("Cache-Control", "no-store");
+  return c.json(issued, 201);
+});
+admin.get("/tenants/:tenant/keys/:id", async (c) => {
+  const stub = tenantStub(c);
+  return c.json(unwrap(await stub.getKey(parse(KeyId, c.req.param("id"), "path.id"))));
+});
+admin.post("/tenants/:tenant/keys/:id/rotate", async (c) => {
+  const stub = tenantStub(c);
+  const id = parse(KeyId, c.req.param("id"), "path.id");
+  const body = parse(RotateKeyBody, await readJson(c), "body");
+  const issued = unwrap(await stub.rotateKey(id, body.graceSeconds ?? 0));
+  c.header("Cache-Control", "no-store");
+  return c.json(issued);
+});
+admin.delete("/tenants/:tenant/keys/:id", async (c) => {
+  const stub = tenantStub(c);
+  return c.json(unwrap(await stub.revokeKey(parse(KeyId, c.req.param("id"), "path.id"))));
 });
 
 // Operators: the live dashboard. `?token=` is exchanged for a cookie (reads only) and dropped from the URL.

@@ -1,12 +1,26 @@
 /**
- * Bearer API keys → tenant. Keys come from the `API_KEYS` secret, a JSON object
- * mapping each key to its tenant (locally from .dev.vars: `dev-key` → `dev`,
- * `dev2-key` → `dev2`). Keys are compared by their SHA-256 digests in constant
- * time, and only a short digest prefix (never the key) is used as the lease owner.
+ * Bearer API keys → tenant, and the per-key rate limit.
+ *
+ * Two kinds of key:
+ * - managed keys (`bsk_<tenant>.<secret>`, created with the admin API): checked
+ *   by the tenant's object on every request, never cached, so revocation takes
+ *   effect with the next request;
+ * - keys from the `API_KEYS` secret, a JSON object mapping each key to its
+ *   tenant (locally from .dev.vars: `dev-key` → `dev`, `dev2-key` → `dev2`;
+ *   in production, only if the operator sets the secret). Compared by their
+ *   SHA-256 digests in constant time.
+ *
+ * Every authenticated request then counts against its key's rate limit: the
+ * Rate Limiting binding where it is bound, else the tenant object's counter.
+ * The key's id (never the key) is the owner of the leases it acquires.
  */
 import type { MiddlewareHandler } from "hono";
-import { sha256 } from "./digest";
+import { keyTenant } from "../tenant/keys";
+import type { RateRule } from "../tenant/object";
+import { sha256, sha256Hex } from "./digest";
 import { ApiError } from "./errors";
+import { TenantName } from "./schemas";
+import { tenantOf } from "./stubs";
 
 export type AuthVariables = { tenant: string; owner: string };
 
@@ -15,56 +29,98 @@ interface KeyEntry {
   tenant: string;
 }
 
-let cached: { source: string; entries: Promise<KeyEntry[]> } | undefined;
+let cached: { source: string; entries: KeyEntry[] } | undefined;
 
-
-function keyEntries(source: string | undefined): Promise<KeyEntry[]> {
-  if (!source) return Promise.resolve([]);
+function keyEntries(source: string | undefined): KeyEntry[] {
+  if (!source) return [];
   if (cached?.source !== source) {
-    cached = {
-      source,
-      entries: (async () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(source);
-        } catch {
-          console.error(JSON.stringify({ event: "config_error", detail: "API_KEYS is not valid JSON" }));
-          return [];
-        }
-        if (typeof parsed !== "object" || parsed === null) return [];
-        const entries: KeyEntry[] = [];
-        for (const [key, tenant] of Object.entries(parsed)) {
-          if (typeof tenant === "string" && key.length > 0) entries.push({ digest: sha256(key), tenant });
-        }
-        return entries;
-      })(),
-    };
+    let entries: KeyEntry[] = [];
+    try {
+      const parsed: unknown = JSON.parse(source);
+      if (typeof parsed === "object" && parsed !== null) {
+        entries = Object.entries(parsed)
+          .filter((entry): entry is [string, string] => typeof entry[1] === "string" && entry[0].length > 0)
+          .map(([key, tenant]) => ({ digest: sha256(key), tenant }));
+      }
+    } catch {
+      console.error(JSON.stringify({ event: "config_error", detail: "API_KEYS is not valid JSON" }));
+    }
+    cached = { source, entries };
   }
   return cached.entries;
 }
 
-/** Whether `tenant` owns at least one configured API key (connect tokens name their tenant). */
+/**
+ * Whether `tenant` exists: it owns a key from API_KEYS, or its tenant object has
+ * keys or pools. Connect tokens name their tenant; a made-up name is answered
+ * here, so arbitrary names never instantiate pool objects.
+ */
 export async function isKnownTenant(env: Env, tenant: string): Promise<boolean> {
-  return (await keyEntries(env.API_KEYS)).some((entry) => entry.tenant === tenant);
+  if (keyEntries(env.API_KEYS).some((entry) => entry.tenant === tenant)) return true;
+  return TenantName.safeParse(tenant).success && (await tenantOf(env, tenant).known());
 }
 
 export const unauthorized = (detail: string) =>
   new ApiError(401, "unauthorized", detail, { "WWW-Authenticate": 'Bearer realm="browser-session-broker"' });
+
+/** The per-key limit (vars RATE_LIMIT_REQUESTS per RATE_LIMIT_PERIOD_SECONDS); null when turned off ("0"). */
+export function rateRule(env: Env): RateRule | null {
+  const limit = Number(env.RATE_LIMIT_REQUESTS ?? "1000");
+  const period = Number(env.RATE_LIMIT_PERIOD_SECONDS ?? "10");
+  if (!Number.isFinite(limit) || limit <= 0) return null;
+  return { limit, periodMs: (period === 60 ? 60 : 10) * 1000 };
+}
+
+const rateLimited = (retryAfterSeconds: number, limit: RateRule) =>
+  ApiError.retryable(
+    429,
+    "rate_limited",
+    `this API key made more than ${limit.limit} requests in ${limit.periodMs / 1000} s; slow down and retry after the Retry-After delay`,
+    retryAfterSeconds,
+  );
 
 export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> {
   return async (c, next) => {
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) throw unauthorized("send 'Authorization: Bearer <api key>'");
-    const digest = sha256(match[1]!);
+    const key = match[1]!;
+    const rate = rateRule(c.env);
+    const binding = c.env.RATE_LIMITER as RateLimit | undefined;
+    // Without the binding, the tenant object counts: in the same call that checks a managed key.
+    const fallback = rate && !binding ? rate : undefined;
     let tenant: string | undefined;
-    for (const entry of await keyEntries(c.env.API_KEYS)) {
-      // Check every entry, so timing does not reveal which one matched.
-      if (crypto.subtle.timingSafeEqual(entry.digest, digest)) tenant ??= entry.tenant;
+    let keyId: string;
+    const managedTenant = keyTenant(key);
+    if (managedTenant !== undefined) {
+      if (!TenantName.safeParse(managedTenant).success) throw unauthorized("the API key is not valid");
+      const result = await tenantOf(c.env, managedTenant).authenticate(sha256Hex(key), fallback);
+      if (!result.ok) {
+        if (result.reason === "rate_limited") throw rateLimited(result.retryAfterSeconds, rate!);
+        throw unauthorized("the API key is not valid (or was revoked)");
+      }
+      tenant = managedTenant;
+      keyId = result.keyId;
+    } else {
+      const digest = sha256(key);
+      for (const entry of keyEntries(c.env.API_KEYS)) {
+        // Check every entry, so timing does not reveal which one matched.
+        if (crypto.subtle.timingSafeEqual(entry.digest, digest)) tenant ??= entry.tenant;
+      }
+      if (!tenant) throw unauthorized("the API key is not valid");
+      keyId = `key:${[...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+      if (fallback) {
+        const retryAfter = await tenantOf(c.env, tenant).rateCheck(keyId, fallback);
+        if (retryAfter !== null) throw rateLimited(retryAfter, fallback);
+      }
     }
-    if (!tenant) throw unauthorized("the API key is not valid");
+    if (rate && binding) {
+      const { success } = await binding.limit({ key: keyId });
+      // The binding does not say when its window ends: the period is the longest wait.
+      if (!success) throw rateLimited(rate.periodMs / 1000, rate);
+    }
     c.set("tenant", tenant);
-    c.set("owner", `key:${[...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("")}`);
+    c.set("owner", keyId);
     await next();
   };
 }

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
+import { MAX_ROTATION_GRACE_SECONDS } from "../tenant/object";
 
 /** The largest request body accepted (labels included). */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -106,4 +107,54 @@ export const Problem = z.object({
   detail: z.string(),
   code: z.string(),
   instance: z.string().optional(),
+});
+
+// ---- tenants and their keys (admin API) ------------------------------------------
+
+export const MAX_TENANT_POOLS = 10_000;
+export const MAX_TENANT_SESSIONS = 100_000;
+
+export const KeyId = z.string().regex(/^key_[0-9a-f]{16}$/, "key ids look like key_0123456789abcdef");
+
+export const CreateKeyBody = z
+  .object({ name: z.string().regex(/^[\x20-\x7e]{1,100}$/, "key names are 1-100 printable ASCII characters").optional() })
+  .strict();
+
+export const RotateKeyBody = z
+  .object({
+    graceSeconds: z.number().int().min(0).max(MAX_ROTATION_GRACE_SECONDS).optional().describe("how long the previous secret stays valid (default 0)"),
+  })
+  .strict();
+
+/** A number sets the tenant's own quota; null returns it to the deployment's default. */
+export const QuotaBody = z
+  .object({
+    maxPools: z.number().int().min(1).max(MAX_TENANT_POOLS).nullable(),
+    maxSessions: z.number().int().min(1).max(MAX_TENANT_SESSIONS).nullable(),
+  })
+  .partial()
+  .strict();
+
+const Instant = z.iso.datetime().nullable();
+export const ApiKey = z.object({
+  id: z.string(),
+  tenant: z.string(),
+  name: z.string(),
+  hint: z.string().describe("the key's first characters, to tell keys apart"),
+  status: z.enum(["active", "revoked"]),
+  createdAt: z.iso.datetime(),
+  rotatedAt: Instant,
+  previousValidUntil: Instant.describe("until when the secret before the last rotation is accepted"),
+  revokedAt: Instant,
+  lastUsedAt: Instant.describe("to the minute"),
+});
+
+export const IssuedKey = ApiKey.extend({ key: z.string().describe("the API key; shown only in this response, stored as a hash") });
+
+export const Tenant = z.object({
+  tenant: z.string(),
+  quota: z.object({ maxPools: Count, maxSessions: Count }),
+  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean() }),
+  usage: z.object({ pools: Count, sessions: Count.describe("the sum of the tenant's pools' maxSessions") }),
+  keys: z.object({ active: Count, revoked: Count }),
 });

@@ -9,3 +9,8 @@ export function poolOf(env: Env, tenant: string, pool: string) {
 export function registryOf(env: Env) {
   return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
 }
+
+/** The tenant's object: its managed keys, quotas and fallback rate limiter (one object per tenant). */
+export function tenantOf(env: Env, tenant: string) {
+  return env.TENANT.get(env.TENANT.idFromName(tenant));
+}

@@ -21,7 +21,7 @@ import type { Counts, PoolStore } from "./store";
 
 /** A request the pool answers with an error instead of a lease. */
 export interface Failure {
-  status: 400 | 401 | 404 | 409 | 429 | 502 | 503;
+  status: 400 | 401 | 403 | 404 | 409 | 429 | 502 | 503;
   code: string;
   detail: string;
   retryAfter?: number;

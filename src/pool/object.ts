@@ -242,6 +242,8 @@ export class PoolObject extends DurableObject<Env> {
   private poolName = "";
   private reconciling: Promise<void> | undefined;
   private registeringPool: Promise<void> | undefined;
+  /** The chain pool creation and config changes run on, one at a time. */
+  private configuring: Promise<unknown> = Promise.resolve();
   /** Workers proxying a lease's CDP sockets, told when the lease ends. */
   private readonly leaseEnded = new Signals<{ reason: string }>();
   /** Resets waiting for a lease's last socket to close. */
@@ -258,6 +260,7 @@ export class PoolObject extends DurableObject<Env> {
       this.armedAt = await ctx.storage.getAlarm();
       if (this.exists()) {
         this.track(this.registerPool());
+        this.track(this.reportSize());
         this.transition(recover);
         // Right after a restart, look for browsers a lost launch may have left behind.
         this.db.setMeta("next_reconcile_at", String(this.clock()));
@@ -269,7 +272,16 @@ export class PoolObject extends DurableObject<Env> {
   // ---- RPC: the API -----------------------------------------------------------
 
   async acquire(input: AcquireInput): Promise<PoolResult<AcquireView>> {
-    this.ensureCreated(input.tenant, input.pool);
+    if (!this.exists()) {
+      // The first acquire creates the pool with the default config, if the tenant's quota allows it.
+      const created = await this.serially(async () => {
+        if (this.exists()) return { ok: true as const, value: null };
+        const claimed = await this.claim(input.tenant, input.pool, DEFAULT_CONFIG.maxSessions);
+        if (claimed.ok) this.ensureCreated(input.tenant, input.pool, DEFAULT_CONFIG.maxSessions);
+        return claimed;
+      });
+      if (!created.ok) return created;
+    }
     const config = this.config();
     const ttlSeconds = input.ttlSeconds ?? config.defaultTtlSeconds;
     if (ttlSeconds > config.maxTtlSeconds) {
@@ -389,22 +401,39 @@ export class PoolObject extends DurableObject<Env> {
     return { ok: true, value: this.poolView() };
   }
 
+  /**
+   * Creates the pool or changes its config. A pool that is created or grows
+   * first claims its new maxSessions from the tenant's quota; one that shrinks
+   * tells the tenant after it has shrunk. One configure at a time (and never
+   * alongside the first acquire's creation), so the size the tenant object
+   * records is always the size of the last change.
+   */
   async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
-    this.ensureCreated(tenant, pool);
-    // A pool created by this call is listed by GET /v1/pools once the call has answered.
-    await this.registerPool();
-    const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
-    if ("problem" in merged) {
-      return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
-    }
-    const failure = this.transition((step) => {
-      const problem = applyConfig(step, merged.config);
-      if (!problem) step.db.setMeta("config", JSON.stringify(merged.config));
-      return problem;
+    return this.serially(async () => {
+      const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
+      if ("problem" in merged) {
+        return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
+      }
+      const before = this.exists() ? this.config().maxSessions : null;
+      const after = merged.config.maxSessions;
+      if (before === null || after > before) {
+        const claimed = await this.claim(tenant, pool, after);
+        if (!claimed.ok) return claimed;
+      }
+      this.ensureCreated(tenant, pool, before === null ? after : before);
+      // A pool created by this call is listed by GET /v1/pools once the call has answered.
+      await this.registerPool();
+      const failure = this.transition((step) => {
+        const problem = applyConfig(step, merged.config);
+        if (!problem) step.db.setMeta("config", JSON.stringify(merged.config));
+        return problem;
+      });
+      if (!failure) this.cachedConfig = merged.config;
+      // Tell the tenant the size the pool has now: smaller after a shrink, or
+      // unchanged after a failed change whose growth was already claimed.
+      if (this.db.getMeta("tenant_claimed") !== String(this.config().maxSessions)) await this.reportSize();
+      return failure ? fail(failure) : { ok: true, value: this.poolView() };
     });
-    if (failure) return fail(failure);
-    this.cachedConfig = merged.config;
-    return { ok: true, value: this.poolView() };
   }
 
   /** Everything GET /metrics shows for this pool; undefined if it was never created. */
@@ -550,6 +579,7 @@ export class PoolObject extends DurableObject<Env> {
     this.armedAt = null;
     if (!this.exists()) return;
     this.track(this.registerPool());
+    this.track(this.reportSize());
     this.transition(tick);
     const now = this.clock();
     if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) await this.reconcileNow();
@@ -865,7 +895,9 @@ export class PoolObject extends DurableObject<Env> {
     }
     if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
     if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
-    if (this.db.getMeta("pool_registered") !== "1") candidates.push(now + REGISTER_RETRY_MS);
+    if (this.db.getMeta("pool_registered") !== "1" || this.db.getMeta("tenant_claimed") !== String(this.config().maxSessions)) {
+      candidates.push(now + REGISTER_RETRY_MS);
+    }
     const exhaustion = this.exhaustionDeadline();
     if (exhaustion !== null) candidates.push(exhaustion);
     return candidates.length === 0 ? null : Math.min(...candidates);
@@ -891,6 +923,48 @@ export class PoolObject extends DurableObject<Env> {
     return this.registeringPool;
   }
 
+  /**
+   * Asks the tenant's quota for `maxSessions` of capacity for this pool.
+   * Answers 503 if the tenant object cannot be reached: nothing was changed,
+   * and the caller may retry.
+   */
+  private async claim(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
+    try {
+      const claimed = await this.env.TENANT.get(this.env.TENANT.idFromName(tenant)).claimPool(tenant, pool, maxSessions);
+      if (claimed.ok) this.db.setMeta("tenant_claimed", String(maxSessions));
+      return claimed;
+    } catch (error) {
+      log("quota_claim_failed", { pool: `${tenant}/${pool}`, error: message(error) });
+      return fail({ status: 503, code: "quota_unavailable", detail: "the tenant's quota could not be checked; retry", retryAfter: 1 });
+    }
+  }
+
+  /**
+   * Tells the tenant's object this pool's current maxSessions, unasked: after
+   * a shrink, and for pools created before quotas existed. Retried by the
+   * constructor and the alarm until acknowledged (meta tenant_claimed). Never
+   * throws; while it is not acknowledged the tenant counts the larger size,
+   * which errs on the side of refusing.
+   */
+  private async reportSize(): Promise<void> {
+    if (!this.exists()) return;
+    const size = this.config().maxSessions;
+    if (this.db.getMeta("tenant_claimed") === String(size)) return;
+    try {
+      await this.env.TENANT.get(this.env.TENANT.idFromName(this.tenant)).reportPool(this.tenant, this.poolName, size);
+      if (this.config().maxSessions === size) this.db.setMeta("tenant_claimed", String(size));
+    } catch (error) {
+      log("quota_report_failed", { pool: this.name(), error: message(error) });
+    }
+  }
+
+  /** Runs `task` after every earlier one has finished: pool creation and config changes, which await the tenant's object. */
+  private serially<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.configuring.then(task);
+    this.configuring = run.catch(() => undefined);
+    return run;
+  }
+
   private registry() {
     return this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry"));
   }
@@ -904,7 +978,8 @@ export class PoolObject extends DurableObject<Env> {
     return this.db.getMeta("created_at") !== undefined;
   }
 
-  private ensureCreated(tenant: string, pool: string): void {
+  /** Records the pool's creation, with the size the tenant's quota has granted it (`claimed`). */
+  private ensureCreated(tenant: string, pool: string, claimed: number): void {
     if (this.exists()) return;
     this.tenant = tenant;
     this.poolName = pool;
@@ -913,6 +988,7 @@ export class PoolObject extends DurableObject<Env> {
       this.db.setMeta("tenant", tenant);
       this.db.setMeta("pool", pool);
       this.db.setMeta("created_at", String(now));
+      this.db.setMeta("tenant_claimed", String(claimed));
       this.db.setMeta("config", JSON.stringify(DEFAULT_CONFIG));
       this.db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
       this.db.journal(now, "pool_created", null, null, { tenant, pool });

@@ -1,0 +1,398 @@
+/**
+ * TenantObject: one Durable Object per tenant. It owns what belongs to the
+ * tenant as a whole rather than to one pool:
+ *
+ * - its managed API keys (stored only as SHA-256 digests). Every request made
+ *   with a managed key is authenticated here, not from a cache, so a revoked
+ *   key stops working with the very next request;
+ * - its quotas: how many pools it may have, and how many browser sessions all
+ *   its pools together may hold. The session quota is enforced on capacity:
+ *   each pool claims its `maxSessions` here before it is created or grown, and
+ *   a pool never holds more live sessions than its `maxSessions` (a pool
+ *   invariant), so the tenant's live sessions never exceed the quota. Nothing on
+ *   the acquire path crosses objects, so no acquire can leave a quota "reserved"
+ *   and never given back: the incident this broker exists to prevent, moved up
+ *   a level;
+ * - the fallback per-key rate limiter, used where the Rate Limiting binding is
+ *   absent (a fixed window per key, in memory: exact, since this object is the
+ *   only place that counts for its tenant, and harmless to lose on eviction).
+ */
+import { DurableObject } from "cloudflare:workers";
+import type { Failure } from "../pool/machine";
+import type { PoolResult } from "../pool/object";
+import { keyHint, mintKey, newKeyId } from "./keys";
+
+/** Active (unrevoked) keys one tenant may have at once. */
+export const MAX_ACTIVE_KEYS = 50;
+/** How long a rotated key's previous secret may stay valid, at most. */
+export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
+/** `lastUsedAt` is written at most this often per key: reads stay reads. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+/** Keys the fallback limiter tracks before it forgets those of past windows. */
+const RATE_WINDOWS_KEPT = 10_000;
+
+export interface Quota {
+  maxPools: number;
+  maxSessions: number;
+}
+
+export interface KeyView {
+  id: string;
+  tenant: string;
+  name: string;
+  /** The key's first characters, to tell keys apart; never enough to use one. */
+  hint: string;
+  status: "active" | "revoked";
+  createdAt: string;
+  rotatedAt: string | null;
+  /** Until when the secret before the last rotation is still accepted; null if it is not. */
+  previousValidUntil: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** A key as created or rotated: the only answer that carries the secret. */
+export interface IssuedKey extends KeyView {
+  key: string;
+}
+
+export interface TenantView {
+  tenant: string;
+  quota: Quota;
+  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS) rather than set for this tenant. */
+  defaults: { maxPools: boolean; maxSessions: boolean };
+  usage: { pools: number; sessions: number };
+  keys: { active: number; revoked: number };
+}
+
+export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null };
+
+export type Authentication =
+  | { ok: true; keyId: string }
+  | { ok: false; reason: "invalid" }
+  | { ok: false; reason: "rate_limited"; retryAfterSeconds: number };
+
+/** Per-key limit of the fallback limiter. */
+export interface RateRule {
+  limit: number;
+  periodMs: number;
+}
+
+interface KeyRow extends Record<string, SqlStorageValue> {
+  id: string;
+  name: string;
+  hint: string;
+  digest: string;
+  previous_digest: string | null;
+  previous_until: number | null;
+  created_at: number;
+  rotated_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS keys (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, hint TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
+     previous_digest TEXT, previous_until INTEGER,
+     created_at INTEGER NOT NULL, rotated_at INTEGER, revoked_at INTEGER, last_used_at INTEGER)`,
+  `CREATE INDEX IF NOT EXISTS keys_by_previous ON keys (previous_digest) WHERE previous_digest IS NOT NULL`,
+  // The capacity each pool of the tenant has claimed: its maxSessions.
+  `CREATE TABLE IF NOT EXISTS pools (pool TEXT PRIMARY KEY, max_sessions INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID`,
+];
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function positive(value: string | undefined, fallback: number): number {
+  const parsed = Number(value);
+  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
+}
+
+/** The deployment's default quota for tenants that have none of their own (vars TENANT_MAX_POOLS, TENANT_MAX_SESSIONS). */
+export function defaultQuota(env: Env): Quota {
+  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120) };
+}
+
+export class TenantObject extends DurableObject<Env> {
+  /** The time source; tests replace it to move past rotation grace periods without sleeping. */
+  clock: () => number = () => Date.now();
+  private readonly windows = new Map<string, { window: number; count: number }>();
+  /** Whether the tables exist. They are created by the first write, not on construction: a request bearing a made-up key or token names a tenant that does not exist, and only reading must never leave an object with storage behind. */
+  private schema = false;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.schema = ctx.storage.sql.exec(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'`).toArray().length > 0;
+  }
+
+  /** Whether this tenant exists: it has keys, or pools. Reads only. */
+  async known(): Promise<boolean> {
+    return this.schema && this.sql(`SELECT 1 FROM keys UNION ALL SELECT 1 FROM pools LIMIT 1`).length > 0;
+  }
+
+  // ---- authentication (every request made with a managed key) -----------------
+
+  /**
+   * Which key `digest` is, if it is a valid key of this tenant: current secret,
+   * or the previous one within its rotation grace; never a revoked key. With
+   * `rate`, also counts the request against the key's fallback rate limit.
+   */
+  async authenticate(digest: string, rate?: RateRule): Promise<Authentication> {
+    if (!this.schema) return { ok: false, reason: "invalid" };
+    const now = this.clock();
+    const row = this.sql<KeyRow>(
+      `SELECT * FROM keys WHERE revoked_at IS NULL AND (digest = ? OR (previous_digest = ? AND previous_until > ?)) LIMIT 1`,
+      digest,
+      digest,
+      now,
+    )[0];
+    if (!row) return { ok: false, reason: "invalid" };
+    if (row.last_used_at === null || now - row.last_used_at >= LAST_USED_RESOLUTION_MS) {
+      this.ctx.storage.sql.exec(`UPDATE keys SET last_used_at = ? WHERE id = ?`, now, row.id);
+    }
+    if (rate) {
+      const retryAfterSeconds = this.count(row.id, rate, now);
+      if (retryAfterSeconds !== null) return { ok: false, reason: "rate_limited", retryAfterSeconds };
+    }
+    return { ok: true, keyId: row.id };
+  }
+
+  /** The fallback limiter alone, for keys that are not managed here (API_KEYS). Null when the request may pass. */
+  async rateCheck(keyId: string, rate: RateRule): Promise<number | null> {
+    return this.count(keyId, rate, this.clock());
+  }
+
+  /** Counts one request in `keyId`'s current window; the seconds until the window ends if it is over the limit. */
+  private count(keyId: string, rate: RateRule, now: number): number | null {
+    const window = Math.floor(now / rate.periodMs);
+    let entry = this.windows.get(keyId);
+    if (!entry || entry.window !== window) {
+      if (this.windows.size >= RATE_WINDOWS_KEPT) {
+        for (const [key, value] of this.windows) if (value.window !== window) this.windows.delete(key);
+      }
+      entry = { window, count: 0 };
+      this.windows.set(keyId, entry);
+    }
+    entry.count += 1;
+    if (entry.count <= rate.limit) return null;
+    return Math.max(1, Math.ceil(((window + 1) * rate.periodMs - now) / 1000));
+  }
+
+  // ---- keys (admin API) ----------------------------------------------------------
+
+  async createKey(tenant: string, name: string): Promise<PoolResult<IssuedKey>> {
+    this.remember(tenant);
+    const active = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM keys WHERE revoked_at IS NULL`)[0]!.n;
+    if (active >= MAX_ACTIVE_KEYS) {
+      return fail(409, "too_many_keys", `a tenant may have at most ${MAX_ACTIVE_KEYS} active keys; revoke one first`);
+    }
+    const { key, digest } = mintKey(tenant);
+    const id = newKeyId();
+    this.ctx.storage.sql.exec(
+      `INSERT INTO keys (id, name, hint, digest, created_at) VALUES (?, ?, ?, ?, ?)`,
+      id,
+      name,
+      keyHint(key),
+      digest,
+      this.clock(),
+    );
+    return { ok: true, value: { ...this.keyView(id)!, key } };
+  }
+
+  async listKeys(): Promise<{ keys: KeyView[] }> {
+    if (!this.schema) return { keys: [] };
+    const rows = this.sql<KeyRow>(`SELECT * FROM keys ORDER BY created_at, id`);
+    return { keys: rows.map((row) => this.viewOf(row)) };
+  }
+
+  async getKey(id: string): Promise<PoolResult<KeyView>> {
+    const view = this.keyView(id);
+    return view ? { ok: true, value: view } : notFoundKey();
+  }
+
+  /**
+   * A new secret for the same key (same id, name and leases). The old secret
+   * stays valid for `graceSeconds` (0: not at all), so a fleet can roll over
+   * without downtime; only the latest previous secret is kept.
+   */
+  async rotateKey(id: string, graceSeconds: number): Promise<PoolResult<IssuedKey>> {
+    const row = this.row(id);
+    if (!row) return notFoundKey();
+    if (row.revoked_at !== null) return fail(409, "key_revoked", "a revoked key cannot be rotated; create a new key");
+    const now = this.clock();
+    const { key, digest } = mintKey(this.tenant());
+    this.ctx.storage.sql.exec(
+      `UPDATE keys SET digest = ?, hint = ?, rotated_at = ?, previous_digest = ?, previous_until = ? WHERE id = ?`,
+      digest,
+      keyHint(key),
+      now,
+      graceSeconds > 0 ? row.digest : null,
+      graceSeconds > 0 ? now + graceSeconds * 1000 : null,
+      id,
+    );
+    return { ok: true, value: { ...this.keyView(id)!, key } };
+  }
+
+  /** Revokes a key, both its secrets, at once (idempotent). Its leases keep running until they end or expire. */
+  async revokeKey(id: string): Promise<PoolResult<KeyView>> {
+    const row = this.row(id);
+    if (!row) return notFoundKey();
+    if (row.revoked_at === null) {
+      this.ctx.storage.sql.exec(`UPDATE keys SET revoked_at = ?, previous_digest = NULL, previous_until = NULL WHERE id = ?`, this.clock(), id);
+      this.windows.delete(id);
+    }
+    return { ok: true, value: this.keyView(id)! };
+  }
+
+  // ---- quotas -------------------------------------------------------------------
+
+  async describe(tenant: string): Promise<TenantView> {
+    if (!this.schema) {
+      const quota = defaultQuota(this.env);
+      return { tenant, quota, defaults: { maxPools: true, maxSessions: true }, usage: { pools: 0, sessions: 0 }, keys: { active: 0, revoked: 0 } };
+    }
+    const quota = this.quota();
+    const usage = this.sql<{ pools: number; sessions: number | null }>(`SELECT COUNT(*) AS pools, SUM(max_sessions) AS sessions FROM pools`)[0]!;
+    const keys = this.sql<{ active: number | null; revoked: number | null }>(
+      `SELECT SUM(revoked_at IS NULL) AS active, SUM(revoked_at IS NOT NULL) AS revoked FROM keys`,
+    )[0]!;
+    return {
+      tenant,
+      quota,
+      defaults: { maxPools: this.meta("max_pools") === undefined, maxSessions: this.meta("max_sessions") === undefined },
+      usage: { pools: usage.pools, sessions: usage.sessions ?? 0 },
+      keys: { active: keys.active ?? 0, revoked: keys.revoked ?? 0 },
+    };
+  }
+
+  /** Sets (a number) or resets to the default (null) each quota field given. Lowering below usage refuses nothing that exists; it only refuses what comes next. */
+  async setQuota(tenant: string, patch: QuotaPatch): Promise<TenantView> {
+    this.remember(tenant);
+    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"]] as const) {
+      const value = patch[field];
+      if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, column);
+      else if (value !== undefined) this.setMeta(column, String(value));
+    }
+    return this.describe(tenant);
+  }
+
+  /**
+   * A pool of this tenant asks for `maxSessions` of capacity: granted if the
+   * tenant's pools (counting this one, and this one at its new size) stay
+   * within the quota. Idempotent: a claim states the pool's size, it does not
+   * add to it, so a retried or repeated claim never counts twice.
+   */
+  async claimPool(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
+    this.remember(tenant);
+    const quota = this.quota();
+    const current = this.sql<{ max_sessions: number }>(`SELECT max_sessions FROM pools WHERE pool = ?`, pool)[0];
+    if (!current) {
+      const pools = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM pools`)[0]!.n;
+      if (pools >= quota.maxPools) {
+        return fail(403, "quota_exceeded", `tenant '${tenant}' may have at most ${quota.maxPools} pools (it has ${pools})`);
+      }
+    }
+    if (!current || maxSessions > current.max_sessions) {
+      const others = this.sql<{ n: number | null }>(`SELECT SUM(max_sessions) AS n FROM pools WHERE pool != ?`, pool)[0]!.n ?? 0;
+      if (others + maxSessions > quota.maxSessions) {
+        return fail(
+          403,
+          "quota_exceeded",
+          `maxSessions: tenant '${tenant}' may hold at most ${quota.maxSessions} sessions across its pools; ` +
+            `its other pools have ${others}, so this pool may have at most ${Math.max(0, quota.maxSessions - others)}`,
+        );
+      }
+    }
+    this.record(pool, maxSessions);
+    return { ok: true, value: null };
+  }
+
+  /** A pool states its size without asking: it shrank, or it existed before quotas (never refused). */
+  async reportPool(tenant: string, pool: string, maxSessions: number): Promise<void> {
+    this.remember(tenant);
+    this.record(pool, maxSessions);
+  }
+
+  // ---- storage ----------------------------------------------------------------
+
+  private record(pool: string, maxSessions: number): void {
+    this.ctx.storage.sql.exec(
+      `INSERT INTO pools (pool, max_sessions, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (pool) DO UPDATE SET max_sessions = excluded.max_sessions, updated_at = excluded.updated_at`,
+      pool,
+      maxSessions,
+      this.clock(),
+    );
+  }
+
+  private quota(): Quota {
+    const defaults = defaultQuota(this.env);
+    const maxPools = this.meta("max_pools");
+    const maxSessions = this.meta("max_sessions");
+    return {
+      maxPools: maxPools === undefined ? defaults.maxPools : Number(maxPools),
+      maxSessions: maxSessions === undefined ? defaults.maxSessions : Number(maxSessions),
+    };
+  }
+
+  /** Creates the tables if need be and keeps the tenant's name (the object's id is only a hash of it). Called by every write. */
+  private remember(tenant: string): void {
+    if (!this.schema) {
+      for (const statement of MIGRATIONS) this.ctx.storage.sql.exec(statement);
+      this.schema = true;
+    }
+    if (this.meta("tenant") === undefined) this.setMeta("tenant", tenant);
+  }
+
+  private tenant(): string {
+    return (this.schema && this.meta("tenant")) || "";
+  }
+
+  private row(id: string): KeyRow | undefined {
+    if (!this.schema) return undefined;
+    return this.sql<KeyRow>(`SELECT * FROM keys WHERE id = ?`, id)[0];
+  }
+
+  private keyView(id: string): KeyView | undefined {
+    const row = this.row(id);
+    return row ? this.viewOf(row) : undefined;
+  }
+
+  private viewOf(row: KeyRow): KeyView {
+    const now = this.clock();
+    const previousValid = row.previous_until !== null && row.previous_until > now;
+    return {
+      id: row.id,
+      tenant: this.tenant(),
+      name: row.name,
+      hint: row.hint,
+      status: row.revoked_at === null ? "active" : "revoked",
+      createdAt: iso(row.created_at)!,
+      rotatedAt: iso(row.rotated_at),
+      previousValidUntil: previousValid ? iso(row.previous_until) : null,
+      revokedAt: iso(row.revoked_at),
+      lastUsedAt: iso(row.last_used_at),
+    };
+  }
+
+  private meta(key: string): string | undefined {
+    return this.sql<{ value: string }>(`SELECT value FROM meta WHERE key = ?`, key)[0]?.value;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.ctx.storage.sql.exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value);
+  }
+
+  private sql<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: SqlStorageValue[]): T[] {
+    return this.ctx.storage.sql.exec<T>(query, ...bindings).toArray();
+  }
+}
+
+function fail<T>(status: Failure["status"], code: string, detail: string): PoolResult<T> {
+  return { ok: false, failure: { status, code, detail } };
+}
+
+function notFoundKey<T>(): PoolResult<T> {
+  return fail(404, "not_found", "no such key for this tenant");
+}
