@@ -117,6 +117,8 @@ export function defaultQuota(env: Env): Quota {
 export class TenantObject extends DurableObject<Env> {
   /** The time source; tests replace it to move past rotation grace periods without sleeping. */
   clock: () => number = () => Date.now();
+  /** Tests hold a granted claim's answer here (after it is recorded) to reorder a pool's concurrent resizes. */
+  afterClaim: ((pool: string, maxSessions: number) => Promise<void>) | undefined;
   private readonly windows = new Map<string, { window: number; count: number }>();
   /** Whether the tables exist. They are created by the first write, not on construction: a request bearing a made-up key or token names a tenant that does not exist, and only reading must never leave an object with storage behind. */
   private schema = false;
@@ -305,6 +307,7 @@ export class TenantObject extends DurableObject<Env> {
       }
     }
     this.record(pool, maxSessions);
+    await this.afterClaim?.(pool, maxSessions);
     return { ok: true, value: null };
   }
 
