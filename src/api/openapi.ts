@@ -4,7 +4,22 @@
  * uses natively), so the contract cannot drift from the code.
  */
 import { z } from "zod";
-import { AcquireBody, CreatedLease, Lease, LeaseStatus, Pool, PoolConfigBody, Problem, RenewBody } from "./schemas";
+import {
+  AcquireBody,
+  ApiKey,
+  CreatedLease,
+  CreateKeyBody,
+  IssuedKey,
+  Lease,
+  LeaseStatus,
+  Pool,
+  PoolConfigBody,
+  Problem,
+  QuotaBody,
+  RenewBody,
+  RotateKeyBody,
+  Tenant,
+} from "./schemas";
 
 const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -16,6 +31,7 @@ const problems = (...statuses: number[]) =>
 
 const poolParam = { name: "pool", in: "path", required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9-]{0,62}$" } };
 const tenantParam = { name: "tenant", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9_.-]{1,100}$" } };
+const keyIdParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^key_[0-9a-f]{16}$" } };
 const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
 const pageParams = [
@@ -42,7 +58,7 @@ function poolPage(withTenant: boolean) {
 let cached: object | undefined;
 
 export function openApiDocument(): object {
-  cached ??= {
+  cached ??= withRateLimit({
     openapi: "3.1.0",
     info: {
       title: "Browser session broker",
@@ -59,6 +75,12 @@ export function openApiDocument(): object {
         AcquireBody: json(AcquireBody, "input"),
         RenewBody: json(RenewBody, "input"),
         PoolConfig: json(PoolConfigBody, "input"),
+        Tenant: json(Tenant),
+        QuotaBody: json(QuotaBody, "input"),
+        ApiKey: json(ApiKey),
+        IssuedKey: json(IssuedKey),
+        CreateKeyBody: json(CreateKeyBody, "input"),
+        RotateKeyBody: json(RotateKeyBody, "input"),
       },
     },
     security: [{ apiKey: [] }],
@@ -72,7 +94,7 @@ export function openApiDocument(): object {
         put: {
           summary: "Set pool config (partial allowed)",
           requestBody: { content: content(ref("PoolConfig")) },
-          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 409, 413, 415) },
+          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 403, 409, 413, 415, 503) },
         },
       },
       "/v1/pools/{pool}/leases": {
@@ -83,7 +105,7 @@ export function openApiDocument(): object {
           requestBody: { content: content(ref("AcquireBody")) },
           responses: {
             "201": { description: "The lease, with its connectUrl (shown only here)", content: content(ref("CreatedLease")) },
-            ...problems(400, 401, 409, 413, 415, 429, 502, 503),
+            ...problems(400, 401, 403, 409, 413, 415, 429, 502, 503),
           },
         },
         get: {
@@ -143,7 +165,7 @@ export function openApiDocument(): object {
         put: {
           summary: "Resize or reconfigure an existing pool (admin token; never creates one)",
           requestBody: { content: content(ref("PoolConfig")) },
-          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404, 409, 413, 415) },
+          responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 403, 404, 409, 413, 415, 503) },
         },
       },
       "/v1/admin/pools/{tenant}/{pool}/drain": {
@@ -180,6 +202,49 @@ export function openApiDocument(): object {
       "/v1/admin/pools/{tenant}/{pool}/leases/{id}/events": {
         parameters: [tenantParam, poolParam, idParam],
         get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
+      },
+      "/v1/admin/tenants/{tenant}": {
+        parameters: [tenantParam],
+        get: {
+          summary: "A tenant's quota, usage and key counts (admin token)",
+          responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401) },
+        },
+        put: {
+          summary: "Set a tenant's quota: maxPools, maxSessions (null: back to the deployment's default) (admin token)",
+          requestBody: { content: content(ref("QuotaBody")) },
+          responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401, 413, 415) },
+        },
+      },
+      "/v1/admin/tenants/{tenant}/keys": {
+        parameters: [tenantParam],
+        get: {
+          summary: "A tenant's API keys, without their secrets (admin token)",
+          responses: {
+            "200": { description: "Keys", content: content({ type: "object", properties: { keys: { type: "array", items: ref("ApiKey") } } }) },
+            ...problems(400, 401),
+          },
+        },
+        post: {
+          summary: "Create an API key; the key is in this response only (admin token)",
+          requestBody: { content: content(ref("CreateKeyBody")) },
+          responses: { "201": { description: "The new key, secret included", content: content(ref("IssuedKey")) }, ...problems(400, 401, 409, 413, 415) },
+        },
+      },
+      "/v1/admin/tenants/{tenant}/keys/{id}": {
+        parameters: [tenantParam, keyIdParam],
+        get: { summary: "One API key, without its secret (admin token)", responses: { "200": { description: "Key", content: content(ref("ApiKey")) }, ...problems(400, 401, 404) } },
+        delete: {
+          summary: "Revoke an API key at once, both its secrets (idempotent; its leases run on) (admin token)",
+          responses: { "200": { description: "Key", content: content(ref("ApiKey")) }, ...problems(400, 401, 404) },
+        },
+      },
+      "/v1/admin/tenants/{tenant}/keys/{id}/rotate": {
+        parameters: [tenantParam, keyIdParam],
+        post: {
+          summary: "A new secret for the key (same id and leases); the old one stays valid for graceSeconds (admin token)",
+          requestBody: { content: content(ref("RotateKeyBody")) },
+          responses: { "200": { description: "The key, new secret included", content: content(ref("IssuedKey")) }, ...problems(400, 401, 404, 409, 413, 415) },
+        },
       },
       "/dashboard": {
         get: {
@@ -254,6 +319,18 @@ export function openApiDocument(): object {
         },
       },
     },
-  };
+  });
   return cached;
+}
+
+/** Every route that takes an API key counts against the key's rate limit, so each may answer 429 rate_limited. */
+function withRateLimit<D extends { paths: Record<string, Record<string, unknown>> }>(doc: D): D {
+  for (const [path, operations] of Object.entries(doc.paths)) {
+    if (!path.startsWith("/v1/pools") || path.endsWith("/cdp")) continue;
+    for (const operation of Object.values(operations)) {
+      const responses = (operation as { responses?: Record<string, unknown> }).responses;
+      if (responses && !responses["429"]) Object.assign(responses, problems(429));
+    }
+  }
+  return doc;
 }

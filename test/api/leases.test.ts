@@ -5,6 +5,7 @@
 import puppeteer from "@cloudflare/puppeteer";
 import { env } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
+import { app } from "../../src/api/app";
 import { controlClock, describePool, expectConsistent, liveBrowsers, settled, until } from "../support/api";
 import { call, poolName } from "../support/http";
 
@@ -284,43 +285,20 @@ describe("service endpoints", () => {
     expect(health.body).toEqual({ status: "ok" });
   });
 
-  it("GET /openapi.json describes every route of the API", async () => {
+  it("GET /openapi.json describes every route of the API, and only those", async () => {
     const doc = await call("/openapi.json", { key: null });
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\.1\./);
     const paths = doc.body.paths as Record<string, Record<string, unknown>>;
-    const routes = Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops)
+    const documented = Object.entries(paths).flatMap(([path, ops]) =>
+      Object.keys(ops)
         .filter((m) => ["get", "post", "put", "delete", "patch"].includes(m))
-        .map((m) => `${m.toUpperCase()} ${path}`));
-    expect(routes.sort()).toEqual(
-      [
-        "POST /v1/pools/{pool}/leases",
-        "GET /v1/pools/{pool}/leases",
-        "DELETE /v1/pools/{pool}/leases",
-        "GET /v1/pools/{pool}/leases/{id}",
-        "DELETE /v1/pools/{pool}/leases/{id}",
-        "POST /v1/pools/{pool}/leases/{id}/renew",
-        "GET /v1/pools/{pool}/leases/{id}/cdp",
-        "GET /v1/admin/registry",
-        "GET /v1/pools",
-        "GET /v1/admin/pools",
-        "GET /metrics",
-        "GET /dashboard",
-        "GET /dashboard/data",
-        "GET /v1/pools/{pool}/leases/{id}/events",
-        "GET /v1/admin/pools/{tenant}/{pool}",
-        "PUT /v1/admin/pools/{tenant}/{pool}",
-        "POST /v1/admin/pools/{tenant}/{pool}/drain",
-        "POST /v1/admin/pools/{tenant}/{pool}/resume",
-        "POST /v1/admin/pools/{tenant}/{pool}/purge-idle",
-        "DELETE /v1/admin/pools/{tenant}/{pool}/leases/{id}",
-        "GET /v1/admin/pools/{tenant}/{pool}/leases/{id}/events",
-        "GET /v1/pools/{pool}",
-        "PUT /v1/pools/{pool}",
-        "GET /healthz",
-        "GET /openapi.json",
-        "GET /docs",
-      ].sort(),
+        .map((m) => `${m.toUpperCase()} ${path}`),
     );
+    // The routes the Worker's router really has (middleware is registered as ALL).
+    const served = new Set(app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`));
+    expect(documented.sort()).toEqual([...served].sort());
+    expect(served.size).toBeGreaterThanOrEqual(32);
   });
+
 });
