@@ -6,6 +6,7 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { TenantObject } from "../../src/tenant/object";
+import { connect } from "../support/cdp";
 import { call, newPool, poolName } from "../support/http";
 import { ADMIN, newKey, newTenant, tenantName } from "../support/tenants";
 
@@ -99,6 +100,11 @@ describe("managed API keys", () => {
     expect(mine.status).toBe(201);
     const theirs = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: { ttlSeconds: 60 }, key: other.key });
     expect(theirs.status).toBe(201);
+    // A managed tenant's lease is a real browser its connect URL reaches.
+    const cdp = await connect(mine.body.connectUrl);
+    expect((await cdp.send<{ product: string }>("Browser.getVersion")).product).toMatch(/Chrome/);
+    cdp.socket.close();
+    await cdp.closed;
     const rotated = await call(`${keysOf(tenant)}/${keyId}/rotate`, { method: "POST", body: {}, key: ADMIN });
     const released = await call(`/v1/pools/${pool}/leases`, { method: "DELETE", key: rotated.body.key });
     expect(released.body).toEqual({ released: 1 });
