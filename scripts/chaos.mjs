@@ -19,6 +19,9 @@ const { values } = parseArgs({ options: { only: { type: "string" } } });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const SIM = { BROWSER_PROVIDER: "simulated" };
 
+/** All clients share the dev key; the per-key rate limit is off so the scenarios stress the broker, not the limiter. */
+const UNLIMITED = { RATE_LIMIT_REQUESTS: "0" };
+
 /** @type {{ name: string, vars: Record<string,string>, pool: object, load: object, during?: (ctx) => Promise<string> }[]} */
 const scenarios = [
   {
@@ -71,7 +74,7 @@ for (const scenario of scenarios) {
   const started = Date.now();
   console.log(`\nchaos: ${scenario.name}`);
   const port = await freePort();
-  let broker = await startBroker({ vars: scenario.vars, port, ...(scenario.restart ? { state: `/tmp/chaos-state-${port}` } : {}) });
+  let broker = await startBroker({ vars: { ...UNLIMITED, ...scenario.vars }, port, ...(scenario.restart ? { state: `/tmp/chaos-state-${port}` } : {}) });
   const notes = [];
   try {
     const pool = `chaos-${Date.now().toString(36)}`;
@@ -96,7 +99,7 @@ for (const scenario of scenarios) {
       await sleep((scenario.load.seconds * 1000) / 3);
       await broker.kill();
       notes.push(`SIGKILL at t=${Math.round((Date.now() - started) / 1000)} s`);
-      broker = await startBroker({ vars: scenario.vars, port, state: broker.state });
+      broker = await startBroker({ vars: { ...UNLIMITED, ...scenario.vars }, port, state: broker.state });
       notes.push(`restarted at t=${Math.round((Date.now() - started) / 1000)} s`);
     }
     const result = await load;

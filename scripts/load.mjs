@@ -43,7 +43,10 @@ if (url) {
   }
 } else {
   console.log(`load: starting the broker (wrangler dev, ${values.provider} browsers)…`);
-  broker = await startBroker(values.provider === "simulated" ? { vars: { BROWSER_PROVIDER: "simulated" } } : {});
+  // Every simulated client uses the one dev key: with the per-key rate limit on,
+  // this would measure the limiter (test/api/ratelimit.test.ts covers it), not the broker.
+  const vars = { RATE_LIMIT_REQUESTS: "0", ...(values.provider === "simulated" ? { BROWSER_PROVIDER: "simulated" } : {}) };
+  broker = await startBroker({ vars });
   url = broker.url;
 }
 
