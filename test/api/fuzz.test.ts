@@ -8,9 +8,9 @@
 import { SELF } from "cloudflare:test";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
+import { badLeaseId, badPoolName, badSeconds, expectProblem, FUZZ_RUNS as RUNS, malformedJson, oddContentType, unknownFieldOf } from "../support/fuzz";
 import { call, poolName } from "../support/http";
 
-const RUNS = 60;
 let pool = "";
 let leaseId = "";
 
@@ -21,50 +21,7 @@ async function snapshot() {
   return { config, counts, consistent, leases: leases.body.leases.map((l: any) => [l.id, l.status, l.expiresAt, JSON.stringify(l.labels)]) };
 }
 
-async function expectProblem(method: string, path: string, init: { body?: string; contentType?: string; key?: string } = {}) {
-  const headers: Record<string, string> = { authorization: `Bearer ${init.key ?? "dev-key"}` };
-  if (init.contentType !== undefined) headers["content-type"] = init.contentType;
-  const response = await SELF.fetch(`https://broker.test${path}`, { method, headers, ...(init.body === undefined ? {} : { body: init.body }) });
-  const text = await response.text();
-  const what = `${method} ${path} ${init.contentType ?? ""} ${init.body?.slice(0, 200) ?? ""} → ${response.status} ${text.slice(0, 200)}`;
-  expect(response.status, what).toBeGreaterThanOrEqual(400);
-  expect(response.status, what).toBeLessThan(500);
-  expect(response.headers.get("content-type"), what).toMatch(/^application\/problem\+json/);
-  const body = JSON.parse(text) as { code?: unknown; detail?: unknown; status?: unknown };
-  expect(typeof body.code, what).toBe("string");
-  expect(typeof body.detail, what).toBe("string");
-  expect(body.status, what).toBe(response.status);
-}
-
-/** A value of the wrong kind, or out of range, for an integer field in seconds. */
-const badSeconds = fc.oneof(
-  fc.string(),
-  fc.boolean(),
-  fc.constant(null),
-  fc.array(fc.integer(), { maxLength: 3 }),
-  fc.integer({ max: -1 }),
-  fc.integer({ min: 100_000 }),
-  fc.double({ noInteger: true, noNaN: true, min: 0.001, max: 59.5 }),
-  fc.constantFrom(Number.MAX_SAFE_INTEGER, 1e300, -0.5),
-);
-const unknownField = fc.string({ minLength: 1, maxLength: 20 }).filter((k) => !["ttlSeconds", "waitSeconds", "labels", "__proto__"].includes(k));
-const malformedJson = fc.oneof(
-  fc.constantFrom("{", "[", '{"ttlSeconds":', "nul", "{'a':1}", '{"a":1,}', "\u0000", "{}}", '"just a string"', "[1,2]", "42", "true"),
-  fc.string({ minLength: 1, maxLength: 50 }).filter((s) => {
-    try {
-      const v = JSON.parse(s);
-      return v === null || typeof v !== "object" || Array.isArray(v);
-    } catch {
-      return s.trim() !== "";
-    }
-  }),
-);
-const oddContentType = fc.constantFrom("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "json", "application/jsonx", "");
-const badPoolName = fc.oneof(
-  fc.constantFrom("-leading", "UPPER", "a".repeat(64), "under_score", "dot.name", "%2e%2e", "..", "a%2Fb", "%00", "spa%20ce", "é"),
-  fc.string({ minLength: 1, maxLength: 12 }).filter((s) => !/^[a-z0-9][a-z0-9-]{0,62}$/.test(s)).map(encodeURIComponent),
-);
-const badLeaseId = fc.oneof(fc.constantFrom("not-a-uuid", "00000000-0000-0000-0000-00000000000g", "%2e%2e", "1"), fc.string({ unit: fc.constantFrom(..."0123456789abcdef-".split("")), minLength: 1, maxLength: 40 }));
+const unknownField = unknownFieldOf("ttlSeconds", "waitSeconds", "labels");
 
 beforeAll(async () => {
   pool = poolName("fuzz");
