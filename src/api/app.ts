@@ -296,5 +296,7 @@ app.get("/dashboard/data", requireAdmin(), async (c) => {
 });
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
+// An operator's request that names no admin route is a 404, not a fall through to the API-key routes' 401.
+admin.all("*", (c) => notFound(c));
 app.route("/v1/admin", admin);
 app.route("/v1", v1);

@@ -111,3 +111,22 @@ describe("operators' actions", () => {
     expect((await call(`/v1/admin/pools/bad tenant/${name}`, { key: ADMIN })).status).toBe(400);
   });
 });
+
+// A path under /v1/admin that names no operators' route is a 404 to the operator, not a 401
+// that tells them to fix an admin token that is fine.
+describe("unknown operators' routes", () => {
+  it("answer 404 not_found with the admin token", async () => {
+    for (const [method, path] of [
+      ["DELETE", "/v1/admin/tenants/dev"],
+      ["PATCH", "/v1/admin/tenants/dev"],
+      ["GET", "/v1/admin/nope"],
+      ["POST", "/v1/admin/pools/dev/p/nope"],
+      // `..` is resolved by the URL: this is DELETE /v1/admin/tenants/dev
+      ["DELETE", "/v1/admin/tenants/dev/keys/.."],
+    ] as const) {
+      const reply = await call(path, { method, key: "dev-admin" });
+      expect(reply.status, `${method} ${path}: ${JSON.stringify(reply.body)}`).toBe(404);
+      expect(reply.body.code).toBe("not_found");
+    }
+  });
+});
