@@ -5,7 +5,7 @@
  * everything else runs against pools whose browsers are real Chromium.
  */
 import { describe, expect, it } from "vitest";
-import { describePool, expectConsistent } from "../support/api";
+import { describePool, expectConsistent, until } from "../support/api";
 import { FaultProvider } from "../support/fault-provider";
 import { call, DEV_KEY, poolName, type Reply } from "../support/http";
 import { faultPool, poolStub } from "../support/pool";
@@ -166,8 +166,8 @@ describe("429 pool_exhausted", () => {
     const pool = await quietPool({ maxSessions: 1, maxWaiters: 1 });
     const holder = (await call(`/v1/pools/${pool.name}/leases`, { method: "POST" })).body;
     const queued = call(`/v1/pools/${pool.name}/leases`, { method: "POST", body: { waitSeconds: 30 } });
-    await pool.stub.checkInvariants();
-    expect((await describePool("dev", pool.name)).counts.waiting).toBe(1);
+    // The queued request passes the Worker (auth, rate limit) before it reaches the pool: wait for it there.
+    await until("dev", pool.name, (view) => view.counts.waiting === 1);
     const refused = await call(`/v1/pools/${pool.name}/leases`, { method: "POST", body: { waitSeconds: 30 } });
     expectProblem(refused, 429, "pool_exhausted", /queue/);
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
