@@ -118,6 +118,9 @@ function miniflare(out, brokerVars) {
           API_KEYS: JSON.stringify({ "bench-key": "bench" }),
           ADMIN_TOKEN: "bench-admin",
           MAX_SESSIONS_PER_POOL: "120",
+          // The bench creates many pools under one tenant: quotas out of its way.
+          TENANT_MAX_POOLS: "10000",
+          TENANT_MAX_SESSIONS: "100000",
           ...brokerVars,
         },
       },

@@ -431,7 +431,7 @@ export class PoolObject extends DurableObject<Env> {
       if (!failure) this.cachedConfig = merged.config;
       // Tell the tenant the size the pool has now: smaller after a shrink, or
       // unchanged after a failed change whose growth was already claimed.
-      if (this.db.getMeta("tenant_claimed") !== String(this.config().maxSessions)) await this.reportSize();
+      await this.reportSizeNow();
       return failure ? fail(failure) : { ok: true, value: this.poolView() };
     });
   }
@@ -944,9 +944,15 @@ export class PoolObject extends DurableObject<Env> {
    * a shrink, and for pools created before quotas existed. Retried by the
    * constructor and the alarm until acknowledged (meta tenant_claimed). Never
    * throws; while it is not acknowledged the tenant counts the larger size,
-   * which errs on the side of refusing.
+   * which errs on the side of refusing. Runs in turn with config changes: a
+   * report of the old size must not land after a growth was claimed.
    */
-  private async reportSize(): Promise<void> {
+  private reportSize(): Promise<void> {
+    return this.serially(() => this.reportSizeNow());
+  }
+
+  /** reportSize, for a caller already running in turn (configure). */
+  private async reportSizeNow(): Promise<void> {
     if (!this.exists()) return;
     const size = this.config().maxSessions;
     if (this.db.getMeta("tenant_claimed") === String(size)) return;

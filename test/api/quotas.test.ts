@@ -129,6 +129,43 @@ describe("tenant quotas", () => {
     await expectUsageMatchesPools(tenant, key);
   });
 
+  it("a late report of a pool's old size cannot undo a growth being claimed", async () => {
+    const { tenant, key } = await newTenant("q-report", { maxSessions: 10 });
+    const pool = poolName("qp");
+    expect((await put(key, pool, { maxSessions: 2 })).status).toBe(200);
+    const poolStub = env.POOL.get(env.POOL.idFromName(`${tenant}/${pool}`));
+    // The pool owes the tenant a report of its size (as after a failed report).
+    await runInDurableObject(poolStub, async (object: PoolObject, state) => {
+      (object as unknown as { db: { setMeta(k: string, v: string): void } }).db.setMeta("tenant_claimed", "none");
+    });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const tenantStub = env.TENANT.get(env.TENANT.idFromName(tenant));
+    await runInDurableObject(tenantStub, (object: TenantObject) => {
+      object.afterClaim = async (_pool, size) => {
+        if (size === 5) await held;
+      };
+    });
+    const grow = put(key, pool, { maxSessions: 5 });
+    // The growth is recorded at the tenant (its answer held back). Watched from here, through
+    // the API: promises settled inside another object carry that object's context.
+    for (let i = 0; i < 500 && (await tenantView(tenant)).usage.sessions !== 5; i++) await scheduler.wait(10);
+    // The alarm's retry of the owed report runs while the growth's claim is held up.
+    // Let the pool's own alarm fire, and wait until it has run.
+    // (It has run when the alarm is no longer the one set here: it re-arms itself for the report's retry.)
+    const due = Date.now();
+    await runInDurableObject(poolStub, (_o: PoolObject, state) => state.storage.setAlarm(due));
+    const alarmAt = () => runInDurableObject(poolStub, (_o: PoolObject, state) => state.storage.getAlarm());
+    for (let i = 0; i < 500 && (await alarmAt()) === due; i++) await scheduler.wait(10);
+    expect(await alarmAt()).not.toBe(due);
+    // Released from inside the tenant object, so its answer continues in its own context.
+    await runInDurableObject(tenantStub, () => release());
+    expect((await grow).status).toBe(200);
+    await poolStub.settled();
+    await expectUsageMatchesPools(tenant, key);
+    expect((await tenantView(tenant)).usage.sessions).toBe(5);
+  });
+
   it("apply to operators' resizes too", async () => {
     const { tenant, key } = await newTenant("q-admin", { maxSessions: 2 });
     const pool = poolName("qa");
