@@ -180,6 +180,11 @@ v1.get("/pools/:pool", async (c) => {
   return c.json(unwrap(await poolStub(c, pool).describe()));
 });
 
+v1.delete("/pools/:pool", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  return c.json(unwrap(await poolStub(c, pool).deletePool()));
+});
+
 v1.put("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const patch = parse(PoolConfigBody, await readJson(c), "body");
@@ -227,6 +232,7 @@ admin.put("/pools/:tenant/:pool", async (c) => {
   const stub = adminStub(c);
   return c.json(unwrap(await stub.reconfigure(parse(PoolConfigBody, await readJson(c), "body"))));
 });
+admin.delete("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminStub(c).deletePool())));
 admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminStub(c).drain())));
 admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminStub(c).resume())));
 admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminStub(c).purgeIdle())));

@@ -9,6 +9,7 @@ import {
   ApiKey,
   CreatedLease,
   CreateKeyBody,
+  DeletedPool,
   IssuedKey,
   Lease,
   LeaseStatus,
@@ -75,6 +76,7 @@ export function openApiDocument(): object {
         AcquireBody: json(AcquireBody, "input"),
         RenewBody: json(RenewBody, "input"),
         PoolConfig: json(PoolConfigBody, "input"),
+        DeletedPool: json(DeletedPool),
         Tenant: json(Tenant),
         QuotaBody: json(QuotaBody, "input"),
         ApiKey: json(ApiKey),
@@ -95,6 +97,10 @@ export function openApiDocument(): object {
           summary: "Set pool config (partial allowed)",
           requestBody: { content: content(ref("PoolConfig")) },
           responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 403, 409, 413, 415, 503) },
+        },
+        delete: {
+          summary: "Delete the pool (refused with 409 pool_busy while a lease is active or waiting): its idle browsers are closed and its quota freed",
+          responses: { "200": { description: "Deleted", content: content(ref("DeletedPool")) }, ...problems(400, 401, 404, 409, 503) },
         },
       },
       "/v1/pools/{pool}/leases": {
@@ -166,6 +172,10 @@ export function openApiDocument(): object {
           summary: "Resize or reconfigure an existing pool (admin token; never creates one)",
           requestBody: { content: content(ref("PoolConfig")) },
           responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 403, 404, 409, 413, 415, 503) },
+        },
+        delete: {
+          summary: "Delete any tenant's pool, as DELETE /v1/pools/{pool} does (admin token)",
+          responses: { "200": { description: "Deleted", content: content(ref("DeletedPool")) }, ...problems(400, 401, 404, 409, 503) },
         },
       },
       "/v1/admin/pools/{tenant}/{pool}/drain": {

@@ -100,6 +100,12 @@ export const Pool = z.object({
   reconciledTotal: z.object({ vanished: Count, reclosed: Count }),
 });
 
+export const DeletedPool = z.object({
+  pool: z.string(),
+  deleted: z.literal(true),
+  closedSessions: Count.describe("idle browsers closed by the deletion"),
+});
+
 export const Problem = z.object({
   type: z.string(),
   title: z.string(),

@@ -526,6 +526,33 @@ export function purgeIdle(step: Step): number {
   return idle.length;
 }
 
+/**
+ * The first step of deleting the pool: refused while anything is in use
+ * (a lease active or waiting, a session launching, leased or resetting);
+ * otherwise the pool stops granting and launching (drained) and closes every
+ * idle session. The object deletes the pool's storage once the closes are done.
+ */
+export function retire(step: Step): Failure | { closed: number } {
+  const { db, now } = step;
+  const counts = db.counts();
+  const inUse = counts.launching + counts.leased + counts.resetting;
+  if (inUse + counts.waiting > 0) {
+    return {
+      status: 409,
+      code: "pool_busy",
+      detail:
+        `the pool has ${counts.leased} leased and ${counts.launching + counts.resetting} starting sessions and ${counts.waiting} waiting callers; ` +
+        `release its leases (DELETE /v1/pools/{pool}/leases) and try again`,
+      retryAfter: 1,
+    };
+  }
+  db.setMeta("draining", "1");
+  db.journal(now, "retiring", null, null);
+  const idle = db.sessionsIn("idle");
+  for (const session of idle) startClosing(step, session, "pool_deleted");
+  return { closed: idle.length };
+}
+
 /** Whether an operator has drained the pool (it grants nothing until resumed). */
 export function isDraining(db: PoolStore): boolean {
   return db.getMeta("draining") === "1";

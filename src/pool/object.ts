@@ -30,6 +30,7 @@ import {
   isDraining,
   purgeIdle,
   resume,
+  retire,
   CLOSE_TIMEOUT_MS,
   closeFailed,
   closeSucceeded,
@@ -244,6 +245,8 @@ export class PoolObject extends DurableObject<Env> {
   private registeringPool: Promise<void> | undefined;
   /** The chain pool creation and config changes run on, one at a time. */
   private configuring: Promise<unknown> = Promise.resolve();
+  /** Tasks queued or running on that chain. */
+  private turns = 0;
   /** Workers proxying a lease's CDP sockets, told when the lease ends. */
   private readonly leaseEnded = new Signals<{ reason: string }>();
   /** Resets waiting for a lease's last socket to close. */
@@ -258,6 +261,15 @@ export class PoolObject extends DurableObject<Env> {
       this.tenant = this.db.getMeta("tenant") ?? "";
       this.poolName = this.db.getMeta("pool") ?? "";
       this.armedAt = await ctx.storage.getAlarm();
+      if (this.db.getMeta("deleting") === "1") {
+        // A deletion was interrupted before the storage went: the pool comes
+        // back (drained), registers and reports itself again; delete it again.
+        this.atomically(() => {
+          this.db.setMeta("deleting", "0");
+          this.db.setMeta("pool_registered", "0");
+          this.db.setMeta("tenant_claimed", "none");
+        });
+      }
       if (this.exists()) {
         this.track(this.registerPool());
         this.track(this.reportSize());
@@ -433,6 +445,50 @@ export class PoolObject extends DurableObject<Env> {
       // unchanged after a failed change whose growth was already claimed.
       await this.reportSizeNow();
       return failure ? fail(failure) : { ok: true, value: this.poolView() };
+    });
+  }
+
+  /**
+   * Deletes the pool, refused (409 pool_busy) while anything is in use. Its
+   * idle browsers are closed, the registry and the tenant forget it (its share
+   * of the tenant's quota is free again), and its storage is deleted: the next
+   * acquire or PUT of the name creates a new, empty pool. Runs in turn with
+   * creation and config changes; reads answer 404 from the moment it starts.
+   */
+  async deletePool(): Promise<PoolResult<{ pool: string; deleted: true; closedSessions: number }>> {
+    return this.serially(async () => {
+      if (!this.exists()) return fail(notFound("pool"));
+      const retired = this.transition(retire);
+      if ("status" in retired) return fail(retired);
+      this.db.setMeta("deleting", "1");
+      // The idle browsers' closes, and any registration still on its way.
+      await this.settled();
+      const { tenant, poolName } = this;
+      try {
+        await this.registry().untrackPool(tenant, poolName);
+        await this.env.TENANT.get(this.env.TENANT.idFromName(tenant)).releasePool(poolName);
+      } catch (error) {
+        // Nothing is deleted: the pool stays, drained, and the alarm registers it
+        // and reports its size again. The caller may retry.
+        log("pool_delete_failed", { pool: this.name(), error: message(error) });
+        this.atomically(() => {
+          this.db.setMeta("deleting", "0");
+          this.db.setMeta("pool_registered", "0");
+          this.db.setMeta("tenant_claimed", "none");
+        });
+        this.arm(this.clock());
+        return fail({ status: 503, code: "unavailable", detail: "the pool could not be unregistered; nothing was deleted (it stays drained): retry", retryAfter: 1 });
+      }
+      await this.ctx.storage.deleteAlarm();
+      await this.ctx.storage.deleteAll();
+      this.db.forgetCached();
+      this.cachedConfig = undefined;
+      this.armedAt = null;
+      this.tenant = "";
+      this.poolName = "";
+      migrate(this.ctx.storage);
+      log("pool_deleted", { pool: `${tenant}/${poolName}`, closedSessions: retired.closed });
+      return { ok: true, value: { pool: poolName, deleted: true as const, closedSessions: retired.closed } };
     });
   }
 
@@ -948,6 +1004,10 @@ export class PoolObject extends DurableObject<Env> {
    * report of the old size must not land after a growth was claimed.
    */
   private reportSize(): Promise<void> {
+    // A creation, config change or deletion in turn ends with the tenant told
+    // (or the pool gone): this report would only repeat it, or wait behind a
+    // deletion that is itself waiting for everything in flight.
+    if (this.turns > 0) return Promise.resolve();
     return this.serially(() => this.reportSizeNow());
   }
 
@@ -966,7 +1026,10 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Runs `task` after every earlier one has finished: pool creation and config changes, which await the tenant's object. */
   private serially<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.configuring.then(task);
+    this.turns += 1;
+    const run = this.configuring.then(task).finally(() => {
+      this.turns -= 1;
+    });
     this.configuring = run.catch(() => undefined);
     return run;
   }
@@ -980,8 +1043,9 @@ export class PoolObject extends DurableObject<Env> {
     return `${this.tenant}/${this.poolName}`;
   }
 
+  /** Created, and not being deleted. */
   private exists(): boolean {
-    return this.db.getMeta("created_at") !== undefined;
+    return this.db.getMeta("created_at") !== undefined && this.db.getMeta("deleting") !== "1";
   }
 
   /** Records the pool's creation, with the size the tenant's quota has granted it (`claimed`). */

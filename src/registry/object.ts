@@ -107,6 +107,17 @@ export class SessionRegistry extends DurableObject<Env> {
   }
 
   /**
+   * A pool was deleted: it is no longer listed, and the sessions it registered
+   * are forgotten, so any of its browsers still running (a close that failed)
+   * is an orphan to the next sweep and gets closed. Idempotent.
+   */
+  async untrackPool(tenant: string, pool: string): Promise<void> {
+    this.ctx.storage.sql.exec(`DELETE FROM pools WHERE tenant = ? AND pool = ?`, tenant, pool);
+    const forgotten = this.ctx.storage.sql.exec(`DELETE FROM sessions WHERE pool = ?`, `${tenant}/${pool}`).rowsWritten;
+    if (forgotten > 0) await this.expectOrphans();
+  }
+
+  /**
    * Pools in (tenant, pool) order, one tenant's or everyone's. The cursor is
    * the last entry's "tenant/pool" (pool names cannot contain "/").
    */

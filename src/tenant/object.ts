@@ -317,6 +317,11 @@ export class TenantObject extends DurableObject<Env> {
     this.record(pool, maxSessions);
   }
 
+  /** A pool was deleted: its capacity and its place among the tenant's pools are free again. Idempotent. */
+  async releasePool(pool: string): Promise<void> {
+    if (this.schema) this.ctx.storage.sql.exec(`DELETE FROM pools WHERE pool = ?`, pool);
+  }
+
   // ---- storage ----------------------------------------------------------------
 
   private record(pool: string, maxSessions: number): void {

@@ -85,6 +85,7 @@ describe("hostile input", () => {
           badPoolName.map((name) => ["GET", `/v1/pools/${name}`] as const),
           badPoolName.map((name) => ["POST", `/v1/pools/${name}/leases`] as const),
           badPoolName.map((name) => ["PUT", `/v1/pools/${name}`] as const),
+          badPoolName.map((name) => ["DELETE", `/v1/pools/${name}`] as const),
           badLeaseId.map((id) => ["DELETE", `/v1/pools/${pool}/leases/${id}`] as const),
           badLeaseId.map((id) => ["POST", `/v1/pools/${pool}/leases/${id}/renew`] as const),
           badLeaseId.map((id) => ["GET", `/v1/pools/${pool}/leases/${id}/events`] as const),

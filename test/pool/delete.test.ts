@@ -1,0 +1,60 @@
+/**
+ * Deleting a pool, driven over RPC with the fault-injecting provider so each
+ * await inside the deletion can be held open: what other calls see and do
+ * while it waits for its browsers to close.
+ */
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { faultPool, flush } from "../support/pool";
+
+describe("a pool being deleted", () => {
+  it("answers 404 to reads while its browsers close, and an acquire meanwhile waits and lands in a new pool", async () => {
+    const pool = await faultPool({ maxSessions: 2, minIdle: 1 });
+    await pool.settled();
+    expect((await pool.counts()).idle).toBe(1);
+    const provider = pool.provider;
+    provider.manualIo = true;
+
+    const deleting = pool.stub.deletePool();
+    await flush(pool.stub);
+    // The retire step ran: the idle browser's close is started and held open.
+    expect(await pool.inside(() => provider.pendingIoCount)).toBe(1);
+    const described = await pool.stub.describe();
+    expect(described.ok ? "found" : described.failure.code).toBe("not_found");
+    const acquiring = pool.acquire();
+    await flush(pool.stub);
+
+    await pool.inside(() => provider.takeIo(0)!.succeed());
+    const deleted = await deleting;
+    expect(deleted.ok && deleted.value).toEqual({ pool: pool.name, deleted: true, closedSessions: 1 });
+    const acquired = await acquiring;
+    expect(acquired.ok).toBe(true);
+    // A new pool: default config (the old one's minIdle is gone), one lease, nothing else.
+    const view = await pool.stub.describe();
+    expect(view.ok && view.value.config).toMatchObject({ maxSessions: 2, minIdle: 0 });
+    expect(await pool.counts()).toMatchObject({ leased: 1, idle: 0, waiting: 0 });
+    await pool.expectConsistent();
+  });
+
+  it("a close that fails still lets the deletion finish: the registry forgets the browser and will sweep it as an orphan", async () => {
+    const pool = await faultPool({ maxSessions: 1, minIdle: 1 });
+    await pool.settled();
+    const [alive] = [...pool.provider.live.keys()];
+    const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    const tracked = () =>
+      runInDurableObject(registry, (_o, state) => state.storage.sql.exec(`SELECT 1 FROM sessions WHERE session_id = ?`, alive!).toArray().length);
+    expect(await tracked()).toBe(1);
+    pool.provider.failCloses = 1;
+    const deleted = await pool.stub.deletePool();
+    expect(deleted.ok).toBe(true);
+    // The browser still runs on the (fake) platform, and no pool claims it any more.
+    expect(pool.provider.live.has(alive!)).toBe(true);
+    expect((await pool.stub.describe()).ok).toBe(false);
+    expect(await tracked()).toBe(0);
+    // The registry keeps sweeping for orphans for as long as such a browser could live.
+    const watching = await runInDurableObject(registry, (_o, state) =>
+      Number(state.storage.sql.exec<{ value: string }>(`SELECT value FROM meta WHERE key = 'watch_until'`).toArray()[0]?.value ?? 0),
+    );
+    expect(watching).toBeGreaterThan(Date.now());
+  });
+});
