@@ -252,6 +252,12 @@ function tenantParam(c: Ctx): string {
 function tenantStub(c: Ctx) {
   return tenantOf(c.env, tenantParam(c));
 }
+admin.get("/tenants", async (c) => {
+  const query = parse(PoolListQuery, c.req.query(), "query");
+  const page = await registryOf(c.env).listTenants(query);
+  const tenants = await Promise.all(page.tenants.map((tenant) => tenantOf(c.env, tenant).describe(tenant)));
+  return c.json({ tenants, nextCursor: page.nextCursor });
+});
 admin.get("/tenants/:tenant", async (c) => c.json(await tenantStub(c).describe(tenantParam(c))));
 admin.put("/tenants/:tenant", async (c) => {
   const patch = parse(QuotaBody, await readJson(c), "body");

@@ -213,6 +213,19 @@ export function openApiDocument(): object {
         parameters: [tenantParam, poolParam, idParam],
         get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
       },
+      "/v1/admin/tenants": {
+        get: {
+          summary: "Every tenant with keys, a quota or pools, by name, each with its quota and usage (admin token)",
+          parameters: pageParams,
+          responses: {
+            "200": {
+              description: "Tenants",
+              content: content({ type: "object", properties: { tenants: { type: "array", items: ref("Tenant") }, nextCursor: { type: ["string", "null"] } } }),
+            },
+            ...problems(400, 401),
+          },
+        },
+      },
       "/v1/admin/tenants/{tenant}": {
         parameters: [tenantParam],
         get: {

@@ -60,6 +60,8 @@ const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
   // Every pool of every tenant, so operators (and each tenant, its own) can list them.
   `CREATE TABLE IF NOT EXISTS pools (tenant TEXT NOT NULL, pool TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (tenant, pool)) WITHOUT ROWID`,
+  // Tenants an operator gave keys or a quota (tenants with pools are known from their pools too).
+  `CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID`,
 ];
 
 export class SessionRegistry extends DurableObject<Env> {
@@ -115,6 +117,24 @@ export class SessionRegistry extends DurableObject<Env> {
     this.ctx.storage.sql.exec(`DELETE FROM pools WHERE tenant = ? AND pool = ?`, tenant, pool);
     const forgotten = this.ctx.storage.sql.exec(`DELETE FROM sessions WHERE pool = ?`, `${tenant}/${pool}`).rowsWritten;
     if (forgotten > 0) await this.expectOrphans();
+  }
+
+  /** A tenant object was written to by an operator (keys, quota). Idempotent. */
+  async trackTenant(tenant: string, createdAt: number): Promise<void> {
+    this.ctx.storage.sql.exec(`INSERT INTO tenants (tenant, created_at) VALUES (?, ?) ON CONFLICT (tenant) DO NOTHING`, tenant, createdAt);
+  }
+
+  /** Tenant names in order, those with keys or a quota and those with pools; the cursor is the last name. */
+  async listTenants(options: { cursor?: string; limit: number }): Promise<{ tenants: string[]; nextCursor: string | null }> {
+    const rows = this.ctx.storage.sql
+      .exec<{ tenant: string }>(
+        `SELECT tenant FROM tenants WHERE tenant > ?1 UNION SELECT DISTINCT tenant FROM pools WHERE tenant > ?1 ORDER BY tenant LIMIT ?2`,
+        options.cursor ?? "",
+        options.limit + 1,
+      )
+      .toArray();
+    const page = rows.slice(0, options.limit).map((r) => r.tenant);
+    return { tenants: page, nextCursor: rows.length > options.limit ? page[page.length - 1]! : null };
   }
 
   /**

@@ -199,6 +199,7 @@ export class TenantObject extends DurableObject<Env> {
       digest,
       this.clock(),
     );
+    await this.register();
     return { ok: true, value: { ...this.keyView(id)!, key } };
   }
 
@@ -276,6 +277,7 @@ export class TenantObject extends DurableObject<Env> {
       if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, column);
       else if (value !== undefined) this.setMeta(column, String(value));
     }
+    await this.register();
     return this.describe(tenant);
   }
 
@@ -320,6 +322,21 @@ export class TenantObject extends DurableObject<Env> {
   /** A pool was deleted: its capacity and its place among the tenant's pools are free again. Idempotent. */
   async releasePool(pool: string): Promise<void> {
     if (this.schema) this.ctx.storage.sql.exec(`DELETE FROM pools WHERE pool = ?`, pool);
+  }
+
+  /**
+   * Makes the account's registry list this tenant (GET /v1/admin/tenants),
+   * once. Never throws: if the registry cannot be reached, the next key or
+   * quota change tries again (a tenant with pools is listed through them anyway).
+   */
+  private async register(): Promise<void> {
+    if (this.meta("registered") === "1") return;
+    try {
+      await this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry")).trackTenant(this.tenant(), this.clock());
+      this.setMeta("registered", "1");
+    } catch (error) {
+      console.error(JSON.stringify({ event: "tenant_register_failed", tenant: this.tenant(), error: error instanceof Error ? error.message : String(error) }));
+    }
   }
 
   // ---- storage ----------------------------------------------------------------

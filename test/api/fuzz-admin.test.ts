@@ -328,7 +328,12 @@ describe("hostile input on the admin routes", () => {
           fc.tuple(dotSegment, fc.nat(4)).map(([dot, i]) => poolRoutes(dot, pool, leaseId)[1 + i]!),
           fc
             .record({ limit: fc.oneof(fc.integer({ max: 0 }), fc.integer({ min: 101 }), fc.string({ minLength: 1 }).filter((s) => !isPageSize(s))) })
-            .map((q) => ["GET", `/v1/admin/pools?limit=${encodeURIComponent(String(q.limit))}`] as const),
+            .chain((q) =>
+              fc.constantFrom(
+                ["GET", `/v1/admin/pools?limit=${encodeURIComponent(String(q.limit))}`] as const,
+                ["GET", `/v1/admin/tenants?limit=${encodeURIComponent(String(q.limit))}`] as const,
+              ),
+            ),
           fc.string({ minLength: 301, maxLength: 400 }).map((cursor) => ["GET", `/v1/admin/pools?cursor=${encodeURIComponent(cursor)}`] as const),
           fc
             .string({ minLength: 1, maxLength: 10 })
@@ -366,6 +371,7 @@ describe("hostile input on the admin routes", () => {
         ["GET", `/v1/admin/pools/${tenant}/${pool}/leases/${leaseId}/events`],
         ["DELETE", `/v1/admin/pools/${tenant}/${pool}`],
         ["GET", "/v1/admin/pools"],
+        ["GET", "/v1/admin/tenants"],
         ["GET", "/v1/admin/registry"],
         ["GET", "/metrics"],
         ["GET", "/dashboard"],

@@ -162,6 +162,28 @@ describe("managed API keys", () => {
     expect(view.body.keys).toEqual({ active: 50, revoked: 1 });
   });
 
+  it("every tenant is listed for operators, those with keys and those with only pools, page by page", async () => {
+    const a = await newTenant("list-a");
+    const b = tenantName("list-b");
+    await newPool("list", {});
+    expect((await call(`/v1/admin/tenants/${b}`, { method: "PUT", body: { maxPools: 3 }, key: ADMIN })).status).toBe(200);
+    const seen: { tenant: string; quota: { maxPools: number } }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = await call(`/v1/admin/tenants?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { key: ADMIN });
+      expect(page.status).toBe(200);
+      expect(page.body.tenants.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body.tenants);
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    const names = seen.map((t) => t.tenant);
+    expect(names).toEqual([...names].sort());
+    expect(new Set(names).size).toBe(names.length);
+    expect(names).toEqual(expect.arrayContaining([a.tenant, b, "dev"]));
+    expect(seen.find((t) => t.tenant === b)!.quota.maxPools).toBe(3);
+    expect((await call(`/v1/admin/tenants`, { key: a.key })).status).toBe(401);
+  });
+
   it("the dev keys from API_KEYS still work beside managed keys", async () => {
     const name = poolName("static");
     expect((await call(`/v1/pools/${name}`, { method: "PUT", body: {} })).status).toBe(200);
