@@ -86,6 +86,18 @@ const STALE_CONNECTION_MS = 5 * 60_000;
 
 export type PoolResult<T> = { ok: true; value: T } | { ok: false; failure: Failure };
 
+/**
+ * An acquire or config change while the pool is being deleted: answered at
+ * once rather than held until the deletion's closes finish (up to
+ * CLOSE_TIMEOUT_MS); retried, it creates the pool anew.
+ */
+const beingDeleted = (): Failure => ({
+  status: 409,
+  code: "pool_busy",
+  detail: "the pool is being deleted; retry in a moment to create it anew",
+  retryAfter: 1,
+});
+
 export interface LeaseView {
   id: string;
   pool: string;
@@ -284,6 +296,7 @@ export class PoolObject extends DurableObject<Env> {
   // ---- RPC: the API -----------------------------------------------------------
 
   async acquire(input: AcquireInput): Promise<PoolResult<AcquireView>> {
+    if (this.deleting()) return fail(beingDeleted());
     if (!this.exists()) {
       // The first acquire creates the pool with the default config, if the tenant's quota allows it.
       const created = await this.serially(async () => {
@@ -421,6 +434,7 @@ export class PoolObject extends DurableObject<Env> {
    * records is always the size of the last change.
    */
   async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
+    if (this.deleting()) return fail(beingDeleted());
     return this.serially(async () => {
       const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
       if ("problem" in merged) {
@@ -1045,7 +1059,12 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Created, and not being deleted. */
   private exists(): boolean {
-    return this.db.getMeta("created_at") !== undefined && this.db.getMeta("deleting") !== "1";
+    return this.db.getMeta("created_at") !== undefined && !this.deleting();
+  }
+
+  /** A deletion has started and not finished (its browsers are closing). */
+  private deleting(): boolean {
+    return this.db.getMeta("deleting") === "1";
   }
 
   /** Records the pool's creation, with the size the tenant's quota has granted it (`claimed`). */

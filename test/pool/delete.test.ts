@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { faultPool, flush } from "../support/pool";
 
 describe("a pool being deleted", () => {
-  it("answers 404 to reads while its browsers close, and an acquire meanwhile waits and lands in a new pool", async () => {
+  it("answers 404 to reads and 409 pool_busy to acquires while its browsers close; afterwards the name is a new pool", async () => {
     const pool = await faultPool({ maxSessions: 2, minIdle: 1 });
     await pool.settled();
     expect((await pool.counts()).idle).toBe(1);
@@ -21,13 +21,15 @@ describe("a pool being deleted", () => {
     expect(await pool.inside(() => provider.pendingIoCount)).toBe(1);
     const described = await pool.stub.describe();
     expect(described.ok ? "found" : described.failure.code).toBe("not_found");
-    const acquiring = pool.acquire();
-    await flush(pool.stub);
+    const refused = await pool.acquire();
+    expect(refused.ok ? "granted" : [refused.failure.code, refused.failure.retryAfter]).toEqual(["pool_busy", 1]);
+    const reconfigured = await pool.stub.configure(pool.tenant, pool.name, { maxSessions: 1 });
+    expect(reconfigured.ok ? "configured" : reconfigured.failure.code).toBe("pool_busy");
 
     await pool.inside(() => provider.takeIo(0)!.succeed());
     const deleted = await deleting;
     expect(deleted.ok && deleted.value).toEqual({ pool: pool.name, deleted: true, closedSessions: 1 });
-    const acquired = await acquiring;
+    const acquired = await pool.acquire();
     expect(acquired.ok).toBe(true);
     // A new pool: default config (the old one's minIdle is gone), one lease, nothing else.
     const view = await pool.stub.describe();
