@@ -2,9 +2,11 @@
  * Model-based test of the pool object (fast-check `fc.commands`): random
  * sequences of acquire (waiting or not), release, renew, release-all, time
  * advancing past deadlines, launches resolved in any order with success,
- * failure or the platform limit, browsers crashing, callers going away and
- * the object restarting, against a small reference model of what every caller
- * was told. After every step:
+ * failure or the platform limit, browsers crashing, callers going away, the
+ * object restarting, and operators draining, resuming, force-releasing,
+ * purging idle browsers and deleting the pool (whose browser closes, too, land
+ * in any order), against a small reference model of what every caller was
+ * told. After every step:
  *
  *   - checkInvariants() reports nothing;
  *   - every lease a caller holds (per the model) is active in the pool with the
@@ -51,13 +53,15 @@ interface Model {
 interface Real {
   pool: TestPool;
   provider: FaultProvider;
+  /** Deletions in flight or done, with their answers once they come. */
+  deletions: { answer?: string; done: Promise<void> }[];
   /** Acquire calls in flight (by lease id) and their answers once they come. */
   calls: Map<string, { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } }>;
   answered: Map<string, Promise<void>>;
 }
 
 const ANSWER_WITHIN_MS = 2_000;
-const FAILURE_CODES = new Set(["pool_exhausted", "browser_unavailable", "lease_not_active", "rpc_failed"]);
+const FAILURE_CODES = new Set(["pool_exhausted", "browser_unavailable", "lease_not_active", "rpc_failed", "pool_draining", "pool_busy"]);
 
 function pick<T>(items: T[], index: number): T | undefined {
   return items.length === 0 ? undefined : items[index % items.length];
@@ -99,7 +103,8 @@ async function check(m: Model, r: Real): Promise<void> {
   const sessions = active.map(([, t]) => t.sessionId);
   expect(new Set(sessions).size, "no session is leased twice").toBe(sessions.length);
   const listed = await stub.listLeases({ status: "active", limit: 100 });
-  expect(listed.ok).toBe(true);
+  // A pool deleted (or being deleted) holds no lease: deletion is refused while one is active or waiting.
+  if (!listed.ok) expect(active.map(([id]) => id), `no lease is held in a deleted pool (${listed.failure.code})`).toEqual([]);
   if (listed.ok) expect(listed.value.leases.map((l) => l.id).sort(), "active leases are exactly the ones callers hold").toEqual(active.map(([id]) => id).sort());
   // A browser the pool may hand out (idle) or has handed out (leased) is alive:
   // crashes are reconciled in the step that causes them, and a closed browser
@@ -303,6 +308,66 @@ class Restart implements fc.AsyncCommand<Model, Real> {
   toString = () => "restart";
 }
 
+class Drain implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    // Waiters are turned away (503 pool_draining): check() waits for those answers.
+    await r.pool.stub.drain();
+    await check(m, r);
+  }
+  toString = () => "drain";
+}
+
+class Resume implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await r.pool.stub.resume();
+    await check(m, r);
+  }
+  toString = () => "resume";
+}
+
+class ForceRelease implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<Model>) => m.order.length > 0;
+  async run(m: Model, r: Real) {
+    const id = pick(m.order, this.index)!;
+    const result = await r.pool.stub.forceRelease(id);
+    if (result.ok) endFrom(m, id, result.value.status, "forced");
+    await check(m, r);
+  }
+  toString = () => `forceRelease(#${this.index})`;
+}
+
+class PurgeIdle implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await r.pool.stub.purgeIdle();
+    await check(m, r);
+  }
+  toString = () => "purgeIdle";
+}
+
+/**
+ * Starts deleting the pool without waiting: it finishes once its browsers'
+ * closes land (ResolveIo) or time out, while the other commands go on. A
+ * deletion that succeeds found nothing active or waiting, so the model's
+ * callers are unchanged by it.
+ */
+class Delete implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    const deletion: { answer?: string; done: Promise<void> } = { done: Promise.resolve() };
+    deletion.done = r.pool.stub.deletePool().then(
+      (answer) => void (deletion.answer = answer.ok ? "deleted" : answer.failure.code),
+      () => void (deletion.answer = "rpc_failed"),
+    );
+    r.deletions.push(deletion);
+    await check(m, r);
+  }
+  toString = () => "delete";
+}
+
 const commands = [
   fc.tuple(fc.constantFrom(0, 0, 3), fc.constantFrom(5, 30)).map(([w, t]) => new Acquire(w, t)),
   fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail" | "limit">("ok", "ok", "ok", "fail", "limit")).map(([i, o]) => new ResolveLaunch(i, o)),
@@ -315,6 +380,11 @@ const commands = [
   fc.nat(8).map((i) => new Crash(i)),
   fc.nat(8).map((i) => new Abort(i)),
   fc.constant(new Restart()),
+  fc.constant(new Drain()),
+  fc.constant(new Resume()),
+  fc.nat(8).map((i) => new ForceRelease(i)),
+  fc.constant(new PurgeIdle()),
+  fc.constant(new Delete()),
 ];
 
 async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle: number }): Promise<Real> {
@@ -328,7 +398,7 @@ async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle:
   // A restarted object gets the same provider and clock.
   providerFactory.create = () => provider;
   providerFactory.now = () => pool.clock.now;
-  return { pool, provider, calls: new Map(), answered: new Map() };
+  return { pool, provider, calls: new Map(), answered: new Map(), deletions: [] };
 }
 
 /** Liveness: once everything is released and every deadline has passed, the pool holds nothing and every caller was answered. */
@@ -341,12 +411,18 @@ async function drain(m: Model, r: Real): Promise<void> {
     const io = r.provider.takeIo(0);
     if (io) await r.pool.inside(() => io.succeed());
   }
+  await r.pool.stub.resume();
   await r.pool.stub.releaseAll();
   for (let i = 0; i < 3; i += 1) await r.pool.advance(61_000);
   await r.pool.settled();
   for (const id of m.order) {
     if (m.leases.get(id)!.state === "waiting") await answerOf(r, id, "a caller at the end");
   }
+  // Every deletion answers once its browsers' closes have landed (all resolved above).
+  await Promise.all(r.deletions.map((d) => d.done));
+  for (const deletion of r.deletions) expect(["deleted", "pool_busy", "not_found", "rpc_failed"], "a deletion's answer").toContain(deletion.answer);
+  // A pool deleted last and never used again is gone: nothing left to hold anything.
+  if (!(await r.pool.stub.describe()).ok) return;
   const counts = await r.pool.counts();
   expect(counts, "nothing is leased, launching, resetting, closing or waiting once all is released and every deadline passed").toMatchObject({
     leased: 0,
