@@ -7,7 +7,7 @@
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { AcquireView, PoolResult } from "../pool/object";
-import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
+import { ADMIN_COOKIE, isAdminToken, rateRule, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
@@ -172,6 +172,13 @@ async function poolSummaries(c: Ctx, tenant: string | undefined) {
   );
   return { pools, nextCursor: page.nextCursor };
 }
+
+// The caller's own tenant: its quota and usage, and the rate limit its keys are held to.
+v1.get("/tenant", async (c) => {
+  const { tenant, quota, usage } = await tenantOf(c.env, c.get("tenant")).describe(c.get("tenant"));
+  const rate = rateRule(c.env);
+  return c.json({ tenant, quota, usage, rateLimit: rate ? { requests: rate.limit, periodSeconds: rate.periodMs / 1000 } : null });
+});
 
 v1.get("/pools", async (c) => c.json(await poolSummaries(c, c.get("tenant"))));
 

@@ -213,6 +213,26 @@ export function openApiDocument(): object {
         parameters: [tenantParam, poolParam, idParam],
         get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
       },
+      "/v1/tenant": {
+        get: {
+          summary: "The caller's tenant: its quota (pools, sessions across pools), its usage, and the per-key rate limit",
+          responses: {
+            "200": {
+              description: "Tenant",
+              content: content({
+                type: "object",
+                properties: {
+                  tenant: { type: "string" },
+                  quota: { type: "object", properties: { maxPools: { type: "integer" }, maxSessions: { type: "integer" } } },
+                  usage: { type: "object", properties: { pools: { type: "integer" }, sessions: { type: "integer" } } },
+                  rateLimit: { type: ["object", "null"], properties: { requests: { type: "integer" }, periodSeconds: { type: "integer" } } },
+                },
+              }),
+            },
+            ...problems(401),
+          },
+        },
+      },
       "/v1/admin/tenants": {
         get: {
           summary: "Every tenant with keys, a quota or pools, by name, each with its quota and usage (admin token)",
@@ -349,7 +369,7 @@ export function openApiDocument(): object {
 /** Every route that takes an API key counts against the key's rate limit, so each may answer 429 rate_limited. */
 function withRateLimit<D extends { paths: Record<string, Record<string, unknown>> }>(doc: D): D {
   for (const [path, operations] of Object.entries(doc.paths)) {
-    if (!path.startsWith("/v1/pools") || path.endsWith("/cdp")) continue;
+    if (!path.startsWith("/v1/") || path.startsWith("/v1/admin/") || path.endsWith("/cdp")) continue;
     for (const operation of Object.values(operations)) {
       const responses = (operation as { responses?: Record<string, unknown> }).responses;
       if (responses && !responses["429"]) Object.assign(responses, problems(429));

@@ -200,6 +200,7 @@ export class TenantObject extends DurableObject<Env> {
       this.clock(),
     );
     await this.register();
+    audit("key_created", { tenant, key: id, name });
     return { ok: true, value: { ...this.keyView(id)!, key } };
   }
 
@@ -234,6 +235,7 @@ export class TenantObject extends DurableObject<Env> {
       graceSeconds > 0 ? now + graceSeconds * 1000 : null,
       id,
     );
+    audit("key_rotated", { tenant: this.tenant(), key: id, graceSeconds });
     return { ok: true, value: { ...this.keyView(id)!, key } };
   }
 
@@ -244,6 +246,7 @@ export class TenantObject extends DurableObject<Env> {
     if (row.revoked_at === null) {
       this.ctx.storage.sql.exec(`UPDATE keys SET revoked_at = ?, previous_digest = NULL, previous_until = NULL WHERE id = ?`, this.clock(), id);
       this.windows.delete(id);
+      audit("key_revoked", { tenant: this.tenant(), key: id });
     }
     return { ok: true, value: this.keyView(id)! };
   }
@@ -278,6 +281,7 @@ export class TenantObject extends DurableObject<Env> {
       else if (value !== undefined) this.setMeta(column, String(value));
     }
     await this.register();
+    audit("quota_set", { tenant, ...patch });
     return this.describe(tenant);
   }
 
@@ -412,6 +416,11 @@ export class TenantObject extends DurableObject<Env> {
   private sql<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: SqlStorageValue[]): T[] {
     return this.ctx.storage.sql.exec<T>(query, ...bindings).toArray();
   }
+}
+
+/** Operators' changes to keys and quotas, one JSON log line each (Workers Logs keeps the audit trail; never a secret). */
+function audit(event: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ event, ...fields }));
 }
 
 function fail<T>(status: Failure["status"], code: string, detail: string): PoolResult<T> {

@@ -184,6 +184,52 @@ describe("managed API keys", () => {
     expect((await call(`/v1/admin/tenants`, { key: a.key })).status).toBe(401);
   });
 
+  it("leave an audit line per change (created, rotated, revoked, quota), never with the secret", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const realLog = console.log;
+    console.log = (...args: unknown[]) => {
+      try {
+        lines.push(JSON.parse(String(args[0])) as Record<string, unknown>);
+      } catch {
+        // not a JSON line
+      }
+    };
+    let secrets: string[] = [];
+    let tenant = "";
+    let id = "";
+    try {
+      const created = await newTenant("audit", { maxPools: 4 });
+      tenant = created.tenant;
+      id = created.keyId;
+      const rotated = await call(`${keysOf(tenant)}/${id}/rotate`, { method: "POST", body: { graceSeconds: 60 }, key: ADMIN });
+      await call(`${keysOf(tenant)}/${id}`, { method: "DELETE", key: ADMIN });
+      secrets = [created.key, rotated.body.key];
+    } finally {
+      console.log = realLog;
+    }
+    const mine = lines.filter((line) => line.tenant === tenant);
+    expect(mine.map((line) => line.event)).toEqual(["quota_set", "key_created", "key_rotated", "key_revoked"]);
+    expect(mine[1]).toMatchObject({ key: id, name: "test" });
+    expect(mine[2]).toMatchObject({ key: id, graceSeconds: 60 });
+    for (const secret of secrets) expect(JSON.stringify(lines)).not.toContain(secret.split(".")[1]);
+  });
+
+  it("a tenant reads its own quota, usage and rate limit (GET /v1/tenant), never another's", async () => {
+    const { tenant, key } = await newTenant("self", { maxPools: 5, maxSessions: 7 });
+    await newPool("self", { maxSessions: 3 }, key);
+    const own = await call(`/v1/tenant`, { key });
+    expect(own.status).toBe(200);
+    expect(own.body).toEqual({
+      tenant,
+      quota: { maxPools: 5, maxSessions: 7 },
+      usage: { pools: 1, sessions: 3 },
+      rateLimit: { requests: Number(env.RATE_LIMIT_REQUESTS), periodSeconds: Number(env.RATE_LIMIT_PERIOD_SECONDS) },
+    });
+    const other = await call(`/v1/tenant`, { key: "dev2-key" });
+    expect(other.body.tenant).toBe("dev2");
+    expect((await call(`/v1/tenant`, { key: null })).status).toBe(401);
+  });
+
   it("the dev keys from API_KEYS still work beside managed keys", async () => {
     const name = poolName("static");
     expect((await call(`/v1/pools/${name}`, { method: "PUT", body: {} })).status).toBe(200);
