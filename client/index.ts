@@ -15,6 +15,8 @@
  *   `BrokerError` with the problem's `status`, `code` and `detail`.
  * - Every call takes an AbortSignal; an abort also ends a retry wait at once.
  * - `withLease` always releases the lease, whether `fn` returns or throws.
+ * - Pools: `configurePool` (creates one), `getPool`, `listPools`, `deletePool`;
+ *   `listLeases`, `releaseAll` (this key's leases); `tenant()` (quota, usage, rate limit).
  */
 
 export type LeaseStatus = "waiting" | "active" | "released" | "expired" | "failed";
@@ -44,6 +46,52 @@ export interface AcquireOptions {
   labels?: Record<string, string>;
   /** Reuse to make a retried acquire return the same lease (default: a fresh key per call). */
   idempotencyKey?: string;
+  signal?: AbortSignal;
+}
+
+/** A pool's settings (`PUT /v1/pools/{pool}` takes any subset). */
+export interface PoolConfig {
+  maxSessions: number;
+  minIdle: number;
+  maxWaiters: number;
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  reuse: boolean;
+  launchTimeoutSeconds: number;
+  idleTimeoutSeconds: number;
+}
+
+export interface Pool {
+  pool: string;
+  config: PoolConfig;
+  counts: { launching: number; idle: number; leased: number; resetting: number; closing: number; waiting: number };
+  capacity: { max: number; inUse: number; available: number };
+  draining: boolean;
+  consistent: boolean;
+  violations: string[];
+  createdAt: string;
+  lastReconciledAt: string | null;
+}
+
+export interface PoolSummary {
+  pool: string;
+  createdAt: string;
+  counts: Pool["counts"] | null;
+  capacity: Pool["capacity"] | null;
+  consistent: boolean | null;
+}
+
+/** What `GET /v1/tenant` tells a tenant about itself. */
+export interface TenantInfo {
+  tenant: string;
+  quota: { maxPools: number; maxSessions: number };
+  usage: { pools: number; sessions: number };
+  rateLimit: { requests: number; periodSeconds: number } | null;
+}
+
+export interface Page {
+  limit?: number;
+  cursor?: string;
   signal?: AbortSignal;
 }
 
@@ -123,6 +171,46 @@ export class BrokerClient {
     return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, options);
   }
 
+  /** The pool's leases, newest first; pass `nextCursor` back as `cursor` for the next page. */
+  listLeases(
+    pool: string,
+    options: Omit<Page, "cursor"> & { status?: LeaseStatus; cursor?: number } = {},
+  ): Promise<{ leases: Lease[]; nextCursor: number | null }> {
+    const { signal, ...query } = options;
+    return this.call("GET", `/v1/pools/${encodeURIComponent(pool)}/leases${search(query)}`, signal ? { signal } : {});
+  }
+
+  /** Ends every active lease this API key holds in the pool. */
+  releaseAll(pool: string, options: { signal?: AbortSignal } = {}): Promise<{ released: number }> {
+    return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}/leases`, options);
+  }
+
+  /** The pool's config, counts, capacity and health. */
+  getPool(pool: string, options: { signal?: AbortSignal } = {}): Promise<Pool> {
+    return this.call("GET", `/v1/pools/${encodeURIComponent(pool)}`, options);
+  }
+
+  /** Creates the pool or changes its config (any subset of fields); 403 quota_exceeded past the tenant's quota. */
+  configurePool(pool: string, config: Partial<PoolConfig>, options: { signal?: AbortSignal } = {}): Promise<Pool> {
+    return this.call("PUT", `/v1/pools/${encodeURIComponent(pool)}`, { body: config, ...options });
+  }
+
+  /** Deletes the pool (409 pool_busy while a lease is active or waiting). */
+  deletePool(pool: string, options: { signal?: AbortSignal } = {}): Promise<{ pool: string; deleted: true; closedSessions: number }> {
+    return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}`, options);
+  }
+
+  /** The tenant's pools by name, a page at a time. */
+  listPools(options: Page = {}): Promise<{ pools: PoolSummary[]; nextCursor: string | null }> {
+    const { signal, ...query } = options;
+    return this.call("GET", `/v1/pools${search(query)}`, signal ? { signal } : {});
+  }
+
+  /** The tenant's quota, usage and the rate limit its keys are held to. */
+  tenant(options: { signal?: AbortSignal } = {}): Promise<TenantInfo> {
+    return this.call("GET", "/v1/tenant", options);
+  }
+
   /**
    * Acquires a lease, runs `fn` with it, and always releases it. `fn`'s result
    * or error is what this returns or throws; a failed release is reported to
@@ -188,6 +276,11 @@ async function problem(response: Response): Promise<BrokerError> {
     body.detail ?? response.statusText,
     Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
   );
+}
+
+function search(query: Record<string, string | number | undefined>): string {
+  const entries = Object.entries(query).filter((entry): entry is [string, string | number] => entry[1] !== undefined);
+  return entries.length === 0 ? "" : `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}`;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

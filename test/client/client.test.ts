@@ -6,7 +6,9 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { BrokerClient, BrokerError, type RetryInfo } from "../../client/index";
-import { call, newPool } from "../support/http";
+import { until } from "../support/api";
+import { call, newPool, poolName } from "../support/http";
+import { newTenant } from "../support/tenants";
 
 function client(overrides: Partial<ConstructorParameters<typeof BrokerClient>[0]> = {}) {
   return new BrokerClient({
@@ -116,5 +118,29 @@ describe("BrokerClient", () => {
     expect(again.id).toBe(first.id);
     expect((await call(`/v1/pools/${name}/leases?status=active`)).body.leases).toHaveLength(1);
     await broker.release(name, first.id);
+  });
+
+  it("manages pools and reads the tenant's quota: configure, read, list, list leases, release all, delete", async () => {
+    const { tenant, key } = await newTenant("client", { maxPools: 3, maxSessions: 4 });
+    const broker = client({ apiKey: key });
+    const name = poolName("cpool");
+    const created = await broker.configurePool(name, { maxSessions: 2, defaultTtlSeconds: 30 });
+    expect(created).toMatchObject({ pool: name, config: { maxSessions: 2, defaultTtlSeconds: 30 }, draining: false });
+    expect((await broker.getPool(name)).capacity.max).toBe(2);
+    expect((await broker.listPools({ limit: 10 })).pools.map((p) => p.pool)).toEqual([name]);
+    expect(await broker.tenant()).toMatchObject({ tenant, quota: { maxPools: 3, maxSessions: 4 }, usage: { pools: 1, sessions: 2 } });
+
+    const lease = await broker.acquire(name, { labels: { job: "pools" } });
+    const active = await broker.listLeases(name, { status: "active", limit: 5 });
+    expect(active.leases.map((l) => l.id)).toEqual([lease.id]);
+    const busy = await broker.deletePool(name).catch((error: unknown) => error);
+    expect(busy).toBeInstanceOf(BrokerError);
+    expect((busy as BrokerError).code).toBe("pool_busy");
+    expect(await broker.releaseAll(name)).toEqual({ released: 1 });
+    await until(tenant, name, (view) => view.counts.leased === 0 && view.counts.resetting === 0);
+    expect(await broker.deletePool(name)).toEqual({ pool: name, deleted: true, closedSessions: 1 });
+
+    const refused = await broker.configurePool(poolName("cpool"), { maxSessions: 5 }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ status: 403, code: "quota_exceeded" });
   });
 });
