@@ -11,6 +11,7 @@
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { BrokerClient } from "../client/dist/index.js";
 import { stopBrowsers } from "./lib/browsers.mjs";
 import { freePort, startBroker } from "./lib/broker.mjs";
 import { audit, runLoad } from "./lib/load.mjs";
@@ -78,12 +79,11 @@ for (const scenario of scenarios) {
   const notes = [];
   try {
     const pool = `chaos-${Date.now().toString(36)}`;
-    const put = await fetch(`${broker.url}/v1/pools/${pool}`, {
-      method: "PUT",
-      headers: { authorization: "Bearer dev-key", "content-type": "application/json" },
-      body: JSON.stringify({ maxWaiters: 1000, defaultTtlSeconds: scenario.load.ttl, ...scenario.pool }),
+    await new BrokerClient({ baseUrl: broker.url, apiKey: "dev-key" }).configurePool(pool, {
+      maxWaiters: 1000,
+      defaultTtlSeconds: scenario.load.ttl,
+      ...scenario.pool,
     });
-    if (!put.ok) throw new Error(`configuring: ${put.status} ${await put.text()}`);
     const load = runLoad({
       url: broker.url,
       pool,

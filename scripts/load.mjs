@@ -13,6 +13,7 @@
  * Options: --clients 200 --seconds 20 --vanish 0.33 --ttl 5 --wait 2 --max-sessions 4
  */
 import { parseArgs } from "node:util";
+import { BrokerClient } from "../client/dist/index.js";
 import { startBroker } from "./lib/broker.mjs";
 import { audit, latencyTable, outcomeTable, runLoad } from "./lib/load.mjs";
 
@@ -52,12 +53,12 @@ if (url) {
 
 const pool = `load-${Date.now().toString(36)}`;
 try {
-  const configured = await fetch(`${url}/v1/pools/${pool}`, {
-    method: "PUT",
-    headers: { authorization: "Bearer dev-key", "content-type": "application/json" },
-    body: JSON.stringify({ maxSessions, maxWaiters: Math.max(clients, 10), defaultTtlSeconds: ttlSeconds, launchTimeoutSeconds: 30 }),
+  await new BrokerClient({ baseUrl: url, apiKey: "dev-key" }).configurePool(pool, {
+    maxSessions,
+    maxWaiters: Math.max(clients, 10),
+    defaultTtlSeconds: ttlSeconds,
+    launchTimeoutSeconds: 30,
   });
-  if (!configured.ok) throw new Error(`configuring the pool: ${configured.status} ${await configured.text()}`);
   console.log(`load: ${clients} clients for ${seconds} s on ${url}/v1/pools/${pool} (maxSessions ${maxSessions}, TTL ${ttlSeconds} s, ${values.vanish} vanish)`);
   const result = await runLoad({
     url,
