@@ -158,11 +158,20 @@ class Bench {
     return json;
   }
 
-  async broker(method, path, body) {
+  broker(method, path, body) {
+    return this.request("bench-key", method, path, body);
+  }
+
+  /** The broker's admin API (the bench's admin token). */
+  admin(method, path, body) {
+    return this.request("bench-admin", method, path, body);
+  }
+
+  async request(token, method, path, body) {
     const worker = await this.mf.getWorker("broker");
     const response = await worker.fetch(`http://broker${path}`, {
       method,
-      headers: { authorization: "Bearer bench-key", "content-type": "application/json" },
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json = await response.json();
@@ -195,7 +204,7 @@ const warmPool = (c) => ({ maxSessions: c, minIdle: c, reuse: true, maxWaiters: 
 
 // ---- phases ----------------------------------------------------------------------
 
-const PROBES = (process.env.BENCH_PROBES ?? "healthz,get,renew").split(",");
+const PROBES = (process.env.BENCH_PROBES ?? "healthz,get,getManaged,renew").split(",");
 
 async function warm(bench) {
   const warm = {};
@@ -203,16 +212,19 @@ async function warm(bench) {
     const pool = `warm-${c}`;
     await bench.pool(pool, warmPool(c));
     const runs = { baseline: [], broker: [], ...Object.fromEntries(PROBES.map((p) => [p, []])) };
+    // A managed key of the bench tenant (admin API), for the getManaged probe.
+    const managedKey = PROBES.includes("getManaged") ? (await bench.admin("POST", "/v1/admin/tenants/bench/keys", { name: `bench c=${c}` })).key : undefined;
+    const spec = (target) => ({ target, pool, concurrency: c, ...(target === "getManaged" ? { apiKey: managedKey } : {}) });
     for (let round = 1; round <= ROUNDS; round += 1) {
       // Interleaved, so a noisy neighbour hits every figure alike.
       for (const target of Object.keys(runs)) {
         if (PROFILE && round === 1 && target === "broker") {
-          const { result, profile } = await profileDuring(bench.mf, "broker", () => bench.run({ target, pool, concurrency: c }), `broker-warm-c${c}`);
+          const { result, profile } = await profileDuring(bench.mf, "broker", () => bench.run(spec(target)), `broker-warm-c${c}`);
           runs[target].push(result);
           log(`profile of the broker's isolate, warm c=${c} (self time; bench/out/broker-warm-c${c}.cpuprofile):`);
           console.table(summarize(profile));
         } else {
-          runs[target].push(await bench.run({ target, pool, concurrency: c }));
+          runs[target].push(await bench.run(spec(target)));
         }
       }
       log(`warm c=${c} round ${round}/${ROUNDS}: ${Object.entries(runs).map(([t, r]) => `${t} ${r1(r.at(-1).opsPerSecond)}`).join(", ")} ops/s`);
@@ -388,6 +400,7 @@ function table(results) {
   const probeNames = {
     healthz: "probe: 2 × GET /healthz (Worker routing only)",
     get: "probe: 2 × GET lease (key check + RPC + 1 SELECT)",
+    getManaged: "probe: 2 × GET lease, managed key (+ tenant object RPC per request)",
     renew: "probe: 2 × renew (key check + RPC + write transition)",
   };
   for (const [c, w] of Object.entries(results.warm_by_concurrency ?? {})) {

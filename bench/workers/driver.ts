@@ -49,8 +49,10 @@ export class Baseline extends DurableObject<Env> {
  * "healthz" the Worker's routing alone (no key, no object), "get" a read of one
  * lease (key check, RPC, one SELECT, no write), "renew" a write transition on a
  * lease (key check, body validation, RPC, transaction, journal, alarm check).
+ * "getManaged" is "get" with a managed key (`apiKey`), checked by the tenant's
+ * object on every request (an RPC more than a key from API_KEYS).
  */
-type Target = "broker" | "baseline" | "healthz" | "get" | "renew";
+type Target = "broker" | "baseline" | "healthz" | "get" | "getManaged" | "renew";
 
 interface RunSpec {
   target: Target;
@@ -59,6 +61,8 @@ interface RunSpec {
   waiters: number;
   durationMs: number;
   warmupMs: number;
+  /** The key the broker's requests carry (default: the API_KEYS key). */
+  apiKey?: string;
 }
 
 interface Stats {
@@ -77,12 +81,15 @@ function percentile(sorted: number[], p: number): number {
 }
 
 class Broker {
-  constructor(private readonly env: Env) {}
+  constructor(
+    private readonly env: Env,
+    private readonly apiKey = API_KEY,
+  ) {}
 
   private call(method: string, path: string, body?: unknown): Promise<Response> {
     return this.env.BROKER.fetch(`https://broker${path}`, {
       method,
-      headers: { authorization: `Bearer ${API_KEY}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: { authorization: `Bearer ${this.apiKey}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   }
@@ -130,7 +137,7 @@ async function baselineOp(env: Env): Promise<void> {
  * would not close while the loops spin.
  */
 async function run(env: Env, spec: RunSpec): Promise<Stats> {
-  const broker = new Broker(env);
+  const broker = new Broker(env, spec.apiKey);
   const latencies: number[] = [];
   const errors: Record<string, number> = {};
   let ops = 0;
@@ -218,11 +225,12 @@ async function makeOp(env: Env, broker: Broker, spec: RunSpec, acquiring: (delta
     case "healthz":
       return twice(() => broker.ok("GET", "/healthz"));
     case "get":
+    case "getManaged":
     case "renew": {
       const id = await broker.acquire(spec.pool, 60);
       const path = `/v1/pools/${spec.pool}/leases/${id}`;
       const op: Op =
-        spec.target === "get" ? twice(() => broker.ok("GET", path)) : twice(() => broker.ok("POST", `${path}/renew`, { ttlSeconds: 300 }));
+        spec.target !== "renew" ? twice(() => broker.ok("GET", path)) : twice(() => broker.ok("POST", `${path}/renew`, { ttlSeconds: 300 }));
       op.cleanup = () => broker.release(spec.pool, id);
       return op;
     }
