@@ -189,7 +189,7 @@ v1.get("/pools/:pool", async (c) => {
 
 v1.delete("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await poolStub(c, pool).deletePool()));
+  return c.json(unwrap(await poolStub(c, pool).deletePool(c.get("tenant"), pool)));
 });
 
 v1.put("/pools/:pool", async (c) => {
@@ -239,7 +239,10 @@ admin.put("/pools/:tenant/:pool", async (c) => {
   const stub = adminStub(c);
   return c.json(unwrap(await stub.reconfigure(parse(PoolConfigBody, await readJson(c), "body"))));
 });
-admin.delete("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminStub(c).deletePool())));
+admin.delete("/pools/:tenant/:pool", async (c) => {
+  const stub = adminStub(c);
+  return c.json(unwrap(await stub.deletePool(c.req.param("tenant"), c.req.param("pool"))));
+});
 admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminStub(c).drain())));
 admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminStub(c).resume())));
 admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminStub(c).purgeIdle())));

@@ -468,10 +468,19 @@ export class PoolObject extends DurableObject<Env> {
    * of the tenant's quota is free again), and its storage is deleted: the next
    * acquire or PUT of the name creates a new, empty pool. Runs in turn with
    * creation and config changes; reads answer 404 from the moment it starts.
+   * `asTenant`/`asPool` are the names the caller addressed (a pool object that
+   * was never created does not know its own).
    */
-  async deletePool(): Promise<PoolResult<{ pool: string; deleted: true; closedSessions: number }>> {
+  async deletePool(asTenant: string, asPool: string): Promise<PoolResult<{ pool: string; deleted: true; closedSessions: number }>> {
     return this.serially(async () => {
-      if (!this.exists()) return fail(notFound("pool"));
+      if (!this.exists()) {
+        // Nothing to delete; but a creation that failed after the tenant granted
+        // its claim (the answer lost, the object gone before it recorded the
+        // pool) left that claim counted. No creation of this name can be under
+        // way here (they run in turn), so the claim, if any, is stale: free it.
+        await this.env.TENANT.get(this.env.TENANT.idFromName(asTenant)).releasePool(asPool).catch(() => undefined);
+        return fail(notFound("pool"));
+      }
       const retired = this.transition(retire);
       if ("status" in retired) return fail(retired);
       this.db.setMeta("deleting", "1");

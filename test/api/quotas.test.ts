@@ -166,6 +166,20 @@ describe("tenant quotas", () => {
     expect((await tenantView(tenant)).usage.sessions).toBe(5);
   });
 
+  it("a claim left by a creation that never completed is freed by deleting that pool name (404)", async () => {
+    const { tenant, key } = await newTenant("q-phantom", { maxPools: 1 });
+    const ghost = poolName("ghost");
+    // As if the tenant granted a creation whose pool object then never recorded the pool.
+    const granted = await env.TENANT.get(env.TENANT.idFromName(tenant)).claimPool(tenant, ghost, 2);
+    expect(granted.ok).toBe(true);
+    expect((await tenantView(tenant)).usage).toEqual({ pools: 1, sessions: 2 });
+    expect((await put(key, poolName("qn"), {})).status).toBe(403);
+    const deleted = await call(`/v1/pools/${ghost}`, { method: "DELETE", key });
+    expect(deleted.status).toBe(404);
+    expect((await tenantView(tenant)).usage).toEqual({ pools: 0, sessions: 0 });
+    expect((await put(key, poolName("qn"), {})).status).toBe(200);
+  });
+
   it("apply to operators' resizes too", async () => {
     const { tenant, key } = await newTenant("q-admin", { maxSessions: 2 });
     const pool = poolName("qa");

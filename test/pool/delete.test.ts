@@ -15,7 +15,7 @@ describe("a pool being deleted", () => {
     const provider = pool.provider;
     provider.manualIo = true;
 
-    const deleting = pool.stub.deletePool();
+    const deleting = pool.stub.deletePool(pool.tenant, pool.name);
     await flush(pool.stub);
     // The retire step ran: the idle browser's close is started and held open.
     expect(await pool.inside(() => provider.pendingIoCount)).toBe(1);
@@ -47,7 +47,7 @@ describe("a pool being deleted", () => {
       runInDurableObject(registry, (_o, state) => state.storage.sql.exec(`SELECT 1 FROM sessions WHERE session_id = ?`, alive!).toArray().length);
     expect(await tracked()).toBe(1);
     pool.provider.failCloses = 1;
-    const deleted = await pool.stub.deletePool();
+    const deleted = await pool.stub.deletePool(pool.tenant, pool.name);
     expect(deleted.ok).toBe(true);
     // The browser still runs on the (fake) platform, and no pool claims it any more.
     expect(pool.provider.live.has(alive!)).toBe(true);

@@ -358,7 +358,7 @@ class Delete implements fc.AsyncCommand<Model, Real> {
   check = () => true;
   async run(m: Model, r: Real) {
     const deletion: { answer?: string; done: Promise<void> } = { done: Promise.resolve() };
-    deletion.done = r.pool.stub.deletePool().then(
+    deletion.done = r.pool.stub.deletePool(r.pool.tenant, r.pool.name).then(
       (answer) => void (deletion.answer = answer.ok ? "deleted" : answer.failure.code),
       () => void (deletion.answer = "rpc_failed"),
     );
