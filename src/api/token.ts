@@ -7,19 +7,22 @@
  * creates the lease, and the pool object keeps only its SHA-256, compared in
  * constant time at connect time. A token belongs to one lease: it is checked
  * against that lease's stored hash and nothing else.
+ *
+ * Managed API keys (src/tenant/keys.ts) are the same tenant-naming secret
+ * behind a `bsk_` prefix.
  */
 import { sha256Hex } from "./digest";
 
 const TOKEN = /^([A-Za-z0-9_-]{1,200})\.([A-Za-z0-9_-]{43})$/;
 
-export function base64url(bytes: Uint8Array): string {
+function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
     .replace(/=+$/, "");
 }
 
-export function fromBase64url(text: string): string | undefined {
+function fromBase64url(text: string): string | undefined {
   try {
     const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0)));
@@ -33,13 +36,23 @@ export function tokenHash(token: string): string {
   return sha256Hex(token);
 }
 
+/** A tenant's name as it appears in a token (base64url of its UTF-8). */
+export function encodeTenant(tenant: string): string {
+  return base64url(new TextEncoder().encode(tenant));
+}
+
+/** `<tenant>.<256 random bits>`, both base64url: a fresh secret that names its tenant. */
+export function tenantSecret(tenant: string): string {
+  return `${encodeTenant(tenant)}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+}
+
 /** A fresh token for a lease of `tenant`, and its hash for the pool object. */
 export function mintToken(tenant: string): { token: string; hash: string } {
-  const token = `${base64url(new TextEncoder().encode(tenant))}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  const token = tenantSecret(tenant);
   return { token, hash: tokenHash(token) };
 }
 
-/** The tenant a well-formed token names; undefined if it is not a token at all. */
+/** The tenant a well-formed token (or tenant-naming secret) names; undefined if it is not one at all. */
 export function tokenTenant(token: string): string | undefined {
   const match = TOKEN.exec(token);
   return match ? fromBase64url(match[1]!) : undefined;

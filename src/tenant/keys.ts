@@ -8,29 +8,19 @@
  * (hex): the key is shown once, in the answer that creates or rotates it.
  */
 import { sha256Hex } from "../api/digest";
-import { base64url, fromBase64url } from "../api/token";
+import { tenantSecret, tokenTenant } from "../api/token";
 
 export const KEY_PREFIX = "bsk_";
-const KEY = /^bsk_([A-Za-z0-9_-]{1,200})\.([A-Za-z0-9_-]{43})$/;
-
-export function encodeTenant(tenant: string): string {
-  return base64url(new TextEncoder().encode(tenant));
-}
-
-export function decodeTenant(encoded: string): string | undefined {
-  return fromBase64url(encoded);
-}
 
 /** A fresh key of `tenant` and its digest, the only form the tenant object keeps. */
 export function mintKey(tenant: string): { key: string; digest: string } {
-  const key = `${KEY_PREFIX}${encodeTenant(tenant)}.${base64url(crypto.getRandomValues(new Uint8Array(32)))}`;
+  const key = `${KEY_PREFIX}${tenantSecret(tenant)}`;
   return { key, digest: sha256Hex(key) };
 }
 
 /** The tenant a well-formed managed key names; undefined for anything else (e.g. a key from API_KEYS). */
 export function keyTenant(key: string): string | undefined {
-  const match = KEY.exec(key);
-  return match ? decodeTenant(match[1]!) : undefined;
+  return key.startsWith(KEY_PREFIX) ? tokenTenant(key.slice(KEY_PREFIX.length)) : undefined;
 }
 
 /** What a listing shows of a key so people can tell keys apart: its start, never enough to use. */
