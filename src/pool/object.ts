@@ -59,6 +59,7 @@ import { type JournalRow, type LeaseRow, type LeaseStatus, migrate } from "./sch
 import { type AlertKind, alertConfig, deliver } from "./alerts";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import { type Counts, type JournalEntry, PoolStore } from "./store";
+import { registryOf, tenantOf } from "../api/stubs";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -273,15 +274,8 @@ export class PoolObject extends DurableObject<Env> {
       this.tenant = this.db.getMeta("tenant") ?? "";
       this.poolName = this.db.getMeta("pool") ?? "";
       this.armedAt = await ctx.storage.getAlarm();
-      if (this.db.getMeta("deleting") === "1") {
-        // A deletion was interrupted before the storage went: the pool comes
-        // back (drained), registers and reports itself again; delete it again.
-        this.atomically(() => {
-          this.db.setMeta("deleting", "0");
-          this.db.setMeta("pool_registered", "0");
-          this.db.setMeta("tenant_claimed", "none");
-        });
-      }
+      // A deletion interrupted before the storage went: the pool comes back.
+      if (this.deleting()) this.undoDeletion();
       if (this.exists()) {
         this.track(this.registerPool());
         this.track(this.reportSize());
@@ -302,7 +296,7 @@ export class PoolObject extends DurableObject<Env> {
       const created = await this.serially(async () => {
         if (this.exists()) return { ok: true as const, value: null };
         const claimed = await this.claim(input.tenant, input.pool, DEFAULT_CONFIG.maxSessions);
-        if (claimed.ok) this.ensureCreated(input.tenant, input.pool, DEFAULT_CONFIG.maxSessions);
+        if (claimed.ok) this.ensureCreated(input.tenant, input.pool);
         return claimed;
       });
       if (!created.ok) return created;
@@ -446,7 +440,7 @@ export class PoolObject extends DurableObject<Env> {
         const claimed = await this.claim(tenant, pool, after);
         if (!claimed.ok) return claimed;
       }
-      this.ensureCreated(tenant, pool, before === null ? after : before);
+      this.ensureCreated(tenant, pool);
       // A pool created by this call is listed by GET /v1/pools once the call has answered.
       await this.registerPool();
       const failure = this.transition((step) => {
@@ -478,7 +472,7 @@ export class PoolObject extends DurableObject<Env> {
         // its claim (the answer lost, the object gone before it recorded the
         // pool) left that claim counted. No creation of this name can be under
         // way here (they run in turn), so the claim, if any, is stale: free it.
-        await this.env.TENANT.get(this.env.TENANT.idFromName(asTenant)).releasePool(asPool).catch(() => undefined);
+        await tenantOf(this.env, asTenant).releasePool(asPool).catch(() => undefined);
         return fail(notFound("pool"));
       }
       const retired = this.transition(retire);
@@ -489,16 +483,12 @@ export class PoolObject extends DurableObject<Env> {
       const { tenant, poolName } = this;
       try {
         await this.registry().untrackPool(tenant, poolName);
-        await this.env.TENANT.get(this.env.TENANT.idFromName(tenant)).releasePool(poolName);
+        await tenantOf(this.env, tenant).releasePool(poolName);
       } catch (error) {
         // Nothing is deleted: the pool stays, drained, and the alarm registers it
         // and reports its size again. The caller may retry.
         log("pool_delete_failed", { pool: this.name(), error: message(error) });
-        this.atomically(() => {
-          this.db.setMeta("deleting", "0");
-          this.db.setMeta("pool_registered", "0");
-          this.db.setMeta("tenant_claimed", "none");
-        });
+        this.undoDeletion();
         this.arm(this.clock());
         return fail({ status: 503, code: "unavailable", detail: "the pool could not be unregistered; nothing was deleted (it stays drained): retry", retryAfter: 1 });
       }
@@ -1009,7 +999,7 @@ export class PoolObject extends DurableObject<Env> {
    */
   private async claim(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
     try {
-      const claimed = await this.env.TENANT.get(this.env.TENANT.idFromName(tenant)).claimPool(tenant, pool, maxSessions);
+      const claimed = await tenantOf(this.env, tenant).claimPool(tenant, pool, maxSessions);
       if (claimed.ok) this.db.setMeta("tenant_claimed", String(maxSessions));
       return claimed;
     } catch (error) {
@@ -1040,7 +1030,7 @@ export class PoolObject extends DurableObject<Env> {
     const size = this.config().maxSessions;
     if (this.db.getMeta("tenant_claimed") === String(size)) return;
     try {
-      await this.env.TENANT.get(this.env.TENANT.idFromName(this.tenant)).reportPool(this.tenant, this.poolName, size);
+      await tenantOf(this.env, this.tenant).reportPool(this.tenant, this.poolName, size);
       if (this.config().maxSessions === size) this.db.setMeta("tenant_claimed", String(size));
     } catch (error) {
       log("quota_report_failed", { pool: this.name(), error: message(error) });
@@ -1058,7 +1048,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   private registry() {
-    return this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry"));
+    return registryOf(this.env);
   }
 
   /** "tenant/pool", for logs. */
@@ -1071,13 +1061,26 @@ export class PoolObject extends DurableObject<Env> {
     return this.db.getMeta("created_at") !== undefined && !this.deleting();
   }
 
+  /**
+   * A deletion that did not finish is taken back: the pool exists again
+   * (drained), and registers with the registry and reports its size to the
+   * tenant again, since either may have forgotten it already; delete it again.
+   */
+  private undoDeletion(): void {
+    this.atomically(() => {
+      this.db.setMeta("deleting", "0");
+      this.db.setMeta("pool_registered", "0");
+      this.db.setMeta("tenant_claimed", "none");
+    });
+  }
+
   /** A deletion has started and not finished (its browsers are closing). */
   private deleting(): boolean {
     return this.db.getMeta("deleting") === "1";
   }
 
-  /** Records the pool's creation, with the size the tenant's quota has granted it (`claimed`). */
-  private ensureCreated(tenant: string, pool: string, claimed: number): void {
+  /** Records the pool's creation (after the tenant's quota granted it: `claim` noted the size). */
+  private ensureCreated(tenant: string, pool: string): void {
     if (this.exists()) return;
     this.tenant = tenant;
     this.poolName = pool;
@@ -1086,7 +1089,6 @@ export class PoolObject extends DurableObject<Env> {
       this.db.setMeta("tenant", tenant);
       this.db.setMeta("pool", pool);
       this.db.setMeta("created_at", String(now));
-      this.db.setMeta("tenant_claimed", String(claimed));
       this.db.setMeta("config", JSON.stringify(DEFAULT_CONFIG));
       this.db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
       this.db.journal(now, "pool_created", null, null, { tenant, pool });

@@ -20,6 +20,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Failure } from "../pool/machine";
 import type { PoolResult } from "../pool/object";
+import { registryOf } from "../api/stubs";
 import { keyHint, mintKey, newKeyId } from "./keys";
 
 /** Active (unrevoked) keys one tenant may have at once. */
@@ -336,7 +337,7 @@ export class TenantObject extends DurableObject<Env> {
   private async register(): Promise<void> {
     if (this.meta("registered") === "1") return;
     try {
-      await this.env.REGISTRY.get(this.env.REGISTRY.idFromName("registry")).trackTenant(this.tenant(), this.clock());
+      await registryOf(this.env).trackTenant(this.tenant(), this.clock());
       this.setMeta("registered", "1");
     } catch (error) {
       console.error(JSON.stringify({ event: "tenant_register_failed", tenant: this.tenant(), error: error instanceof Error ? error.message : String(error) }));
