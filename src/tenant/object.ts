@@ -255,11 +255,8 @@ export class TenantObject extends DurableObject<Env> {
   // ---- quotas -------------------------------------------------------------------
 
   async describe(tenant: string): Promise<TenantView> {
-    if (!this.schema) {
-      const quota = defaultQuota(this.env);
-      return { tenant, quota, defaults: { maxPools: true, maxSessions: true }, usage: { pools: 0, sessions: 0 }, keys: { active: 0, revoked: 0 } };
-    }
-    const quota = this.quota();
+    const { quota, defaults } = this.quota();
+    if (!this.schema) return { tenant, quota, defaults, usage: { pools: 0, sessions: 0 }, keys: { active: 0, revoked: 0 } };
     const usage = this.sql<{ pools: number; sessions: number | null }>(`SELECT COUNT(*) AS pools, SUM(max_sessions) AS sessions FROM pools`)[0]!;
     const keys = this.sql<{ active: number | null; revoked: number | null }>(
       `SELECT SUM(revoked_at IS NULL) AS active, SUM(revoked_at IS NOT NULL) AS revoked FROM keys`,
@@ -267,7 +264,7 @@ export class TenantObject extends DurableObject<Env> {
     return {
       tenant,
       quota,
-      defaults: { maxPools: this.meta("max_pools") === undefined, maxSessions: this.meta("max_sessions") === undefined },
+      defaults,
       usage: { pools: usage.pools, sessions: usage.sessions ?? 0 },
       keys: { active: keys.active ?? 0, revoked: keys.revoked ?? 0 },
     };
@@ -294,7 +291,7 @@ export class TenantObject extends DurableObject<Env> {
    */
   async claimPool(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
     this.remember(tenant);
-    const quota = this.quota();
+    const { quota } = this.quota();
     const current = this.sql<{ max_sessions: number }>(`SELECT max_sessions FROM pools WHERE pool = ?`, pool)[0];
     if (!current) {
       const pools = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM pools`)[0]!.n;
@@ -356,13 +353,17 @@ export class TenantObject extends DurableObject<Env> {
     );
   }
 
-  private quota(): Quota {
-    const defaults = defaultQuota(this.env);
-    const maxPools = this.meta("max_pools");
-    const maxSessions = this.meta("max_sessions");
+  /** The tenant's quota, and which of its fields are the deployment's defaults (no value set for this tenant). */
+  private quota(): { quota: Quota; defaults: TenantView["defaults"] } {
+    const fallback = defaultQuota(this.env);
+    const maxPools = this.schema ? this.meta("max_pools") : undefined;
+    const maxSessions = this.schema ? this.meta("max_sessions") : undefined;
     return {
-      maxPools: maxPools === undefined ? defaults.maxPools : Number(maxPools),
-      maxSessions: maxSessions === undefined ? defaults.maxSessions : Number(maxSessions),
+      quota: {
+        maxPools: maxPools === undefined ? fallback.maxPools : Number(maxPools),
+        maxSessions: maxSessions === undefined ? fallback.maxSessions : Number(maxSessions),
+      },
+      defaults: { maxPools: maxPools === undefined, maxSessions: maxSessions === undefined },
     };
   }
 
