@@ -20,6 +20,7 @@ import {
   RenewBody,
   RotateKeyBody,
   Tenant,
+  TenantSelf,
 } from "./schemas";
 
 const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
@@ -78,6 +79,7 @@ export function openApiDocument(): object {
         PoolConfig: json(PoolConfigBody, "input"),
         DeletedPool: json(DeletedPool),
         Tenant: json(Tenant),
+        TenantSelf: json(TenantSelf),
         QuotaBody: json(QuotaBody, "input"),
         ApiKey: json(ApiKey),
         IssuedKey: json(IssuedKey),
@@ -217,18 +219,7 @@ export function openApiDocument(): object {
         get: {
           summary: "The caller's tenant: its quota (pools, sessions across pools), its usage, and the per-key rate limit",
           responses: {
-            "200": {
-              description: "Tenant",
-              content: content({
-                type: "object",
-                properties: {
-                  tenant: { type: "string" },
-                  quota: { type: "object", properties: { maxPools: { type: "integer" }, maxSessions: { type: "integer" } } },
-                  usage: { type: "object", properties: { pools: { type: "integer" }, sessions: { type: "integer" } } },
-                  rateLimit: { type: ["object", "null"], properties: { requests: { type: "integer" }, periodSeconds: { type: "integer" } } },
-                },
-              }),
-            },
+            "200": { description: "Tenant", content: content(ref("TenantSelf")) },
             ...problems(401),
           },
         },

@@ -164,3 +164,8 @@ export const Tenant = z.object({
   usage: z.object({ pools: Count, sessions: Count.describe("the sum of the tenant's pools' maxSessions") }),
   keys: z.object({ active: Count, revoked: Count }),
 });
+
+/** What GET /v1/tenant tells a tenant about itself. */
+export const TenantSelf = Tenant.pick({ tenant: true, quota: true, usage: true }).extend({
+  rateLimit: z.object({ requests: Count, periodSeconds: Count }).nullable().describe("the per-key limit; null when rate limiting is off"),
+});
