@@ -3,14 +3,13 @@
  * Worker: each test gets a tenant no other test touches.
  */
 import { expect } from "vitest";
-import { call } from "./http";
+import { call, poolName } from "./http";
 
 export const ADMIN = "dev-admin";
 
-let counter = 0;
+/** A fresh tenant name per call (pool names are valid tenant names, so the same generator serves). */
 export function tenantName(prefix = "t"): string {
-  counter += 1;
-  return `${prefix}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+  return poolName(prefix);
 }
 
 export interface IssuedKey {
