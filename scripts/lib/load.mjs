@@ -8,9 +8,8 @@
  * drains to zero leased and zero waiting within TTL + 2 s, and full capacity
  * can be leased again.
  *
- * Clients acquire, renew and release through the customers' client
- * (client/index.ts, built to client/dist by setup); the audit's reads of the
- * pool and its lease list, which that client does not offer, go through `Client`.
+ * Clients and the audit call the broker through the customers' client
+ * (client/index.ts, built to client/dist by setup).
  */
 import { BrokerClient, BrokerError } from "../../client/dist/index.js";
 
@@ -20,33 +19,6 @@ export function percentile(values, q) {
   if (values.length === 0) return null;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-/** Raw calls for what BrokerClient does not cover: `{ status, body, ms }` whatever the status. */
-export class Client {
-  constructor(url, key = "dev-key") {
-    this.url = url;
-    this.key = key;
-  }
-
-  async call(method, path, body, signal) {
-    const started = performance.now();
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.key}`, ...(body ? { "content-type": "application/json" } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-      signal,
-    });
-    const text = await response.text();
-    let parsed;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      // Not the broker's JSON (e.g. the local runtime's own error page): keep the text for the report.
-      parsed = { nonJson: text.slice(0, 200) };
-    }
-    return { status: response.status, body: parsed, ms: performance.now() - started };
-  }
 }
 
 /**
@@ -182,10 +154,9 @@ export async function allLeases(api, pool) {
   const leases = [];
   let cursor;
   do {
-    const page = await api.call("GET", `/v1/pools/${pool}/leases?limit=100${cursor ? `&cursor=${cursor}` : ""}`);
-    if (page.status !== 200) throw new Error(`listing leases: ${page.status} ${JSON.stringify(page.body)}`);
-    leases.push(...page.body.leases);
-    cursor = page.body.nextCursor;
+    const page = await api.listLeases(pool, { limit: 100, ...(cursor ? { cursor } : {}) });
+    leases.push(...page.leases);
+    cursor = page.nextCursor;
   } while (cursor);
   return leases;
 }
@@ -196,14 +167,15 @@ export async function allLeases(api, pool) {
  * @returns {Promise<{ pass: boolean, checks: { name: string, ok: boolean, detail: string }[], drainMs: number | null }>}
  */
 export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEndedAt, waitForCapacitySeconds = 30 }) {
-  const api = new Client(url);
+  // Reads only, no retries: an error answer is an audit failure, not something to wait out.
+  const api = new BrokerClient({ baseUrl: url, apiKey: "dev-key", retries: 0 });
   const checks = [];
   const check = (name, ok, detail = "") => checks.push({ name, ok, detail });
   const limit = loadEndedAt + ttlSeconds * 1000 + 2000;
   let drained = null;
   let view;
   for (;;) {
-    view = (await api.call("GET", `/v1/pools/${pool}`)).body;
+    view = await api.getPool(pool);
     if (view.counts.leased === 0 && view.counts.waiting === 0) {
       drained = Date.now();
       break;
@@ -253,7 +225,7 @@ export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEnde
   const regained = await Promise.all(Array.from({ length: maxSessions }, regain));
   const ok = regained.filter((r) => r.status === 201);
   check("full capacity can be leased again", ok.length === maxSessions, `${ok.length}/${maxSessions} granted`);
-  await api.call("DELETE", `/v1/pools/${pool}/leases`);
+  await api.releaseAll(pool);
   return { pass: checks.every((c) => c.ok), checks, drainMs, leases: leases.length };
 }
 
