@@ -7,6 +7,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { TenantObject } from "../../src/tenant/object";
 import { connect } from "../support/cdp";
+import { logged } from "../support/logs";
 import { call, newPool, poolName } from "../support/http";
 import { ADMIN, newKey, newTenant, tenantName } from "../support/tenants";
 
@@ -185,28 +186,17 @@ describe("managed API keys", () => {
   });
 
   it("leave an audit line per change (created, rotated, revoked, quota), never with the secret", async () => {
-    const lines: Record<string, unknown>[] = [];
-    const realLog = console.log;
-    console.log = (...args: unknown[]) => {
-      try {
-        lines.push(JSON.parse(String(args[0])) as Record<string, unknown>);
-      } catch {
-        // not a JSON line
-      }
-    };
     let secrets: string[] = [];
     let tenant = "";
     let id = "";
-    try {
+    const lines = await logged(async () => {
       const created = await newTenant("audit", { maxPools: 4 });
       tenant = created.tenant;
       id = created.keyId;
       const rotated = await call(`${keysOf(tenant)}/${id}/rotate`, { method: "POST", body: { graceSeconds: 60 }, key: ADMIN });
       await call(`${keysOf(tenant)}/${id}`, { method: "DELETE", key: ADMIN });
       secrets = [created.key, rotated.body.key];
-    } finally {
-      console.log = realLog;
-    }
+    });
     const mine = lines.filter((line) => line.tenant === tenant);
     expect(mine.map((line) => line.event)).toEqual(["quota_set", "key_created", "key_rotated", "key_revoked"]);
     expect(mine[1]).toMatchObject({ key: id, name: "test" });

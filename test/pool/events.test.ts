@@ -4,32 +4,10 @@
  * that rolled back, with the store's cache).
  */
 import { runInDurableObject } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { PoolObject } from "../../src/pool/object";
+import { logged } from "../support/logs";
 import { faultPool } from "../support/pool";
-
-const realLog = console.log;
-afterEach(() => {
-  console.log = realLog;
-});
-
-/** Captures the JSON lines logged while `fn` runs. */
-async function logged(fn: () => Promise<void>): Promise<Record<string, unknown>[]> {
-  const lines: Record<string, unknown>[] = [];
-  console.log = (...args: unknown[]) => {
-    try {
-      lines.push(JSON.parse(String(args[0])) as Record<string, unknown>);
-    } catch {
-      // not ours
-    }
-  };
-  try {
-    await fn();
-  } finally {
-    console.log = realLog;
-  }
-  return lines;
-}
 
 describe("lifecycle events", () => {
   it("are logged as JSON with pool, tenant, lease and duration, and written to Analytics Engine", async () => {
