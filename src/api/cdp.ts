@@ -12,6 +12,7 @@
  * be reset and handed to the next lease.
  */
 import type { Context } from "hono";
+import { log } from "../log";
 import { isKnownTenant } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
@@ -157,8 +158,4 @@ function closeQuietly(socket: WebSocket, code: number, reason: string): void {
   } catch {
     // Already closed.
   }
-}
-
-function log(event: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ event, ...fields }));
 }

@@ -60,6 +60,7 @@ import { type AlertKind, alertConfig, deliver } from "./alerts";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import { type Counts, type JournalEntry, PoolStore } from "./store";
 import { registryOf, tenantOf } from "../api/stubs";
+import { log } from "../log";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -1219,9 +1220,4 @@ function raceDeadline<T>(work: Promise<T>, ms: number, onDeadline: () => T): Pro
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** One structured log line per event, so Workers Logs can filter by field. */
-function log(event: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ event, ...fields }));
 }

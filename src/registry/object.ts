@@ -16,6 +16,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { BrowserProvider } from "../browser/provider";
+import { log } from "../log";
 import { KEEP_ALIVE_MS } from "../pool/config";
 import { providerFactory } from "../pool/object";
 
@@ -219,9 +220,9 @@ export class SessionRegistry extends DurableObject<Env> {
       try {
         await this.provider.close(orphan.sessionId);
         closed += 1;
-        console.log(JSON.stringify({ event: "orphan_closed", sessionId: orphan.sessionId, ageMs: listedAt - orphan.startTime }));
+        log("orphan_closed", { sessionId: orphan.sessionId, ageMs: listedAt - orphan.startTime });
       } catch (error) {
-        console.log(JSON.stringify({ event: "orphan_close_failed", sessionId: orphan.sessionId, error: String(error) }));
+        log("orphan_close_failed", { sessionId: orphan.sessionId, error: String(error) });
       }
     }
     const report: SweepReport = {

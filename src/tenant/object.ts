@@ -16,11 +16,15 @@
  * - the fallback per-key rate limiter, used where the Rate Limiting binding is
  *   absent (a fixed window per key, in memory: exact, since this object is the
  *   only place that counts for its tenant, and harmless to lose on eviction).
+ *
+ * Every change to keys and quotas is logged (`key_created`, `key_rotated`,
+ * `key_revoked`, `quota_set`): the audit trail, never with a secret.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Failure } from "../pool/machine";
 import type { PoolResult } from "../pool/object";
 import { registryOf } from "../api/stubs";
+import { log } from "../log";
 import { keyHint, mintKey, newKeyId } from "./keys";
 
 /** Active (unrevoked) keys one tenant may have at once. */
@@ -201,7 +205,7 @@ export class TenantObject extends DurableObject<Env> {
       this.clock(),
     );
     await this.register();
-    audit("key_created", { tenant, key: id, name });
+    log("key_created", { tenant, key: id, name });
     return { ok: true, value: { ...this.keyView(id)!, key } };
   }
 
@@ -236,7 +240,7 @@ export class TenantObject extends DurableObject<Env> {
       graceSeconds > 0 ? now + graceSeconds * 1000 : null,
       id,
     );
-    audit("key_rotated", { tenant: this.tenant(), key: id, graceSeconds });
+    log("key_rotated", { tenant: this.tenant(), key: id, graceSeconds });
     return { ok: true, value: { ...this.keyView(id)!, key } };
   }
 
@@ -247,7 +251,7 @@ export class TenantObject extends DurableObject<Env> {
     if (row.revoked_at === null) {
       this.ctx.storage.sql.exec(`UPDATE keys SET revoked_at = ?, previous_digest = NULL, previous_until = NULL WHERE id = ?`, this.clock(), id);
       this.windows.delete(id);
-      audit("key_revoked", { tenant: this.tenant(), key: id });
+      log("key_revoked", { tenant: this.tenant(), key: id });
     }
     return { ok: true, value: this.keyView(id)! };
   }
@@ -279,7 +283,7 @@ export class TenantObject extends DurableObject<Env> {
       else if (value !== undefined) this.setMeta(column, String(value));
     }
     await this.register();
-    audit("quota_set", { tenant, ...patch });
+    log("quota_set", { tenant, ...patch });
     return this.describe(tenant);
   }
 
@@ -418,11 +422,6 @@ export class TenantObject extends DurableObject<Env> {
   private sql<T extends Record<string, SqlStorageValue>>(query: string, ...bindings: SqlStorageValue[]): T[] {
     return this.ctx.storage.sql.exec<T>(query, ...bindings).toArray();
   }
-}
-
-/** Operators' changes to keys and quotas, one JSON log line each (Workers Logs keeps the audit trail; never a secret). */
-function audit(event: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ event, ...fields }));
 }
 
 function fail<T>(status: Failure["status"], code: string, detail: string): PoolResult<T> {
