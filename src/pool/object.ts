@@ -313,6 +313,11 @@ export class PoolObject extends DurableObject<Env> {
     const key = input.idempotencyKey ?? null;
     const fingerprint = input.fingerprint ?? "";
     const outcome = this.transition((step) => {
+      // The Worker mints the lease id per HTTP request, so an acquire naming a
+      // lease that exists is that request retried (its first answer was lost
+      // with a broken call or an object reset): it gets the same lease.
+      const same = step.db.lease(input.leaseId);
+      if (same) return { kind: "repeat" as const, lease: same };
       if (key) {
         const prior = step.db.idempotent(key);
         if (prior && prior.created_at > step.now - IDEMPOTENCY_TTL_MS) {
@@ -345,6 +350,8 @@ export class PoolObject extends DurableObject<Env> {
           code: "idempotency_key_reused",
           detail: "this Idempotency-Key was used with a different request body within 24 h",
         });
+      case "repeat":
+        return this.repeated(outcome.lease);
       case "replay":
         return outcome.lease.status === "waiting"
           ? this.waitFor(outcome.lease.id, true)
@@ -356,6 +363,21 @@ export class PoolObject extends DurableObject<Env> {
       case "waiting":
         return this.waitFor(outcome.lease.id, false);
     }
+  }
+
+  /** An acquire retried with the lease id of its first attempt: that attempt's lease, or why it ended. */
+  private repeated(lease: LeaseRow): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
+    if (lease.status === "waiting") return this.waitFor(lease.id, false);
+    if (lease.status === "active") return { ok: true, value: { lease: this.view(lease), replayed: false } };
+    if (lease.status === "failed") {
+      return fail({
+        status: 503,
+        code: "browser_unavailable",
+        detail: `this request's lease failed before it could be answered (${lease.end_reason ?? "failed"}); retry`,
+        retryAfter: 1,
+      });
+    }
+    return fail({ status: 409, code: "lease_not_active", detail: `this request's lease has already ended (${lease.end_reason ?? lease.status})` });
   }
 
   /** The caller of a pending acquire went away: give up its place in the queue. */
