@@ -15,6 +15,7 @@ declare namespace Cloudflare {
 		RATE_LIMIT_PERIOD_SECONDS: "10";
 		TENANT_MAX_POOLS: "100";
 		TENANT_MAX_SESSIONS: "120";
+		ORPHAN_POLICY: "launches";
 		API_KEYS: string;
 		ADMIN_TOKEN: string;
 		POOL: DurableObjectNamespace<import("./src/index").PoolObject>;
@@ -27,5 +28,5 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "API_KEYS" | "ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "ORPHAN_POLICY" | "API_KEYS" | "ADMIN_TOKEN">> {}
 }
