@@ -7,7 +7,7 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RenderingProvider } from "../../src/browser/rendering";
 import { KEEP_ALIVE_MS } from "../../src/pool/config";
-import type { SessionRegistry } from "../../src/registry/object";
+import { ORPHAN_GRACE_MS, type SessionRegistry } from "../../src/registry/object";
 import { call, poolName } from "../support/http";
 
 const provider = new RenderingProvider(env.BROWSER);
@@ -69,32 +69,41 @@ describe("RenderingProvider with real Chromium", () => {
 });
 
 describe("orphaned real browsers", () => {
-  it("the registry closes a live Chromium no pool launched, and leaves a pool's browser alone", async () => {
+  it("the registry closes a live Chromium a pool reported as a lost launch, and leaves a pool's browser and an unreported one alone", async () => {
     // A pool's browser, launched through the API (so registered)…
     const name = poolName("orphan");
     const acquired = await call(`/v1/pools/${name}/leases`, { method: "POST", body: { waitSeconds: 20 } });
     expect(acquired.status).toBe(201);
-    // …and a browser started behind every pool's back, as a crashed launch leaves one.
-    const orphan = await provider.launch({ keepAliveMs: KEEP_ALIVE_MS });
-    opened.push(orphan);
-    const orphanStart = (await provider.list()).find((s) => s.sessionId === orphan)!.startTime;
+    await env.POOL.get(env.POOL.idFromName(`dev/${name}`)).settled();
+    // …a browser whose launch a pool lost (it never learned the session id) and reported…
+    const lost = await launch();
+    const lostStart = (await provider.list()).find((s) => s.sessionId === lost)!.startTime;
+    // …and one launched behind every pool's back and never reported, as another Worker's would be.
+    const unreported = await launch();
+    const unreportedStart = (await provider.list()).find((s) => s.sessionId === unreported)!.startTime;
 
     const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+    // The window starts where the lost browser did, so no other test file's browser is nearer its start.
+    await registry.lostLaunches(`dev/${name}`, [{ startedAt: lostStart, endedAt: lostStart + 2_000 }]);
     const report = await runInDurableObject(registry, async (object: SessionRegistry) => {
-      // Judge only browsers started up to the orphan's start, with no grace: other test
-      // files' browsers started later are left alone.
+      // No grace, and the clock just after the unreported browser started: both are past the grace.
+      // Other test files' browsers started later are young and left alone; earlier ones are foreign.
       object.graceMs = 0;
-      object.clock = () => orphanStart;
+      object.clock = () => unreportedStart + 1;
       try {
         return await object.sweep();
       } finally {
+        object.graceMs = ORPHAN_GRACE_MS;
         object.clock = () => Date.now();
       }
     });
-    expect(report.orphansClosed).toBeGreaterThanOrEqual(1);
+    expect(report).toMatchObject({ policy: "launches", orphansClosed: 1, listFailed: false, untrusted: false });
+    expect(report.foreign).toBeGreaterThanOrEqual(1);
     const live = (await provider.list()).map((s) => s.sessionId);
-    expect(live).not.toContain(orphan);
+    expect(live).not.toContain(lost);
     expect(live).toContain(acquired.body.sessionId);
+    expect(live).toContain(unreported);
+    // afterEach closes the unreported browser (and the lost one, again: harmless).
     await call(`/v1/pools/${name}/leases/${acquired.body.id}`, { method: "DELETE" });
     await call(`/v1/pools/${name}`, { method: "PUT", body: { reuse: false } });
   });

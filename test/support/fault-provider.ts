@@ -19,6 +19,9 @@ export type LaunchPlan =
   /** The launch waits until the test calls `succeed()` or `fail()` on it. */
   | { kind: "manual" };
 
+/** One answer of list() (`listPlan`). */
+export type ListStep = "hang" | "empty" | `omit:${string}`;
+
 /** A close, reset or ping the test decides (when `manualIo` is on). */
 export interface PendingIo {
   kind: "close" | "reset" | "ping";
@@ -50,6 +53,12 @@ export class FaultProvider implements BrowserProvider {
   failResets = 0;
   /** When on, closes, resets and pings wait for the test (`takeIo`) instead of completing at once. */
   manualIo = false;
+  /**
+   * How the next list() calls answer, in order; when empty, list() answers every
+   * live browser, as always. "hang": never answers; "empty": answers []
+   * (the platform's view lagging); "omit:<id>": every live browser but that one.
+   */
+  listPlan: ListStep[] = [];
   private pending: PendingLaunch[] = [];
   private pendingIo: PendingIo[] = [];
   private launchListeners: Array<(launch: PendingLaunch) => void> = [];
@@ -168,7 +177,12 @@ export class FaultProvider implements BrowserProvider {
   }
 
   async list(): Promise<LiveSession[]> {
-    return [...this.live.values()];
+    const step = this.listPlan.shift();
+    if (step === "hang") return new Promise<LiveSession[]>(() => {});
+    if (step === "empty") return [];
+    const all = [...this.live.values()];
+    if (step !== undefined) return all.filter((s) => s.sessionId !== step.slice("omit:".length));
+    return all;
   }
 
   /** A browser dies from outside (crash, platform kill). */
