@@ -29,7 +29,8 @@ import {
   TenantName,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
-import { poolOf, registryOf, tenantOf } from "./stubs";
+import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
+import { poolOf, tenantOf } from "./stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "./digest";
 import { connectUrl, mintToken } from "./token";
@@ -53,10 +54,10 @@ async function readJson(c: Ctx): Promise<unknown> {
   }
 }
 
-function poolStub(c: Ctx, pool: string) {
-  return poolOf(c.env, c.get("tenant"), pool);
+/** One call to the caller's pool `pool` (calls.ts: a failed call answers 503; a repeatable one is retried once). */
+function onPool<R extends PromiseLike<unknown>>(c: Ctx, pool: string, method: string, repeat: Repeat, call: (stub: ReturnType<typeof poolOf>) => R): Promise<Awaited<R>> {
+  return poolCall(c.env, c.get("tenant"), pool, method, repeat, call);
 }
-
 
 /** Stable JSON (sorted keys), so the same request always has the same fingerprint. */
 function canonical(value: unknown): string {
@@ -89,26 +90,28 @@ v1.post("/pools/:pool/leases", async (c) => {
   const body = parse(AcquireBody, await readJson(c), "body");
   const header = c.req.header("idempotency-key");
   const idempotencyKey = header === undefined ? undefined : parse(IdempotencyKey, header, "header.Idempotency-Key");
-  const stub = poolStub(c, pool);
   const leaseId = crypto.randomUUID();
   // Minted here, shown once in this response; the pool object keeps only its hash.
   const token = mintToken(c.get("tenant"));
   // A caller that disconnects while queued gives up its place (best effort:
   // the waiter's deadline and the lease TTL are what guarantee it).
   const signal = c.req.raw.signal as AbortSignal | undefined;
-  const onAbort = () => c.executionCtx.waitUntil(stub.cancel(leaseId).catch(() => false));
+  const onAbort = () => c.executionCtx.waitUntil(poolOf(c.env, c.get("tenant"), pool).cancel(leaseId).catch(() => false));
   signal?.addEventListener("abort", onAbort, { once: true });
+  const input = {
+    leaseId,
+    tenant: c.get("tenant"),
+    pool,
+    owner: c.get("owner"),
+    tokenHash: token.hash,
+    ...body,
+    ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
+  };
   let result: PoolResult<AcquireView>;
   try {
-    result = await stub.acquire({
-      leaseId,
-      tenant: c.get("tenant"),
-      pool,
-      owner: c.get("owner"),
-      tokenHash: token.hash,
-      ...body,
-      ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
-    });
+    // Repeatable: the same input, lease id included, is answered with the lease
+    // the first attempt created, if it got that far (see PoolObject.acquire).
+    result = await onPool(c, pool, "acquire", "repeatable", (stub) => stub.acquire(input));
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -121,49 +124,51 @@ v1.post("/pools/:pool/leases", async (c) => {
 v1.get("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const query = parse(ListQuery, c.req.query(), "query");
-  const page = unwrap(await poolStub(c, pool).listLeases(query));
+  const page = unwrap(await onPool(c, pool, "listLeases", "repeatable", (stub) => stub.listLeases(query)));
   return c.json(page);
 });
 
 v1.delete("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   // The caller's leases: those acquired with the same API key.
-  return c.json(unwrap(await poolStub(c, pool).releaseAll(c.get("owner"))));
+  return c.json(unwrap(await onPool(c, pool, "releaseAll", "once", (stub) => stub.releaseAll(c.get("owner")))));
 });
 
 v1.get("/pools/:pool/leases/:id", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
-  return c.json(unwrap(await poolStub(c, pool).getLease(id)));
+  return c.json(unwrap(await onPool(c, pool, "getLease", "repeatable", (stub) => stub.getLease(id))));
 });
 
 v1.get("/pools/:pool/leases/:id/events", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
-  return c.json(unwrap(await poolStub(c, pool).leaseEvents(id)));
+  return c.json(unwrap(await onPool(c, pool, "leaseEvents", "repeatable", (stub) => stub.leaseEvents(id))));
 });
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   const body = parse(RenewBody, await readJson(c), "body");
-  return c.json(unwrap(await poolStub(c, pool).renew(id, body.ttlSeconds)));
+  return c.json(unwrap(await onPool(c, pool, "renew", "once", (stub) => stub.renew(id, body.ttlSeconds))));
 });
 
 v1.delete("/pools/:pool/leases/:id", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
-  return c.json(unwrap(await poolStub(c, pool).release(id)));
+  // Repeatable: releasing a lease that has ended answers with that lease.
+  return c.json(unwrap(await onPool(c, pool, "release", "repeatable", (stub) => stub.release(id))));
 });
 
 /** One page of pools from the registry, each with its current counts and health (asked of the pool objects in parallel). */
 async function poolSummaries(c: Ctx, tenant: string | undefined) {
   const query = parse(PoolListQuery, c.req.query(), "query");
-  const registry = registryOf(c.env);
-  const page = await registry.listPools({ ...(tenant === undefined ? {} : { tenant }), ...query });
+  const page = await registryCall(c.env, "listPools", "repeatable", (registry) =>
+    registry.listPools({ ...(tenant === undefined ? {} : { tenant }), ...query }),
+  );
   const pools = await Promise.all(
     page.pools.map(async (entry) => {
-      const described = await poolOf(c.env, entry.tenant, entry.pool).describe();
+      const described = await poolCall(c.env, entry.tenant, entry.pool, "describe", "repeatable", (stub) => stub.describe());
       const base = { ...(tenant === undefined ? { tenant: entry.tenant } : {}), pool: entry.pool, createdAt: entry.createdAt };
       if (!described.ok) return { ...base, counts: null, capacity: null, consistent: null };
       const { counts, capacity, consistent } = described.value;
@@ -175,7 +180,7 @@ async function poolSummaries(c: Ctx, tenant: string | undefined) {
 
 // The caller's own tenant: its quota and usage, and the rate limit its keys are held to.
 v1.get("/tenant", async (c) => {
-  const { tenant, quota, usage } = await tenantOf(c.env, c.get("tenant")).describe(c.get("tenant"));
+  const { tenant, quota, usage } = await tenantCall(c.env, c.get("tenant"), "describe", "repeatable", (stub) => stub.describe(c.get("tenant")));
   const rate = rateRule(c.env);
   return c.json({ tenant, quota, usage, rateLimit: rate ? { requests: rate.limit, periodSeconds: rate.periodMs / 1000 } : null });
 });
@@ -184,18 +189,18 @@ v1.get("/pools", async (c) => c.json(await poolSummaries(c, c.get("tenant"))));
 
 v1.get("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await poolStub(c, pool).describe()));
+  return c.json(unwrap(await onPool(c, pool, "describe", "repeatable", (stub) => stub.describe())));
 });
 
 v1.delete("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await poolStub(c, pool).deletePool(c.get("tenant"), pool)));
+  return c.json(unwrap(await onPool(c, pool, "deletePool", "once", (stub) => stub.deletePool(c.get("tenant"), pool))));
 });
 
 v1.put("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const patch = parse(PoolConfigBody, await readJson(c), "body");
-  return c.json(unwrap(await poolStub(c, pool).configure(c.get("tenant"), pool, patch)));
+  return c.json(unwrap(await onPool(c, pool, "configure", "once", (stub) => stub.configure(c.get("tenant"), pool, patch))));
 });
 
 export const app = new Hono<AppEnv>();
@@ -212,15 +217,13 @@ app.get("/docs", (c) => {
 // before the API-key middleware of the other /v1 routes.
 app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
 // Operators: the account's session registry (orphaned browsers found and closed).
-app.get("/v1/admin/registry", requireAdmin(), async (c) => {
-  const registry = registryOf(c.env);
-  return c.json(await registry.stats());
-});
+app.get("/v1/admin/registry", requireAdmin(), async (c) => c.json(await registryCall(c.env, "stats", "repeatable", (registry) => registry.stats())));
 // Operators: Prometheus scrapes every pool's gauges, counters and histograms.
 app.get("/metrics", requireAdmin(), async (c) => {
-  const registry = registryOf(c.env);
-  const { pools, truncated } = await allPools(registry);
-  const metrics = await Promise.all(pools.map((p) => poolOf(c.env, p.tenant, p.pool).metrics()));
+  const { pools, truncated } = await allPools({
+    listPools: (options) => registryCall(c.env, "listPools", "repeatable", (registry) => registry.listPools(options)),
+  });
+  const metrics = await Promise.all(pools.map((p) => poolCall(c.env, p.tenant, p.pool, "metrics", "repeatable", (stub) => stub.metrics())));
   return c.body(renderMetrics(metrics.filter((m) => m !== undefined), truncated), 200, {
     "content-type": "text/plain; version=0.0.4; charset=utf-8",
   });
@@ -229,72 +232,88 @@ app.get("/metrics", requireAdmin(), async (c) => {
 const admin = new Hono<AppEnv>();
 admin.use("*", requireAdmin());
 admin.use("*", limitBody);
-function adminStub(c: Ctx) {
+/** The admin route's `{tenant}/{pool}` (validated), and a caller of that pool object (calls.ts). */
+function adminPool(c: Ctx) {
   const tenant = parse(TenantName, c.req.param("tenant"), "path.tenant");
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return poolOf(c.env, tenant, pool);
+  return {
+    tenant,
+    pool,
+    call: <R extends PromiseLike<unknown>>(method: string, repeat: Repeat, call: (stub: ReturnType<typeof poolOf>) => R) => poolCall(c.env, tenant, pool, method, repeat, call),
+  };
 }
-admin.get("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminStub(c).describe())));
+admin.get("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminPool(c).call("describe", "repeatable", (stub) => stub.describe()))));
 admin.put("/pools/:tenant/:pool", async (c) => {
-  const stub = adminStub(c);
-  return c.json(unwrap(await stub.reconfigure(parse(PoolConfigBody, await readJson(c), "body"))));
+  const target = adminPool(c);
+  const patch = parse(PoolConfigBody, await readJson(c), "body");
+  return c.json(unwrap(await target.call("reconfigure", "once", (stub) => stub.reconfigure(patch))));
 });
 admin.delete("/pools/:tenant/:pool", async (c) => {
-  const stub = adminStub(c);
-  return c.json(unwrap(await stub.deletePool(c.req.param("tenant"), c.req.param("pool"))));
+  const target = adminPool(c);
+  return c.json(unwrap(await target.call("deletePool", "once", (stub) => stub.deletePool(target.tenant, target.pool))));
 });
-admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminStub(c).drain())));
-admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminStub(c).resume())));
-admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminStub(c).purgeIdle())));
+admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminPool(c).call("drain", "once", (stub) => stub.drain()))));
+admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminPool(c).call("resume", "once", (stub) => stub.resume()))));
+admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminPool(c).call("purgeIdle", "once", (stub) => stub.purgeIdle()))));
 admin.delete("/pools/:tenant/:pool/leases/:id", async (c) => {
-  const stub = adminStub(c);
-  return c.json(unwrap(await stub.forceRelease(parse(LeaseId, c.req.param("id"), "path.id"))));
+  const target = adminPool(c);
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  return c.json(unwrap(await target.call("forceRelease", "once", (stub) => stub.forceRelease(id))));
 });
 admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
-  const stub = adminStub(c);
-  return c.json(unwrap(await stub.leaseEvents(parse(LeaseId, c.req.param("id"), "path.id"))));
+  const target = adminPool(c);
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  return c.json(unwrap(await target.call("leaseEvents", "repeatable", (stub) => stub.leaseEvents(id))));
 });
 
 // Operators: tenants' quotas and managed API keys (a key is shown once, when created or rotated).
 function tenantParam(c: Ctx): string {
   return parse(TenantName, c.req.param("tenant"), "path.tenant");
 }
-function tenantStub(c: Ctx) {
-  return tenantOf(c.env, tenantParam(c));
+/** One call to the tenant object the admin route names (calls.ts). */
+function onTenant<R extends PromiseLike<unknown>>(c: Ctx, tenant: string, method: string, repeat: Repeat, call: (stub: ReturnType<typeof tenantOf>) => R): Promise<Awaited<R>> {
+  return tenantCall(c.env, tenant, method, repeat, call);
 }
 admin.get("/tenants", async (c) => {
   const query = parse(PoolListQuery, c.req.query(), "query");
-  const page = await registryOf(c.env).listTenants(query);
-  const tenants = await Promise.all(page.tenants.map((tenant) => tenantOf(c.env, tenant).describe(tenant)));
+  const page = await registryCall(c.env, "listTenants", "repeatable", (registry) => registry.listTenants(query));
+  const tenants = await Promise.all(page.tenants.map((tenant) => onTenant(c, tenant, "describe", "repeatable", (stub) => stub.describe(tenant))));
   return c.json({ tenants, nextCursor: page.nextCursor });
 });
-admin.get("/tenants/:tenant", async (c) => c.json(await tenantStub(c).describe(tenantParam(c))));
-admin.put("/tenants/:tenant", async (c) => {
-  const patch = parse(QuotaBody, await readJson(c), "body");
-  return c.json(await tenantStub(c).setQuota(tenantParam(c), patch));
+admin.get("/tenants/:tenant", async (c) => {
+  const tenant = tenantParam(c);
+  return c.json(await onTenant(c, tenant, "describe", "repeatable", (stub) => stub.describe(tenant)));
 });
-admin.get("/tenants/:tenant/keys", async (c) => c.json(await tenantStub(c).listKeys()));
+admin.put("/tenants/:tenant", async (c) => {
+  const tenant = tenantParam(c);
+  const patch = parse(QuotaBody, await readJson(c), "body");
+  return c.json(await onTenant(c, tenant, "setQuota", "once", (stub) => stub.setQuota(tenant, patch)));
+});
+admin.get("/tenants/:tenant/keys", async (c) => c.json(await onTenant(c, tenantParam(c), "listKeys", "repeatable", (stub) => stub.listKeys())));
 admin.post("/tenants/:tenant/keys", async (c) => {
+  const tenant = tenantParam(c);
   const body = parse(CreateKeyBody, await readJson(c), "body");
-  const issued = unwrap(await tenantStub(c).createKey(tenantParam(c), body.name ?? "unnamed"));
+  const issued = unwrap(await onTenant(c, tenant, "createKey", "once", (stub) => stub.createKey(tenant, body.name ?? "unnamed")));
   c.header("Cache-Control", "no-store");
   return c.json(issued, 201);
 });
 admin.get("/tenants/:tenant/keys/:id", async (c) => {
-  const stub = tenantStub(c);
-  return c.json(unwrap(await stub.getKey(parse(KeyId, c.req.param("id"), "path.id"))));
+  const tenant = tenantParam(c);
+  const id = parse(KeyId, c.req.param("id"), "path.id");
+  return c.json(unwrap(await onTenant(c, tenant, "getKey", "repeatable", (stub) => stub.getKey(id))));
 });
 admin.post("/tenants/:tenant/keys/:id/rotate", async (c) => {
-  const stub = tenantStub(c);
+  const tenant = tenantParam(c);
   const id = parse(KeyId, c.req.param("id"), "path.id");
   const body = parse(RotateKeyBody, await readJson(c), "body");
-  const issued = unwrap(await stub.rotateKey(id, body.graceSeconds ?? 0));
+  const issued = unwrap(await onTenant(c, tenant, "rotateKey", "once", (stub) => stub.rotateKey(id, body.graceSeconds ?? 0)));
   c.header("Cache-Control", "no-store");
   return c.json(issued);
 });
 admin.delete("/tenants/:tenant/keys/:id", async (c) => {
-  const stub = tenantStub(c);
-  return c.json(unwrap(await stub.revokeKey(parse(KeyId, c.req.param("id"), "path.id"))));
+  const tenant = tenantParam(c);
+  const id = parse(KeyId, c.req.param("id"), "path.id");
+  return c.json(unwrap(await onTenant(c, tenant, "revokeKey", "once", (stub) => stub.revokeKey(id))));
 });
 
 // Operators: the live dashboard. `?token=` is exchanged for a cookie (reads only) and dropped from the URL.
@@ -312,9 +331,12 @@ app.get("/dashboard", requireAdmin(), (c) => {
   return c.html(DASHBOARD_HTML);
 });
 app.get("/dashboard/data", requireAdmin(), async (c) => {
-  const registry = registryOf(c.env);
+  const data = await dashboardData(
+    { listPools: (options) => registryCall(c.env, "listPools", "repeatable", (registry) => registry.listPools(options)) },
+    (p) => poolCall(c.env, p.tenant, p.pool, "dashboard", "repeatable", (stub) => stub.dashboard()),
+  );
   c.header("Cache-Control", "no-store");
-  return c.json(await dashboardData(registry, (p) => poolOf(c.env, p.tenant, p.pool).dashboard()));
+  return c.json(data);
 });
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));

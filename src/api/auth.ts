@@ -17,10 +17,10 @@
 import type { MiddlewareHandler } from "hono";
 import { keyTenant } from "../tenant/keys";
 import type { RateRule } from "../tenant/object";
+import { tenantCall } from "./calls";
 import { sha256, sha256Hex } from "./digest";
 import { ApiError } from "./errors";
 import { TenantName } from "./schemas";
-import { tenantOf } from "./stubs";
 
 export type AuthVariables = { tenant: string; owner: string };
 
@@ -57,7 +57,7 @@ function keyEntries(source: string | undefined): KeyEntry[] {
  */
 export async function isKnownTenant(env: Env, tenant: string): Promise<boolean> {
   if (keyEntries(env.API_KEYS).some((entry) => entry.tenant === tenant)) return true;
-  return TenantName.safeParse(tenant).success && (await tenantOf(env, tenant).known());
+  return TenantName.safeParse(tenant).success && (await tenantCall(env, tenant, "known", "repeatable", (stub) => stub.known()));
 }
 
 export const unauthorized = (detail: string) =>
@@ -94,7 +94,9 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
     const managedTenant = keyTenant(key);
     if (managedTenant !== undefined) {
       if (!TenantName.safeParse(managedTenant).success) throw unauthorized("the API key is not valid");
-      const result = await tenantOf(c.env, managedTenant).authenticate(sha256Hex(key), fallback);
+      // Repeatable: a second attempt at most counts the request twice against the key's fallback window.
+      const digest = sha256Hex(key);
+      const result = await tenantCall(c.env, managedTenant, "authenticate", "repeatable", (stub) => stub.authenticate(digest, fallback));
       if (!result.ok) {
         if (result.reason === "rate_limited") throw rateLimited(result.retryAfterSeconds, rate!);
         throw unauthorized("the API key is not valid (or was revoked)");
@@ -110,7 +112,8 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
       if (!tenant) throw unauthorized("the API key is not valid");
       keyId = `key:${[...digest.slice(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
       if (fallback) {
-        const retryAfter = await tenantOf(c.env, tenant).rateCheck(keyId, fallback);
+        const id = keyId;
+        const retryAfter = await tenantCall(c.env, tenant, "rateCheck", "repeatable", (stub) => stub.rateCheck(id, fallback));
         if (retryAfter !== null) throw rateLimited(retryAfter, fallback);
       }
     }

@@ -1,16 +1,34 @@
 /** The Durable Objects the Worker calls, named in one place. */
 
+/** Which kind of object a stub reaches. */
+export type StubKind = "pool" | "tenant" | "registry";
+
+/**
+ * A seam for tests: `wrap`, when set, is given every stub these functions
+ * return (with the object's kind and name, e.g. "dev/my-pool" for a pool) and
+ * returns the stub to use instead, e.g. a Proxy whose methods throw chosen
+ * errors. Unset in production, where it costs one property read per stub.
+ * The pool and tenant objects reach each other through these functions too,
+ * so a wrapper sees their calls as well (match on kind, name and method).
+ */
+export const stubHooks: { wrap: (<T extends object>(kind: StubKind, name: string, stub: T) => T) | undefined } = { wrap: undefined };
+
+function hooked<T extends object>(kind: StubKind, name: string, stub: T): T {
+  return stubHooks.wrap ? stubHooks.wrap(kind, name, stub) : stub;
+}
+
 /** The pool object of `tenant`'s pool `pool` (one object per tenant and pool name). */
 export function poolOf(env: Env, tenant: string, pool: string) {
-  return env.POOL.get(env.POOL.idFromName(`${tenant}/${pool}`));
+  const name = `${tenant}/${pool}`;
+  return hooked("pool", name, env.POOL.get(env.POOL.idFromName(name)));
 }
 
 /** The account's registry of sessions and pools (one object). */
 export function registryOf(env: Env) {
-  return env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
+  return hooked("registry", "registry", env.REGISTRY.get(env.REGISTRY.idFromName("registry")));
 }
 
 /** The tenant's object: its managed keys, quotas and fallback rate limiter (one object per tenant). */
 export function tenantOf(env: Env, tenant: string) {
-  return env.TENANT.get(env.TENANT.idFromName(tenant));
+  return hooked("tenant", tenant, env.TENANT.get(env.TENANT.idFromName(tenant)));
 }
