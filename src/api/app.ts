@@ -12,6 +12,7 @@ import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
 import { renderReference } from "./reference";
+import { issueSession, SESSION_SECONDS } from "./session";
 import {
   AcquireBody,
   CreateKeyBody,
@@ -316,13 +317,16 @@ admin.delete("/tenants/:tenant/keys/:id", async (c) => {
   return c.json(unwrap(await onTenant(c, tenant, "revokeKey", "once", (stub) => stub.revokeKey(id))));
 });
 
-// Operators: the live dashboard. `?token=` is exchanged for a cookie (reads only) and dropped from the URL.
+// Operators: the live dashboard. `?token=` is exchanged for a signed, expiring session cookie
+// (reads only; session.ts), never the token itself, and dropped from the URL.
 app.get("/dashboard", async (c, next) => {
   const token = c.req.query("token");
   if (token === undefined) return next();
   if (!isAdminToken(c.env, token)) throw unauthorized("the admin token is not valid");
+  const session = await issueSession(c.env.ADMIN_TOKEN);
   const secure = new URL(c.req.url).protocol === "https:" ? "; Secure" : "";
-  c.header("Set-Cookie", `${ADMIN_COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200${secure}`);
+  c.header("Set-Cookie", `${ADMIN_COOKIE}=${session}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`);
+  c.header("Cache-Control", "no-store");
   return c.redirect("/dashboard", 303);
 });
 app.get("/dashboard", requireAdmin(), (c) => {

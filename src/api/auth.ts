@@ -21,6 +21,7 @@ import { tenantCall } from "./calls";
 import { sha256, sha256Hex } from "./digest";
 import { ApiError } from "./errors";
 import { TenantName } from "./schemas";
+import { verifySession } from "./session";
 
 export type AuthVariables = { tenant: string; owner: string };
 
@@ -128,7 +129,7 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
   };
 }
 
-/** The cookie /dashboard sets, so a browser can send the admin token without a header. */
+/** The cookie /dashboard sets: a signed, expiring session (session.ts), never the admin token itself. */
 export const ADMIN_COOKIE = "broker_admin";
 
 /** Whether `given` is the operator's token (ADMIN_TOKEN secret), compared by digest in constant time. */
@@ -141,23 +142,35 @@ export function isAdminToken(env: Env, given: string | undefined): boolean {
 function cookie(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? "").split(";")) {
     const [key, ...rest] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(rest.join("="));
+    if (key !== name) continue;
+    try {
+      return decodeURIComponent(rest.join("="));
+    } catch {
+      return undefined; // a malformed %-escape is simply not a session
+    }
   }
   return undefined;
 }
 
 /**
- * The operator's token: `Authorization: Bearer <admin token>`, or, for reads
- * only (GET), the dashboard's cookie: a cookie rides along on cross-site
- * requests, so it must never authorise an action.
+ * The operator: `Authorization: Bearer <admin token>`, or, for reads only
+ * (GET, HEAD), the dashboard's session cookie, if its signature verifies under
+ * the current ADMIN_TOKEN and it has not expired. A cookie rides along on
+ * cross-site requests, so it never authorises an action.
  */
 export function requireAdmin(): MiddlewareHandler<{ Bindings: Env }> {
   return async (c, next) => {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
     const readOnly = c.req.method === "GET" || c.req.method === "HEAD";
-    const given = match?.[1] ?? (readOnly ? cookie(c.req.header("cookie"), ADMIN_COOKIE) : undefined);
-    if (!given || !c.env.ADMIN_TOKEN) throw unauthorized("send 'Authorization: Bearer <admin token>'");
-    if (!isAdminToken(c.env, given)) throw unauthorized("the admin token is not valid");
+    if (match) {
+      if (!isAdminToken(c.env, match[1])) throw unauthorized("the admin token is not valid");
+    } else {
+      const session = readOnly ? cookie(c.req.header("cookie"), ADMIN_COOKIE) : undefined;
+      if (!session || !c.env.ADMIN_TOKEN) throw unauthorized("send 'Authorization: Bearer <admin token>'");
+      if (!(await verifySession(c.env.ADMIN_TOKEN, session))) {
+        throw unauthorized("the dashboard session is not valid or has expired; open /dashboard?token=<admin token> again");
+      }
+    }
     await next();
   };
 }

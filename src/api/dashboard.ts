@@ -7,9 +7,10 @@
  * queue, and the latest lifecycle events.
  *
  * Auth: the admin token. A browser opens `/dashboard?token=<admin token>` once;
- * the page answers with an HttpOnly, SameSite=Strict cookie and redirects to
- * `/dashboard`, so the token leaves the address bar and the history. The cookie
- * authorises reads only (see requireAdmin).
+ * the page answers with an HttpOnly, SameSite=Strict cookie holding a signed
+ * session that expires in 12 h (never the token; see session.ts) and redirects
+ * to `/dashboard`, so the token leaves the address bar and the history. The
+ * cookie authorises reads only (see requireAdmin).
  */
 import { grantedTotal } from "../pool/metrics";
 import type { PoolDashboard } from "../pool/object";

@@ -1,39 +1,133 @@
 /**
  * The dashboard's HTTP side in workerd: the admin token, its exchange for a
- * read-only cookie, and the data the page draws. The page itself is tested in
- * real Chromium in test/e2e/dashboard.test.ts.
+ * signed, expiring, read-only session cookie, and the data the page draws.
+ * The page itself is tested in real Chromium in test/e2e/dashboard.test.ts.
  */
-import { SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import worker from "../../src/index";
 import { call, poolName } from "../support/http";
 
+const ADMIN = "dev-admin";
+
+/** Exchanges the admin token for the dashboard's cookie; returns the `Set-Cookie` header and the `name=value` pair to send back. */
+async function login(): Promise<{ setCookie: string; cookie: string; value: string }> {
+  const exchanged = await SELF.fetch(`https://broker.test/dashboard?token=${ADMIN}`, { redirect: "manual" });
+  await exchanged.body?.cancel();
+  expect(exchanged.status).toBe(303);
+  const setCookie = exchanged.headers.get("set-cookie")!;
+  const value = /^broker_admin=([^;]*);/.exec(setCookie)![1]!;
+  return { setCookie, cookie: `broker_admin=${value}`, value };
+}
+
+/**
+ * A session value computed here, independently of src/api/session.ts, as
+ * docs/security.md describes it: `<expiry s>.<base64url HMAC-SHA256(expiry)>`
+ * under the key SHA-256("dashboard-session:" + admin token).
+ */
+async function forge(adminToken: string, expiresAt: number): Promise<string> {
+  const encoder = new TextEncoder();
+  const material = await crypto.subtle.digest("SHA-256", encoder.encode(`dashboard-session:${adminToken}`));
+  const key = await crypto.subtle.importKey("raw", material, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(String(expiresAt))));
+  const signature = btoa(String.fromCharCode(...mac)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return `${expiresAt}.${signature}`;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+async function dataWith(cookie: string) {
+  return call("/dashboard/data", { key: null, headers: { cookie } });
+}
+
 describe("GET /dashboard", () => {
-  it("needs the admin token; ?token= sets an HttpOnly, SameSite=Strict cookie and drops the token from the URL", async () => {
+  it("needs the admin token; ?token= sets an HttpOnly, SameSite=Strict session cookie and drops the token from the URL", async () => {
     expect((await call("/dashboard", { key: null })).status).toBe(401);
     expect((await call("/dashboard", { key: "dev-key" })).status).toBe(401);
     expect((await call("/dashboard?token=wrong", { key: null })).status).toBe(401);
-    const exchanged = await SELF.fetch("https://broker.test/dashboard?token=dev-admin", { redirect: "manual" });
+    const exchanged = await SELF.fetch(`https://broker.test/dashboard?token=${ADMIN}`, { redirect: "manual" });
     await exchanged.body?.cancel();
     expect(exchanged.status).toBe(303);
     expect(exchanged.headers.get("location")).toBe("/dashboard");
     const cookie = exchanged.headers.get("set-cookie")!;
-    expect(cookie).toMatch(/^broker_admin=dev-admin; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/);
+    expect(cookie).toMatch(/^broker_admin=\d+\.[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=43200; Secure$/);
+    // The cookie is a session, not the token: neither the token nor any encoding of it is in it.
+    for (const form of [ADMIN, encodeURIComponent(ADMIN), btoa(ADMIN).replace(/=+$/, "")]) expect(cookie).not.toContain(form);
+    const expiresAt = Number(/^broker_admin=(\d+)\./.exec(cookie)![1]);
+    expect(Math.abs(expiresAt - (nowSeconds() + 43_200))).toBeLessThanOrEqual(5);
 
-    const page = await call<string>("/dashboard", { key: null, headers: { cookie: "broker_admin=dev-admin" } });
+    const session = `broker_admin=${/^broker_admin=([^;]*);/.exec(cookie)![1]}`;
+    const page = await call<string>("/dashboard", { key: null, headers: { cookie: session } });
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toMatch(/^text\/html/);
     expect(page.headers.get("content-security-policy")).toContain("default-src 'none'");
     expect(page.body).toContain("<title>Browser session broker</title>");
-    expect((await call<string>("/dashboard", { key: "dev-admin" })).status).toBe(200);
+    expect((await call<string>("/dashboard", { key: ADMIN })).status).toBe(200);
   });
 
-  it("the cookie authorises reads only, never an action", async () => {
+  it("the cookie authorises reads only, never an action (POST, PUT, DELETE)", async () => {
     const pool = poolName("dash");
-    expect((await call(`/v1/pools/${pool}`, { method: "PUT", body: {} })).status).toBe(200);
-    const cookie = { cookie: "broker_admin=dev-admin" };
-    expect((await call(`/v1/admin/pools/dev/${pool}`, { key: null, headers: cookie })).status).toBe(200);
-    expect((await call(`/v1/admin/pools/dev/${pool}/drain`, { method: "POST", key: null, headers: cookie })).status).toBe(401);
-    expect((await call(`/v1/pools/${pool}`)).body.draining).toBe(false);
+    expect((await call(`/v1/pools/${pool}`, { method: "PUT", body: { maxSessions: 1 } })).status).toBe(200);
+    const { cookie } = await login();
+    const headers = { cookie };
+    expect((await call(`/v1/admin/pools/dev/${pool}`, { key: null, headers })).status).toBe(200);
+    expect((await call(`/v1/admin/tenants/dev`, { key: null, headers })).status).toBe(200);
+    const writes: [string, string, unknown][] = [
+      ["POST", `/v1/admin/pools/dev/${pool}/drain`, undefined],
+      ["PUT", `/v1/admin/pools/dev/${pool}`, { maxSessions: 2 }],
+      ["DELETE", `/v1/admin/pools/dev/${pool}`, undefined],
+      ["PUT", `/v1/admin/tenants/dev`, { maxPools: 1 }],
+      ["POST", `/v1/admin/tenants/dev/keys`, { name: "from-a-cookie" }],
+    ];
+    for (const [method, path, body] of writes) {
+      const reply = await call(path, { method, key: null, headers, ...(body === undefined ? {} : { body }) });
+      expect({ method, path, status: reply.status }).toEqual({ method, path, status: 401 });
+    }
+    const after = (await call(`/v1/pools/${pool}`)).body;
+    expect({ draining: after.draining, maxSessions: after.config.maxSessions }).toEqual({ draining: false, maxSessions: 1 });
+    expect((await call(`/v1/admin/tenants/dev/keys`, { key: ADMIN })).body.keys.map((k: { name: string }) => k.name)).not.toContain("from-a-cookie");
+  });
+
+  it("a valid session reads /dashboard/data; expired, tampered, other-token and raw-token cookies are 401", async () => {
+    const { cookie, value } = await login();
+    expect((await dataWith(cookie)).status).toBe(200);
+    // The test's own computation of a session is right: one it signs under the current token works.
+    expect((await dataWith(`broker_admin=${await forge(ADMIN, nowSeconds() + 600)}`)).status).toBe(200);
+
+    const [expiry, signature] = value.split(".") as [string, string];
+    const flipped = signature.slice(0, 10) + (signature[10] === "A" ? "B" : "A") + signature.slice(11);
+    const refused: [string, string][] = [
+      ["expired", await forge(ADMIN, nowSeconds() - 1)],
+      ["expired long ago", await forge(ADMIN, nowSeconds() - 86_400)],
+      ["signed to last longer than a session", await forge(ADMIN, nowSeconds() + 30 * 86_400)],
+      ["expiry moved later, signature kept", `${Number(expiry) + 3600}.${signature}`],
+      ["signature altered", `${expiry}.${flipped}`],
+      ["signature cut short", `${expiry}.${signature.slice(0, 42)}`],
+      ["no signature", expiry],
+      ["signed under a previous admin token", await forge("previous-admin-token", nowSeconds() + 600)],
+      ["the raw admin token", ADMIN],
+      ["the raw admin token, URL-encoded", encodeURIComponent(ADMIN)],
+      ["a malformed %-escape", "%E0%A4%A"],
+      ["empty", ""],
+    ];
+    for (const [what, bad] of refused) {
+      const reply = await dataWith(`broker_admin=${bad}`);
+      expect({ what, status: reply.status, code: reply.body?.code }).toEqual({ what, status: 401, code: "unauthorized" });
+      expect((await call("/dashboard", { key: null, headers: { cookie: `broker_admin=${bad}` } })).status).toBe(401);
+    }
+  });
+
+  it("rotating ADMIN_TOKEN ends every session", async () => {
+    const { cookie } = await login();
+    const fetchWith = async (adminToken: string) => {
+      const ctx = createExecutionContext();
+      const response = await worker.fetch(new Request("https://broker.test/dashboard/data", { headers: { cookie } }), { ...env, ADMIN_TOKEN: adminToken } as Env, ctx);
+      await waitOnExecutionContext(ctx);
+      await response.body?.cancel();
+      return response.status;
+    };
+    expect(await fetchWith(ADMIN)).toBe(200);
+    expect(await fetchWith("a-rotated-admin-token")).toBe(401);
   });
 
   it("/dashboard/data has each pool's counts, totals, queue and events", async () => {
@@ -42,7 +136,7 @@ describe("GET /dashboard", () => {
     const lease = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: {} });
     expect(lease.status).toBe(201);
     expect((await call(`/v1/pools/${pool}/leases`, { method: "POST", body: { waitSeconds: 0 } })).status).toBe(429);
-    const data = await call("/dashboard/data", { key: null, headers: { cookie: "broker_admin=dev-admin" } });
+    const data = await dataWith((await login()).cookie);
     expect(data.status).toBe(200);
     const mine = data.body.pools.find((p: { pool: string }) => p.pool === pool);
     expect(mine).toMatchObject({
