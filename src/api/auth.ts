@@ -52,13 +52,17 @@ function keyEntries(source: string | undefined): KeyEntry[] {
 }
 
 /**
- * Whether `tenant` exists: it owns a key from API_KEYS, or its tenant object has
- * keys or pools. Connect tokens name their tenant; a made-up name is answered
- * here, so arbitrary names never instantiate pool objects.
+ * Whether `pool` is one of `tenant`'s pools: every pool claims its capacity
+ * from its tenant's object, which lists it (API_KEYS tenants' pools too), so a
+ * listed pool also means the tenant exists. Connect tokens name their tenant;
+ * a made-up tenant or pool name is answered here, by a read of the tenant's
+ * object that creates no storage, so arbitrary names never instantiate pool
+ * objects.
  */
-export async function isKnownTenant(env: Env, tenant: string): Promise<boolean> {
-  if (keyEntries(env.API_KEYS).some((entry) => entry.tenant === tenant)) return true;
-  return TenantName.safeParse(tenant).success && (await tenantCall(env, tenant, "known", "repeatable", (stub) => stub.known()));
+export async function isTenantPool(env: Env, tenant: string, pool: string): Promise<boolean> {
+  const configured = keyEntries(env.API_KEYS).some((entry) => entry.tenant === tenant);
+  if (!configured && !TenantName.safeParse(tenant).success) return false;
+  return tenantCall(env, tenant, "hasPool", "repeatable", (stub) => stub.hasPool(pool));
 }
 
 export const unauthorized = (detail: string) =>
@@ -72,11 +76,12 @@ export function rateRule(env: Env): RateRule | null {
   return { limit, periodMs: (period === 60 ? 60 : 10) * 1000 };
 }
 
-const rateLimited = (retryAfterSeconds: number, limit: RateRule) =>
+/** `429 rate_limited`: `who` ("this API key", "this client address") made more requests than `limit` allows. */
+export const rateLimited = (retryAfterSeconds: number, limit: RateRule, who = "this API key") =>
   ApiError.retryable(
     429,
     "rate_limited",
-    `this API key made more than ${limit.limit} requests in ${limit.periodMs / 1000} s; slow down and retry after the Retry-After delay`,
+    `${who} made more than ${limit.limit} requests in ${limit.periodMs / 1000} s; slow down and retry after the Retry-After delay`,
     retryAfterSeconds,
   );
 

@@ -1,6 +1,12 @@
 /**
  * `GET /v1/pools/{pool}/leases/{id}/cdp?token=…`: the lease's `connectUrl`.
  *
+ * The route takes no API key, so anyone may call it with any names. It is
+ * rate limited per client address (RATE_LIMITER, where bound), and it reaches
+ * a pool object only for a pool the token's tenant has (asked of the tenant's
+ * object, which creates no storage for a read): a made-up tenant or pool name
+ * is a 404 that instantiates no pool object.
+ *
  * The pool object checks the token and registers the socket before anything
  * is opened; the Worker then opens a WebSocket to the leased browser through
  * the binding and pipes the two, both ways, text and binary, passing close
@@ -13,7 +19,7 @@
  */
 import type { Context } from "hono";
 import { log } from "../log";
-import { isKnownTenant } from "./auth";
+import { isTenantPool, rateLimited, rateRule } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
 import { poolOf } from "./stubs";
@@ -26,16 +32,30 @@ export const LEASE_ENDED_CLOSE_CODE = 4001;
 
 const badToken = (detail: string) => new ApiError(401, "unauthorized", detail);
 
+/** The rate-limit bucket of a CDP request: its client address (set by Cloudflare's edge), or one shared bucket without it. */
+export function cdpRateKey(request: Request): string {
+  return `cdp:${request.headers.get("cf-connecting-ip") ?? "unknown"}`;
+}
+
 export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
+  // The route takes no API key, so its requests are counted per client address
+  // (with the RATE_LIMITER binding, where bound), before anything else is done for them.
+  const rate = rateRule(c.env);
+  const limiter = c.env.RATE_LIMITER as RateLimit | undefined;
+  if (rate && limiter) {
+    const { success } = await limiter.limit({ key: cdpRateKey(c.req.raw) });
+    if (!success) throw rateLimited(rate.periodMs / 1000, rate, "this client address");
+  }
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const leaseId = parse(LeaseId, c.req.param("id"), "path.id");
   const token = c.req.query("token");
   if (!token) throw badToken("add the lease's connect token (?token=…): connect to the connectUrl the lease was created with");
   const tenant = tokenTenant(token);
   if (tenant === undefined) throw badToken("the connect token is malformed");
-  // A token naming a tenant that does not exist cannot match any lease; answering
-  // here also keeps arbitrary names from instantiating pool objects.
-  if (!(await isKnownTenant(c.env, tenant))) throw new ApiError(404, "not_found", "lease not found");
+  // A token naming a tenant that does not exist, or a pool that is not one of its
+  // tenant's, cannot match any lease. Answering here, from the tenant's object,
+  // keeps arbitrary names from ever instantiating a pool object.
+  if (!(await isTenantPool(c.env, tenant, pool))) throw new ApiError(404, "not_found", "lease not found");
 
   const stub = () => poolOf(c.env, tenant, pool);
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";

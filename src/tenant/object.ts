@@ -138,6 +138,11 @@ export class TenantObject extends DurableObject<Env> {
     return this.schema && this.sql(`SELECT 1 FROM keys UNION ALL SELECT 1 FROM pools LIMIT 1`).length > 0;
   }
 
+  /** Whether `pool` is one of this tenant's pools (it has claimed capacity here). Reads only: creates no storage. */
+  async hasPool(pool: string): Promise<boolean> {
+    return this.schema && this.sql(`SELECT 1 FROM pools WHERE pool = ? LIMIT 1`, pool).length > 0;
+  }
+
   // ---- authentication (every request made with a managed key) -----------------
 
   /**
