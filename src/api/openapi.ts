@@ -60,7 +60,7 @@ function poolPage(withTenant: boolean) {
 let cached: object | undefined;
 
 export function openApiDocument(): object {
-  cached ??= withRateLimit({
+  cached ??= withObjectFailures(withRateLimit({
     openapi: "3.1.0",
     info: {
       title: "Browser session broker",
@@ -316,7 +316,7 @@ export function openApiDocument(): object {
           description:
             "Authenticated by the connect token, not an API key. Answers 101 and pipes CDP both ways until the client closes or the lease ends (close code 4001).",
           security: [],
-          responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 502) },
+          responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 429, 502) },
         },
       },
       "/v1/pools/{pool}/leases/{id}/events": {
@@ -353,7 +353,7 @@ export function openApiDocument(): object {
         },
       },
     },
-  });
+  }));
   return cached;
 }
 
@@ -364,6 +364,21 @@ function withRateLimit<D extends { paths: Record<string, Record<string, unknown>
     for (const operation of Object.values(operations)) {
       const responses = (operation as { responses?: Record<string, unknown> }).responses;
       if (responses && !responses["429"]) Object.assign(responses, problems(429));
+    }
+  }
+  return doc;
+}
+
+/** Paths served without calling any Durable Object. */
+const NO_OBJECT = new Set(["/healthz", "/openapi.json", "/docs", "/dashboard"]);
+
+/** Every other route calls a Durable Object, so each may answer 503 overloaded or unavailable (src/api/calls.ts). */
+function withObjectFailures<D extends { paths: Record<string, Record<string, unknown>> }>(doc: D): D {
+  for (const [path, operations] of Object.entries(doc.paths)) {
+    if (NO_OBJECT.has(path)) continue;
+    for (const operation of Object.values(operations)) {
+      const responses = (operation as { responses?: Record<string, unknown> }).responses;
+      if (responses && !responses["503"]) Object.assign(responses, problems(503));
     }
   }
   return doc;
