@@ -8,12 +8,22 @@
  *     …
  *   });
  *
- * - `acquire` always sends an Idempotency-Key (yours, or a fresh one per call),
- *   so its retries never create a second lease.
- * - 429 and 503 answers are retried after their Retry-After (with jitter, capped
- *   by `maxRetryDelayMs`), at most `retries` times; other errors throw
- *   `BrokerError` with the problem's `status`, `code` and `detail`.
- * - Every call takes an AbortSignal; an abort also ends a retry wait at once.
+ * - Retries, at most `retries` times per call, each after the answer's
+ *   Retry-After or else an exponential backoff (0.5 s, 1 s, 2 s, …), plus up to
+ *   25 % jitter, capped by `maxRetryDelayMs`:
+ *   - a 429 (rate limited, pool exhausted), for every call;
+ *   - a 503 or a network error (fetch rejected, other than by an abort), only
+ *     for calls that are safe to repeat: reads (GET), `acquire` and `release`.
+ *     `acquire` always sends an Idempotency-Key (yours, or a fresh one per
+ *     call) and keeps it across its retries, so a retry whose first attempt
+ *     did reach the broker returns that lease, never a second one; `release`
+ *     is idempotent. Other writes (`renew`, `releaseAll`, `configurePool`,
+ *     `deletePool`) may have happened when the answer was lost, so they throw
+ *     instead and the caller decides.
+ *   Other errors throw `BrokerError` with the problem's `status`, `code` and
+ *   `detail`; a network error that is not retried throws as fetch threw it.
+ * - Every call takes an AbortSignal; an abort also ends a retry wait at once
+ *   and is never retried.
  * - `withLease` always releases the lease, whether `fn` returns or throws.
  * - Pools: `configurePool` (creates one), `getPool`, `listPools`, `deletePool`;
  *   `listLeases`, `releaseAll` (this key's leases); `tenant()` (quota, usage, rate limit).
@@ -97,15 +107,19 @@ export interface Page {
 
 export interface RetryInfo {
   attempt: number;
+  /** The answer's status; 0 for a network error (fetch rejected). */
   status: number;
+  /** The problem's code; "network_error" for a network error. */
   code: string;
   delayMs: number;
+  /** The network error, when `status` is 0. */
+  error?: unknown;
 }
 
 export interface BrokerClientOptions {
   baseUrl: string;
   apiKey: string;
-  /** Retries of a 429 or 503 answer (default 3). */
+  /** Retries per call of a 429, or of a 503 or network error where the call is safe to repeat (default 3). */
   retries?: number;
   /** Longest wait before a retry, whatever Retry-After says (default 30 s). */
   maxRetryDelayMs?: number;
@@ -130,7 +144,8 @@ export class BrokerError extends Error {
   }
 }
 
-const RETRYABLE = new Set([429, 503]);
+/** The first backoff when the broker gave no Retry-After (a network error); doubled for each further attempt. */
+const BACKOFF_MS = 500;
 
 export class BrokerClient {
   private readonly baseUrl: string;
@@ -149,10 +164,12 @@ export class BrokerClient {
 
   async acquire(pool: string, options: AcquireOptions = {}): Promise<AcquiredLease> {
     const { signal, idempotencyKey, ...body } = options;
+    // One key for every attempt of this call: a retry after a lost answer gets the same lease.
     const key = idempotencyKey ?? crypto.randomUUID();
     return this.call<AcquiredLease>("POST", `/v1/pools/${encodeURIComponent(pool)}/leases`, {
       body,
       headers: { "idempotency-key": key },
+      repeatable: true,
       ...(signal ? { signal } : {}),
     });
   }
@@ -168,7 +185,7 @@ export class BrokerClient {
 
   /** Ends the lease (idempotent). */
   release(pool: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Lease> {
-    return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, options);
+    return this.call("DELETE", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, { ...options, repeatable: true });
   }
 
   /** The pool's leases, newest first; pass `nextCursor` back as `cursor` for the next page. */
@@ -234,32 +251,59 @@ export class BrokerClient {
     }
   }
 
+  /**
+   * One call, with its retries. `repeatable` (default: GET) says the call is
+   * safe to make again when its answer was lost: then a 503 or a network error
+   * is retried too; a 429 always is.
+   */
   private async call<T>(
     method: string,
     path: string,
-    options: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {},
+    options: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal; repeatable?: boolean } = {},
   ): Promise<T> {
+    const repeatable = options.repeatable ?? method === "GET";
     for (let attempt = 1; ; attempt += 1) {
       options.signal?.throwIfAborted();
-      const response = await this.doFetch(`${this.baseUrl}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.options.apiKey}`,
-          ...(options.body === undefined ? {} : { "content-type": "application/json" }),
-          ...options.headers,
-        },
-        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+      let response: Response;
+      try {
+        response = await this.doFetch(`${this.baseUrl}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.options.apiKey}`,
+            ...(options.body === undefined ? {} : { "content-type": "application/json" }),
+            ...options.headers,
+          },
+          ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+      } catch (error) {
+        // An abort is the caller's decision: never retried. Anything else is a network error.
+        if (options.signal?.aborted || isAbort(error) || !repeatable || attempt > this.retries) throw error;
+        const delayMs = this.delay(attempt);
+        this.options.onRetry?.({ attempt, status: 0, code: "network_error", delayMs, error });
+        await sleep(delayMs, options.signal);
+        continue;
+      }
       if (response.ok) return (await response.json()) as T;
       const error = await problem(response);
-      if (!RETRYABLE.has(error.status) || attempt > this.retries) throw error;
-      const base = (error.retryAfterSeconds ?? 1) * 1000;
-      const delayMs = Math.min(this.maxRetryDelayMs, Math.round(base * (1 + 0.25 * this.random())));
+      const retryable = error.status === 429 || (error.status === 503 && repeatable);
+      if (!retryable || attempt > this.retries) throw error;
+      const delayMs = this.delay(attempt, error.retryAfterSeconds);
       this.options.onRetry?.({ attempt, status: error.status, code: error.code, delayMs });
       await sleep(delayMs, options.signal);
     }
   }
+
+  /** The wait before retry `attempt`: Retry-After if given, else exponential backoff; plus up to 25 % jitter; capped. */
+  private delay(attempt: number, retryAfterSeconds?: number): number {
+    const base = retryAfterSeconds !== undefined ? retryAfterSeconds * 1000 : BACKOFF_MS * 2 ** (attempt - 1);
+    return Math.min(this.maxRetryDelayMs, Math.round(base * (1 + 0.25 * this.random())));
+  }
+}
+
+function isAbort(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === "AbortError" || name === "TimeoutError";
 }
 
 async function problem(response: Response): Promise<BrokerError> {

@@ -1,7 +1,8 @@
 /**
  * The typed client (client/index.ts) against the real Worker in workerd, with
  * real pool objects and real Chromium: leases, withLease's release on success
- * and on failure, retries that honour Retry-After, and aborts.
+ * and on failure, retries that honour Retry-After, and aborts; with a scripted
+ * fetch in front of the Worker, which calls retry a network error or a 503.
  */
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -143,4 +144,130 @@ describe("BrokerClient", () => {
     const refused = await broker.configurePool(poolName("cpool"), { maxSessions: 5 }).catch((error: unknown) => error);
     expect(refused).toMatchObject({ status: 403, code: "quota_exceeded" });
   });
+});
+
+/**
+ * A fetch that follows a script, one step per attempt: "reject" (a network
+ * error before the broker saw the request), "lose" (the broker answered, then
+ * the connection failed: the answer is lost), "503" (an answer as the Worker
+ * gives for an unreachable object), "abort" (rejects as an aborted fetch does),
+ * then the real Worker once the script runs out.
+ */
+function scripted(steps: ("reject" | "lose" | "503" | "abort")[]) {
+  const attempts: { method: string; url: string; headers: Record<string, string> }[] = [];
+  const lost: unknown[] = [];
+  const fetch = async (input: string, init: RequestInit): Promise<Response> => {
+    attempts.push({ method: init.method ?? "GET", url: input, headers: { ...(init.headers as Record<string, string>) } });
+    const step = steps.shift();
+    if (step === "reject") throw new TypeError("fetch failed");
+    if (step === "abort") throw new DOMException("The operation was aborted.", "AbortError");
+    if (step === "503") {
+      const body = { type: "about:blank", title: "Service Unavailable", status: 503, code: "unavailable", detail: "an object could not be reached; retry" };
+      return new Response(JSON.stringify(body), { status: 503, headers: { "content-type": "application/problem+json", "retry-after": "1" } });
+    }
+    const response = await SELF.fetch(input, init);
+    if (step === "lose") {
+      lost.push(await response.json());
+      throw new TypeError("network connection lost");
+    }
+    return response;
+  };
+  return { fetch, attempts, lost };
+}
+
+describe("BrokerClient: network errors and 503", () => {
+  // Retry waits are capped at 1 ms here: these tests are about which calls are retried, not how long they wait.
+  const quick = { maxRetryDelayMs: 1 };
+
+  it("a read retries a network error, then succeeds", async () => {
+    const name = await newPool("client-net", { maxSessions: 1 });
+    const script = scripted(["reject"]);
+    const retries: RetryInfo[] = [];
+    const broker = client({ ...quick, fetch: script.fetch, onRetry: (info) => retries.push(info) });
+    expect((await broker.getPool(name)).pool).toBe(name);
+    expect(script.attempts).toHaveLength(2);
+    expect(retries).toEqual([{ attempt: 1, status: 0, code: "network_error", delayMs: 1, error: expect.any(TypeError) }]);
+  });
+
+  it("acquire retries a network error that lost the broker's answer, with the same Idempotency-Key, and gets that one lease", async () => {
+    const name = await newPool("client-net", { maxSessions: 2 });
+    const script = scripted(["lose"]);
+    const broker = client({ ...quick, fetch: script.fetch });
+    const lease = await broker.acquire(name, { ttlSeconds: 60 });
+    expect(script.attempts).toHaveLength(2);
+    const [first, second] = script.attempts.map((a) => a.headers["idempotency-key"]);
+    expect(first).toMatch(/\S/);
+    expect(second).toBe(first);
+    expect(lease.id).toBe((script.lost[0] as { id: string }).id);
+    expect((await call(`/v1/pools/${name}/leases?status=active`)).body.leases.map((l: { id: string }) => l.id)).toEqual([lease.id]);
+    await client().release(name, lease.id);
+  });
+
+  it("retries a 503 for a read, acquire and release", async () => {
+    const name = await newPool("client-net", { maxSessions: 1 });
+    const retries: RetryInfo[] = [];
+    const onRetry = (info: RetryInfo) => retries.push(info);
+    const lease = await client({ ...quick, fetch: scripted(["503"]).fetch, onRetry }).acquire(name);
+    expect((await client({ ...quick, fetch: scripted(["503"]).fetch, onRetry }).getLease(name, lease.id)).status).toBe("active");
+    expect((await client({ ...quick, fetch: scripted(["503", "reject"]).fetch, onRetry }).release(name, lease.id)).status).toBe("released");
+    expect(retries.map((r) => `${r.status} ${r.code}`)).toEqual(["503 unavailable", "503 unavailable", "503 unavailable", "0 network_error"]);
+  });
+
+  it("never retries a network error or a 503 for the other writes (deletePool, renew, releaseAll, configurePool)", async () => {
+    const name = await newPool("client-net", { maxSessions: 1 });
+    const lease = await client().acquire(name, { ttlSeconds: 60 });
+    const writes: [string, (broker: BrokerClient) => Promise<unknown>][] = [
+      ["deletePool", (broker) => broker.deletePool(name)],
+      ["renew", (broker) => broker.renew(name, lease.id, { ttlSeconds: 120 })],
+      ["releaseAll", (broker) => broker.releaseAll(name)],
+      ["configurePool", (broker) => broker.configurePool(name, { maxSessions: 2 })],
+    ];
+    for (const [what, write] of writes) {
+      for (const step of ["reject", "503"] as const) {
+        const script = scripted([step]);
+        const retries: RetryInfo[] = [];
+        const error = await write(client({ ...quick, fetch: script.fetch, onRetry: (info) => retries.push(info) })).catch((e: unknown) => e);
+        if (step === "reject") expect(error, what).toBeInstanceOf(TypeError);
+        else expect(error, what).toMatchObject({ status: 503, code: "unavailable" });
+        expect({ what, step, attempts: script.attempts.length, retries: retries.length }).toEqual({ what, step, attempts: 1, retries: 0 });
+      }
+    }
+    // Nothing those calls would have done happened (none reached the broker).
+    expect((await client().getLease(name, lease.id)).expiresAt).toBe(lease.expiresAt);
+    expect((await client().getPool(name)).config.maxSessions).toBe(1);
+    await client().release(name, lease.id);
+  });
+
+  it("gives up after `retries` network errors with the error fetch threw", async () => {
+    const name = await newPool("client-net", {});
+    const script = scripted(["reject", "reject", "reject", "reject"]);
+    const error = await client({ ...quick, retries: 2, fetch: script.fetch }).getPool(name).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(script.attempts).toHaveLength(3);
+  });
+
+  it("an aborted fetch is not retried, and an abort ends a network error's backoff at once", async () => {
+    const name = await newPool("client-net", {});
+    const aborted = scripted(["abort"]);
+    const error = await client({ ...quick, fetch: aborted.fetch }).getPool(name).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "AbortError" });
+    expect(aborted.attempts).toHaveLength(1);
+
+    const controller = new AbortController();
+    const waiting = scripted(["reject"]);
+    const broker = client({ maxRetryDelayMs: 60_000, fetch: waiting.fetch, onRetry: () => controller.abort(new Error("caller gave up")) });
+    await expect(broker.acquire(name, { signal: controller.signal })).rejects.toThrow("caller gave up");
+    expect(waiting.attempts).toHaveLength(1);
+  });
+
+  it("backs off exponentially without a Retry-After, with jitter, capped by maxRetryDelayMs", async () => {
+    const name = await newPool("client-net", {});
+    const retries: RetryInfo[] = [];
+    const script = scripted(["reject", "reject", "reject"]);
+    // random() = 0.5: +12.5 % jitter. The backoff 500, 1000, 2000 ms becomes 563, 1125, 2250, the last capped at 1,500.
+    // (These waits are the behaviour under test, so they really pass: about 3 s.)
+    const broker = client({ maxRetryDelayMs: 1500, random: () => 0.5, fetch: script.fetch, onRetry: (info) => retries.push(info) });
+    expect((await broker.getPool(name)).pool).toBe(name);
+    expect(retries.map((r) => r.delayMs)).toEqual([563, 1125, 1500]);
+  }, 10_000);
 });
