@@ -23,8 +23,16 @@ export interface BrowserProvider {
   reset(sessionId: string): Promise<void>;
   /** Shows activity so the platform does not kill an idle browser; rejects if the browser is gone. */
   ping(sessionId: string): Promise<void>;
-  /** The platform's live sessions (for the whole account, not only this pool's). */
+  /** The platform's live sessions (for the whole account, not only this pool's). It can lag or omit. */
   list(): Promise<LiveSession[]>;
+  /**
+   * Asks the platform about one session without connecting to it (so it never
+   * competes with a client's connection): true if it runs, false if it ended or
+   * is unknown; rejects when the platform does not say.
+   */
+  probe(sessionId: string): Promise<boolean>;
+  /** Opens a CDP WebSocket to the browser (the lessee's connection, proxied by the Worker); rejects if refused. */
+  connect(sessionId: string): Promise<WebSocket>;
 }
 
 /** A launch the platform refused because a limit was reached (HTTP 429 at launch). */

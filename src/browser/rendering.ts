@@ -9,6 +9,8 @@
  *   to connecting and sending Browser.close.
  * - reset and ping speak CDP over the binding's DevTools socket (./cdp.ts),
  *   act and disconnect (never close).
+ * - probe reads the session's detail (`GET /v1/devtools/session/{id}`), which
+ *   never connects to the browser, so it cannot compete with a client.
  */
 import puppeteer from "@cloudflare/puppeteer";
 import type { BrowserProvider, LiveSession } from "./provider";
@@ -60,13 +62,7 @@ export class RenderingProvider implements BrowserProvider {
   private async waitUntilEnded(sessionId: string): Promise<void> {
     const deadline = Date.now() + CLOSE_CONFIRM_MS;
     for (let delay = 20; ; delay = Math.min(delay * 2, 250)) {
-      const detail = await this.binding.fetch(`${PLATFORM}/v1/devtools/session/${encodeURIComponent(sessionId)}`);
-      if (detail.status === 404) {
-        await detail.body?.cancel();
-        return;
-      }
-      const body: unknown = detail.ok ? await detail.json().catch(() => null) : await detail.body?.cancel();
-      if (body !== null && typeof body === "object" && "endTime" in body && body.endTime) return;
+      if (!(await this.probe(sessionId).catch(() => true))) return;
       if (Date.now() + delay > deadline) throw new Error(`browser ${sessionId} was asked to close but is still running after ${CLOSE_CONFIRM_MS} ms`);
       await scheduler.wait(delay);
     }
@@ -97,6 +93,31 @@ export class RenderingProvider implements BrowserProvider {
 
   async ping(sessionId: string): Promise<void> {
     await withCdp(this.binding, sessionId, (send) => send("Browser.getVersion"));
+  }
+
+  async probe(sessionId: string): Promise<boolean> {
+    const detail = await this.binding.fetch(`${PLATFORM}/v1/devtools/session/${encodeURIComponent(sessionId)}`);
+    if (detail.status === 404) {
+      await detail.body?.cancel();
+      return false;
+    }
+    if (!detail.ok) {
+      await detail.body?.cancel();
+      throw new Error(`the platform answered ${detail.status} about session ${sessionId}`);
+    }
+    const body: unknown = await detail.json();
+    return !(body !== null && typeof body === "object" && "endTime" in body && body.endTime);
+  }
+
+  async connect(sessionId: string): Promise<WebSocket> {
+    const response = await this.binding.fetch(`${PLATFORM}/v1/devtools/browser/${encodeURIComponent(sessionId)}`, {
+      headers: { Upgrade: "websocket" },
+    });
+    if (!response.webSocket) {
+      await response.body?.cancel();
+      throw new Error(`the platform answered ${response.status} instead of a WebSocket`);
+    }
+    return response.webSocket;
   }
 
   async list(): Promise<LiveSession[]> {

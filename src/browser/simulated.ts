@@ -25,6 +25,8 @@ export interface SimulationConfig {
   resetMs: number;
   /** Time a close takes; 0 answers without waiting. */
   closeMs: number;
+  /** The platform's session list never answers (SIM_LIST_HANGS=1): reconciliation must not stall anything. */
+  listHangs: boolean;
 }
 
 const browsers = new Map<string, LiveSession>();
@@ -43,6 +45,7 @@ export function simulationConfig(env: Record<string, unknown>): SimulationConfig
     maxBrowsers: num("SIM_MAX_BROWSERS", 120),
     resetMs: num("SIM_RESET_MS", 5),
     closeMs: num("SIM_CLOSE_MS", 5),
+    listHangs: env.SIM_LIST_HANGS === "1" || env.SIM_LIST_HANGS === true,
   };
 }
 
@@ -77,6 +80,15 @@ export class SimulatedProvider implements BrowserProvider {
   }
 
   async list(): Promise<LiveSession[]> {
+    if (this.config.listHangs) return new Promise<never>(() => {});
     return [...browsers.values()];
+  }
+
+  async probe(sessionId: string): Promise<boolean> {
+    return browsers.has(sessionId);
+  }
+
+  async connect(): Promise<WebSocket> {
+    throw new Error("simulated browsers cannot be driven over CDP");
   }
 }

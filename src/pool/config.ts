@@ -9,15 +9,28 @@
  * - maxTtlSeconds ≤ 3600: a lease is a loan, not an allocation; long jobs renew.
  * - idleTimeoutSeconds < 600: Browser Run kills a browser after keep_alive
  *   (at most 10 minutes) without a devtools command, so an idle session must be
- *   pinged or closed before that.
+ *   pinged or closed before that. (The pool also pings idle and unconnected
+ *   leased sessions every half keep-alive, so a shorter keep-alive is safe.)
+ * - connectWithinSeconds: a lease nobody connects to holds a browser for
+ *   nothing (its caller gave up, or crashed after being served); 60 s by
+ *   default, as long as a slow client may need, and 0 turns it off.
+ * - maxSessionUses / maxSessionAgeSeconds: Chromium accumulates state and
+ *   memory over many leases, so a session past either is closed instead of
+ *   reused (HikariCP's maxLifetime, pgbouncer's server_lifetime); 0 = no limit.
  */
 import { z } from "zod";
 
 export const HARD_MAX_SESSIONS = 120;
 export const MAX_WAITERS_LIMIT = 10_000;
 export const MAX_TTL_LIMIT_SECONDS = 3600;
-/** keep_alive passed to the platform at launch: its maximum, 10 minutes. */
+/**
+ * keep_alive passed to the platform at launch by default: the binding's
+ * documented maximum, 10 minutes (the Worker var BROWSER_KEEP_ALIVE_SECONDS
+ * changes it; see keepAliveOf in src/pool/object.ts).
+ */
 export const KEEP_ALIVE_MS = 600_000;
+/** The longest keep_alive the platform accepts (its REST API: 20 minutes). */
+export const MAX_KEEP_ALIVE_MS = 1_200_000;
 
 export const DEFAULT_CONFIG = {
   maxSessions: 2,
@@ -28,6 +41,9 @@ export const DEFAULT_CONFIG = {
   reuse: true,
   launchTimeoutSeconds: 30,
   idleTimeoutSeconds: 300,
+  connectWithinSeconds: 60,
+  maxSessionUses: 100,
+  maxSessionAgeSeconds: 1800,
 } as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -43,6 +59,9 @@ export const PoolConfigPatch = z
     reuse: z.boolean(),
     launchTimeoutSeconds: int(1, 120),
     idleTimeoutSeconds: int(10, 540),
+    connectWithinSeconds: int(0, MAX_TTL_LIMIT_SECONDS),
+    maxSessionUses: int(0, 1_000_000),
+    maxSessionAgeSeconds: z.union([z.literal(0), int(60, 7 * 24 * 3600)]),
   })
   .partial()
   .strict();

@@ -7,15 +7,21 @@
  * re-reads the rows it needs: nothing decided before an await is trusted after it.
  *
  * Session: launching → idle → leased → (resetting → idle | closing) → closed,
+ *          idle → resetting (checked alive before a borrow) → leased | closing,
  *          launching → failed.
  * Lease:   waiting → active → released | expired | failed;  waiting → failed.
+ *
+ * `resetting` means "being made ready for a lease": cleaned after a release,
+ * or, for an idle session that has not proved alive for ALIVE_BYPASS_MS,
+ * checked before it is handed out (then it is owned by the waiter it is
+ * checked for, as a launch is). Either way it holds a slot and has a deadline.
  *
  * Why the incident cannot happen here: a slot is reserved by inserting a
  * `launching` row in the same transaction that decides to launch, that row
  * carries a deadline, and every way the launch can end (success, failure,
  * timeout via `tick`, restart via `recover`) moves it out of `launching`.
  */
-import { KEEP_ALIVE_MS, type PoolConfig } from "./config";
+import type { PoolConfig } from "./config";
 import type { LeaseRow, SessionRow } from "./schema";
 import type { Counts, PoolStore } from "./store";
 
@@ -32,12 +38,19 @@ export type Effect =
   | { kind: "close"; row: number; sessionId: string }
   /** Clean a released session for the next lease, once every client of `leaseId` has disconnected. */
   | { kind: "reset"; row: number; sessionId: string; leaseId: string }
+  /** Make sure an idle session's browser is alive before it is handed out (validate on borrow). */
+  | { kind: "check"; row: number; sessionId: string }
+  /** Ask the platform directly whether a session it did not list is still running (never connects). */
+  | { kind: "probe"; row: number; sessionId: string }
   /** A lease ended: every CDP socket of it must be closed now. */
   | { kind: "disconnect"; leaseId: string; reason: string }
   /** Tell the account's session registry about a browser this pool launched. */
   | { kind: "register"; row: number; sessionId: string }
-  /** Launches were lost (restart): the registry should look for orphaned browsers. */
-  | { kind: "expectOrphans" }
+  /** Tell the registry a registered browser of this pool is closed, so it forgets it. */
+  | { kind: "forget"; row: number; sessionId: string }
+  /** Tell the registry about launches whose outcome was lost: their browsers, if any, are orphans. */
+  | { kind: "reportLost"; rows: number[]; windows: { startedAt: number; endedAt: number }[] }
+  /** Show the platform activity so it keeps the browser (idle, or leased with no client connected). */
   | { kind: "ping"; row: number; sessionId: string }
   | { kind: "grant"; leaseId: string }
   | { kind: "reject"; leaseId: string; failure: Failure };
@@ -47,12 +60,22 @@ export interface Step {
   db: PoolStore;
   now: number;
   config: PoolConfig;
+  /** keep_alive the browsers were launched with: the platform ends one this long without a devtools command. */
+  keepAliveMs: number;
   effects: Effect[];
 }
 
 export const RESET_TIMEOUT_MS = 15_000;
 export const CLOSE_TIMEOUT_MS = 15_000;
 export const MAX_CLOSE_ATTEMPTS = 3;
+/**
+ * An idle session that proved alive this recently (launched, reset, checked or
+ * pinged) is handed out without a check, as HikariCP's aliveBypassWindowMs:
+ * back-to-back leases pay nothing, a session idle for longer pays one round trip.
+ */
+export const ALIVE_BYPASS_MS = 5_000;
+/** How long the check before a borrow may take before the session counts as dead. */
+export const CHECK_TIMEOUT_MS = 5_000;
 
 export interface LeaseRequest {
   id: string;
@@ -80,9 +103,12 @@ export interface LaunchError {
 // ---- transitions ------------------------------------------------------------
 
 /**
- * A caller asks for a lease. Decided here, synchronously: an idle session is
- * granted at once; with free capacity a launch is reserved for the caller;
- * otherwise the caller queues (bounded by maxWaiters) or is told to retry.
+ * A caller asks for a lease. Decided here, synchronously: an idle session that
+ * proved alive a moment ago is granted at once; a staler one is checked first
+ * (the caller waits for the check); with free capacity a launch is reserved for
+ * the caller; a session being made ready that nobody queues for will serve a
+ * caller who does not want to queue; otherwise the caller queues (bounded by
+ * maxWaiters) or is told to retry.
  */
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
@@ -94,15 +120,22 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const blockedUntil = launchesBlockedUntil(step);
   if (!idle && req.waitMs === 0 && hasCapacity && blockedUntil > now) {
     return rejected(step, {
-        status: 503,
-        code: "browser_unavailable",
-        detail: "the platform's browser limit was reached; launches are paused",
+      status: 503,
+      code: "browser_unavailable",
+      detail: "the platform's browser limit was reached; launches are paused",
       retryAfter: Math.max(1, Math.ceil((blockedUntil - now) / 1000)),
     });
   }
+  let waitUntil = now + req.waitMs;
   if (!idle && !hasCapacity) {
-    if (req.waitMs === 0) return rejected(step, exhausted(step, "no session is free and waitSeconds is 0"));
-    if (waiting >= config.maxWaiters) {
+    if (req.waitMs === 0) {
+      // waitSeconds 0 means "do not queue behind other callers", not "fail while
+      // the broker is busy": a session being reset, or a warm launch nobody owns,
+      // serves this caller if nobody is ahead of it.
+      const incoming = waiting === 0 ? db.incomingUnowned() : undefined;
+      if (!incoming) return rejected(step, exhausted(step, "no session is free and waitSeconds is 0"));
+      waitUntil = Math.max(waitUntil, incoming.deadline);
+    } else if (waiting >= config.maxWaiters) {
       return rejected(step, exhausted(step, `the wait queue is full (maxWaiters ${config.maxWaiters})`));
     }
   }
@@ -116,15 +149,16 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     labels: JSON.stringify(req.labels),
     ttl_ms: req.ttlMs,
     created_at: now,
-    wait_deadline: now + req.waitMs,
+    wait_deadline: waitUntil,
     granted_at: null,
     expires_at: null,
     ended_at: null,
     end_reason: null,
     idempotency_key: req.idempotencyKey,
     token_hash: req.tokenHash,
+    connected_at: null,
   };
-  if (idle) {
+  if (idle && isFresh(step, idle)) {
     // The common case, written once: the lease is inserted already active on
     // the idle session (nobody queues ahead of it, since waiting is 0).
     const active: LeaseRow = {
@@ -137,7 +171,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
       wait_deadline: null,
     };
     db.insertLease(active);
-    db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: null, uses: idle.uses + 1 });
+    db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: now + keepAlivePingMs(step), uses: idle.uses + 1 });
     db.journal(now, "granted", active.id, idle.id, { sessionId: idle.session_id, waitedMs: 0, uses: idle.uses + 1, ttlMs: req.ttlMs });
     db.observe("queue_wait_seconds", {}, 0);
     clearExhausted(step);
@@ -146,7 +180,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   }
   db.insertLease(lease);
   db.journal(now, "requested", lease.id, null, { waitMs: req.waitMs, ttlMs: req.ttlMs });
-  if (!hasCapacity) markExhausted(step);
+  if (!idle && !hasCapacity) markExhausted(step);
   pump(step);
   const after = db.lease(lease.id)!;
   return after.status === "active" ? { kind: "granted", lease: after } : { kind: "waiting", lease: after };
@@ -168,7 +202,7 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     keepReconciling(step);
     return;
   }
-  db.updateSession(row, { session_id: sessionId, launched_at: now });
+  db.updateSession(row, { session_id: sessionId, launched_at: now, alive_at: now });
   if (Number(db.getMeta("launch_failure_streak") ?? 0) > 0) {
     db.setMeta("launch_failure_streak", "0");
     db.setMeta("launch_failure_streak_alerted", "0");
@@ -215,8 +249,21 @@ export function launchFailed(step: Step, row: number, error: LaunchError): void 
 
 /** The registry acknowledged a browser of this pool. */
 export function registered(step: Step, row: number): void {
-  step.db.updateSession(row, { registered: 1 });
+  const session = step.db.session(row);
+  // A session closed while its registration was on its way must still be forgotten.
+  if (session?.registered === 0) step.db.updateSession(row, { registered: 1 });
+  if (session && (session.state === "closed" || session.state === "failed")) {
+    step.effects.push({ kind: "forget", row, sessionId: session.session_id! });
+  }
 }
+
+/** The registry forgot a closed browser of this pool (or was told of a lost launch): nothing more to tell it. */
+export function registryDone(step: Step, rows: number[]): void {
+  for (const row of rows) step.db.updateSession(row, { registered: REGISTRY_DONE });
+}
+
+/** sessions.registered: 0 = the registry must be told (a launch, or a lost launch), 1 = registered, 2 = nothing more to tell. */
+export const REGISTRY_DONE = 2;
 
 /** The caller ends a lease. Idempotent: an ended lease is returned as it is. */
 export function releaseLease(step: Step, leaseId: string): LeaseRow | undefined {
@@ -230,6 +277,17 @@ export function releaseLease(step: Step, leaseId: string): LeaseRow | undefined 
     return db.lease(leaseId);
   }
   return lease;
+}
+
+/**
+ * The caller a lease was granted to had gone before its answer left the Worker
+ * (its request was aborted): the lease is released (endReason `abandoned`),
+ * and its browser, which nobody could have connected to, is reused.
+ */
+export function abandonLease(step: Step, leaseId: string): LeaseRow | undefined {
+  const lease = step.db.lease(leaseId);
+  if (lease?.status !== "active" || lease.connected_at !== null) return lease;
+  return endActive(step, lease, "abandoned");
 }
 
 /**
@@ -274,9 +332,7 @@ export function cancelWaiter(step: Step, leaseId: string): boolean {
 
 /** A reused session was cleaned (the previous lease's pages and contexts closed). */
 export function resetSucceeded(step: Step, row: number): void {
-  if (step.db.session(row)?.state !== "resetting") return;
-  step.db.journal(step.now, "reset", null, row);
-  offer(step, row);
+  readied(step, row, "reset");
 }
 
 /** Cleaning failed: the session cannot be trusted for another lease, so it is closed. */
@@ -286,11 +342,46 @@ export function resetFailed(step: Step, row: number, message: string): void {
   startClosing(step, session, "reset_failed", { error: message });
 }
 
+/** The idle session checked before a borrow answered: it goes to the caller it was checked for. */
+export function checkPassed(step: Step, row: number): void {
+  readied(step, row, "checked");
+}
+
+/**
+ * The idle session checked before a borrow is dead (or did not answer in
+ * time): it is closed, and the caller it was checked for is served by the next
+ * idle session or a launch, within the same acquire.
+ */
+export function checkFailed(step: Step, row: number, message: string): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (session?.state !== "resetting") return;
+  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
+  startClosing(step, session, "dead_on_borrow", { error: message });
+  // The caller waits on: for the next check, or for the slot this close frees.
+  if (owner?.status === "waiting" && owner.wait_deadline! < now + CHECK_TIMEOUT_MS) {
+    db.updateLease(owner.id, { wait_deadline: now + CHECK_TIMEOUT_MS });
+  }
+  pump(step);
+}
+
+/** A session was made ready (reset or checked): its owner, the oldest waiter, or idle. */
+function readied(step: Step, row: number, event: string): void {
+  const { db, now } = step;
+  const session = db.session(row);
+  if (session?.state !== "resetting") return;
+  db.updateSession(row, { alive_at: now, missed_at: null });
+  db.journal(now, event, session.lease_id, row);
+  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
+  if (owner?.status === "waiting") grant(step, owner, row);
+  else offer(step, row);
+}
+
 export function closeSucceeded(step: Step, row: number): void {
   const { db, now } = step;
   const session = db.session(row);
   if (session?.state !== "closing") return;
-  db.updateSession(row, { state: "closed", ended_at: now, deadline: null });
+  closed(step, session, {});
   db.journal(now, "closed", null, row, { reason: session.end_reason });
   pump(step);
 }
@@ -302,7 +393,7 @@ export function closeFailed(step: Step, row: number, message: string): void {
   if (session?.state !== "closing") return;
   const attempts = session.attempts + 1;
   if (attempts >= MAX_CLOSE_ATTEMPTS) {
-    db.updateSession(row, { state: "closed", attempts, ended_at: now, deadline: null });
+    closed(step, session, { attempts });
     db.journal(now, "close_gave_up", null, row, { error: message, attempts });
     keepReconciling(step);
     pump(step);
@@ -312,11 +403,41 @@ export function closeFailed(step: Step, row: number, message: string): void {
   db.journal(now, "close_failed", null, row, { error: message, attempts });
 }
 
-/** A keep-alive ping of an idle session failed: it is closed rather than handed out. */
+/** A keep-alive ping answered: the browser is alive and the platform saw activity. */
+export function pingSucceeded(step: Step, row: number): void {
+  const session = step.db.session(row);
+  if (session?.state === "idle" || session?.state === "leased") step.db.updateSession(row, { alive_at: step.now, missed_at: null });
+}
+
+/**
+ * A keep-alive ping failed. An idle session is closed rather than handed out
+ * (closing an idle browser costs only a launch). A leased one is only suspect:
+ * a ping can fail for reasons that are not the browser's death (a platform
+ * that refused a second connection), so a direct probe decides.
+ */
 export function pingFailed(step: Step, row: number, message: string): void {
   const session = step.db.session(row);
-  if (session?.state !== "idle") return;
-  startClosing(step, session, "ping_failed", { error: message });
+  if (session?.state === "idle") {
+    startClosing(step, session, "ping_failed", { error: message });
+    pump(step);
+  } else if (session?.state === "leased") {
+    suspect(step, session, "ping_failed");
+  }
+}
+
+/**
+ * The platform answered whether a suspect session is still running (a probe
+ * never connects to the browser). Gone: its slot is freed and its lease, if
+ * any, fails with browser_gone. Alive: it is no longer suspect.
+ */
+export function probeAnswered(step: Step, row: number, alive: boolean): void {
+  const session = step.db.session(row);
+  if (!session || !TRACKED.has(session.state)) return;
+  if (alive) {
+    step.db.updateSession(row, { missed_at: null, alive_at: step.now });
+    return;
+  }
+  vanish(step, session);
   pump(step);
 }
 
@@ -328,6 +449,10 @@ export function pingFailed(step: Step, row: number, message: string): void {
 export function tick(step: Step): void {
   const { db, now, config } = step;
   for (const lease of db.leasesDue("active", now)) endActive(step, lease, "expired");
+  if (config.connectWithinSeconds > 0) {
+    // A lease nobody connected to: its caller gave up, or crashed after being served.
+    for (const lease of db.unconnectedSince(now - config.connectWithinSeconds * 1000)) endActive(step, lease, "not_connected");
+  }
   for (const session of db.sessionsDue("launching", now)) {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "launch_timeout", deadline: null });
     db.journal(now, "launch_timeout", session.lease_id, session.id);
@@ -346,21 +471,45 @@ export function tick(step: Step): void {
   for (const lease of db.leasesDue("waiting", now)) {
     failWaiter(step, lease, "wait_timeout", exhausted(step, "no session became free within waitSeconds"));
   }
-  for (const session of db.sessionsDue("resetting", now)) startClosing(step, session, "reset_timeout");
+  for (const session of db.sessionsDue("resetting", now)) {
+    // A check that outlived its deadline is a dead browser; so is a reset's.
+    if (session.lease_id) checkFailed(step, session.id, "the check before the borrow timed out");
+    else startClosing(step, session, "reset_timeout");
+  }
   for (const session of db.sessionsDue("closing", now)) {
     db.updateSession(session.id, { deadline: now + CLOSE_TIMEOUT_MS });
     if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
     else closeSucceeded(step, session.id);
   }
-  // Registrations that did not get through (registry unavailable) are retried.
+  for (const session of db.sessionsDue("leased", now)) {
+    // Keep-alive: the platform ends a browser that hears no devtools command for
+    // keep_alive; while the lease's client is connected, its traffic is what counts.
+    db.updateSession(session.id, { deadline: now + keepAlivePingMs(step) });
+    if (session.lease_id && db.connectionsOf(session.lease_id) === 0) {
+      step.effects.push({ kind: "ping", row: session.id, sessionId: session.session_id! });
+    }
+  }
+  // What the account's registry has not acknowledged yet is told again.
   for (const session of db.unregistered()) step.effects.push({ kind: "register", row: session.id, sessionId: session.session_id! });
+  for (const session of db.unforgotten()) step.effects.push({ kind: "forget", row: session.id, sessionId: session.session_id! });
+  const lost = db.lostLaunches();
+  if (lost.length > 0) {
+    step.effects.push({
+      kind: "reportLost",
+      rows: lost.map((session) => session.id),
+      windows: lost.map((session) => ({ startedAt: session.created_at, endedAt: session.ended_at ?? now })),
+    });
+  }
   let idle = db.counts().idle;
   for (const session of db.sessionsDue("idle", now)) {
-    if (idle > config.minIdle) {
+    if (pastLifetime(step, session)) {
+      startClosing(step, session, "recycled", { uses: session.uses });
+      idle -= 1;
+    } else if (idle > config.minIdle) {
       startClosing(step, session, "idle_timeout");
       idle -= 1;
     } else {
-      db.updateSession(session.id, { deadline: now + config.idleTimeoutSeconds * 1000 });
+      db.updateSession(session.id, { deadline: idleDeadline(step, session) });
       step.effects.push({ kind: "ping", row: session.id, sessionId: session.session_id! });
     }
   }
@@ -370,22 +519,20 @@ export function tick(step: Step): void {
 /**
  * The object restarted: in-memory waiters and in-flight I/O are gone. Waiting
  * callers can no longer be answered, launches can no longer be recorded, so
- * both end here; resets and closes are started again. Platform browsers a lost
- * launch may have created are found by reconciliation.
+ * both end here; resets and closes are started again. The lost launches are
+ * reported to the account's registry by the next tick (their browsers, if the
+ * platform started any, are orphans it closes).
  */
 export function recover(step: Step): void {
   const { db, now } = step;
   for (const lease of db.leasesIn("waiting")) {
     failWaiter(step, lease, "object_restarted", { status: 503, code: "browser_unavailable", detail: "the pool restarted", retryAfter: 1 });
   }
-  const abandoned = db.sessionsIn("launching");
-  for (const session of abandoned) {
+  for (const session of db.sessionsIn("launching")) {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
     db.journal(now, "launch_abandoned", session.lease_id, session.id);
     db.count("launch_failures", { reason: "restart" });
   }
-  // Those launches may have started browsers that nobody will ever record.
-  if (abandoned.length > 0) step.effects.push({ kind: "expectOrphans" });
   // Read before the resets below start closing, so each browser gets exactly one close.
   const closing = db.sessionsIn("closing");
   for (const session of db.sessionsIn("resetting")) startClosing(step, session, "object_restarted");
@@ -398,37 +545,50 @@ export function recover(step: Step): void {
 }
 
 export interface ReconcileReport {
-  /** Tracked sessions the platform no longer has: their capacity was freed. */
+  /** Tracked sessions confirmed gone (missing from two lists, or probed): their capacity was freed. */
   vanished: number;
+  /** Tracked sessions missing from this list for the first time: suspect, probed, still holding their slot. */
+  suspect: number;
   /** Sessions this pool ended that the platform still runs: closed again. */
   reclosed: number;
-  /** Live platform sessions this pool never launched (other pools' or orphans). */
+  /** Live platform sessions this pool never launched (other pools' or other Workers'). */
   unknown: number;
+  /** The list was empty while this pool tracks live sessions: nothing was judged from it. */
+  untrusted: boolean;
 }
+
+/** How many sessions one untrusted list sends probes to. */
+const MAX_PROBES = 10;
 
 /**
  * Compares SQL with the platform's list of live sessions, taken at `listedAt`.
+ * The list can lag or be partial, so it never destroys on its own: a session
+ * missing once is suspect (it keeps its slot and its lease) and is probed; it
+ * is gone once a probe says so or a later list misses it again. An empty list
+ * while sessions are tracked is not trusted at all (the sessions are probed).
  * Only sessions launched before the list was taken are judged, so a launch that
  * completes while the list is in flight is never mistaken for a vanished one.
  */
 export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: number): ReconcileReport {
   const { db, now } = step;
-  const report: ReconcileReport = { vanished: 0, reclosed: 0, unknown: 0 };
-  for (const session of db.trackedAlive()) {
-    if (live.has(session.session_id!) || (session.launched_at ?? now) >= listedAt) continue;
-    report.vanished += 1;
-    if (session.state === "leased" && session.lease_id) {
-      const lease = db.lease(session.lease_id);
-      if (lease?.status === "active") {
-        db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
-        db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
-        db.observe("lease_duration_seconds", { reason: "failed" }, (now - (lease.granted_at ?? now)) / 1000);
-        step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
-      }
+  const report: ReconcileReport = { vanished: 0, suspect: 0, reclosed: 0, unknown: 0, untrusted: false };
+  const judged = db.trackedAlive().filter((session) => (session.launched_at ?? now) < listedAt);
+  if (live.size === 0 && judged.length > 0) {
+    report.untrusted = true;
+    db.journal(now, "reconcile_untrusted", null, null, { tracked: judged.length });
+    for (const session of judged.slice(0, MAX_PROBES)) step.effects.push({ kind: "probe", row: session.id, sessionId: session.session_id! });
+    return report;
+  }
+  for (const session of judged) {
+    if (live.has(session.session_id!)) {
+      if (session.missed_at !== null) db.updateSession(session.id, { missed_at: null });
+    } else if (session.missed_at !== null && session.missed_at < listedAt) {
+      vanish(step, session);
+      report.vanished += 1;
+    } else if (session.missed_at === null) {
+      suspect(step, session, "unlisted", listedAt);
+      report.suspect += 1;
     }
-    const reason = session.state === "closing" ? session.end_reason : "vanished";
-    db.updateSession(session.id, { state: "closed", ended_at: now, end_reason: reason, deadline: null, lease_id: null });
-    db.journal(now, "reconciled_vanished", session.lease_id, session.id, { sessionId: session.session_id, was: session.state });
   }
   for (const sessionId of live) {
     const session = db.sessionBySessionId(sessionId);
@@ -440,6 +600,7 @@ export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: numbe
       step.effects.push({ kind: "close", row: session.id, sessionId });
     }
   }
+  if (report.reclosed > 0) db.setMeta("reclosed_total", String(Number(db.getMeta("reclosed_total") ?? 0) + report.reclosed));
   pump(step);
   return report;
 }
@@ -466,7 +627,7 @@ export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
     const idle = db.oldestIdle()!;
     // Retired without a closing phase so capacity matches the new maximum at
     // once; the close itself is best effort and reconciliation re-closes it.
-    db.updateSession(idle.id, { state: "closed", ended_at: now, end_reason: "resized", deadline: null });
+    closed(step, idle, { end_reason: "resized" });
     step.effects.push({ kind: "close", row: idle.id, sessionId: idle.session_id! });
     surplus -= 1;
     keepReconciling(step);
@@ -573,14 +734,27 @@ export function pump(step: Step): void {
   const { db, now, config } = step;
   // One read of the tallies, kept up to date below as grants and launches change them.
   const counts = db.counts();
-  for (; counts.waiting > 0 && counts.idle > 0; counts.waiting -= 1, counts.idle -= 1, counts.leased += 1) {
-    grant(step, db.oldestWaiter()!, db.oldestIdle()!.id);
+  while (counts.waiting > 0 && counts.idle > 0) {
+    // The oldest waiter that no session is being checked for gets the oldest
+    // idle session: at once if it proved alive a moment ago, else after a check.
+    const waiter = db.oldestWaiterUnchecked();
+    if (!waiter) break;
+    const idle = db.oldestIdle()!;
+    counts.idle -= 1;
+    if (isFresh(step, idle)) {
+      grant(step, waiter, idle.id);
+      counts.waiting -= 1;
+      counts.leased += 1;
+    } else {
+      startCheck(step, idle, waiter);
+      counts.resetting += 1;
+    }
   }
   if (launchesBlockedUntil(step) > now) return;
   let free = config.maxSessions - liveOf(counts);
   if (free <= 0) return;
   if (counts.waiting > 0) {
-    for (const waiter of db.waitersWithoutLaunch(free)) {
+    for (const waiter of db.waitersWithoutReservation(free)) {
       reserveLaunch(step, waiter);
       free -= 1;
     }
@@ -601,7 +775,7 @@ export function liveOf(counts: Counts): number {
  * keep-alive would have killed it anyway.
  */
 function keepReconciling(step: Step): void {
-  step.db.setMeta("reconcile_until", String(step.now + KEEP_ALIVE_MS));
+  step.db.setMeta("reconcile_until", String(step.now + step.keepAliveMs));
 }
 
 function launchesBlockedUntil(step: Step): number {
@@ -631,25 +805,118 @@ function grant(step: Step, lease: LeaseRow, row: number): void {
     expires_at: now + lease.ttl_ms,
     wait_deadline: null,
   });
-  db.updateSession(row, { state: "leased", lease_id: lease.id, deadline: null, uses: session.uses + 1 });
-  // A launch reserved for this caller is no longer needed by it: it becomes
-  // unowned and will be offered to the next waiter (or kept warm) when it lands.
-  for (const other of db.launchesOwnedBy(lease.id)) db.updateSession(other.id, { lease_id: null });
+  db.updateSession(row, { state: "leased", lease_id: lease.id, deadline: now + keepAlivePingMs(step), uses: session.uses + 1 });
+  // A launch or check under way for this caller is no longer needed by it: it
+  // becomes unowned and will be offered to the next waiter (or kept warm) when it lands.
+  for (const other of db.reservationsOf(lease.id)) db.updateSession(other.id, { lease_id: null });
   db.journal(now, "granted", lease.id, row, { sessionId: session.session_id, waitedMs: now - lease.created_at, uses: session.uses + 1 });
   db.observe("queue_wait_seconds", {}, (now - lease.created_at) / 1000);
   step.effects.push({ kind: "grant", leaseId: lease.id });
 }
 
-/** A session is free: the oldest waiter gets it, or it waits idle. */
+/** A session is free (and just proved alive): the oldest waiter gets it, or it waits idle; one past its lifetime is closed instead. */
 function offer(step: Step, row: number): void {
-  const { db, now, config } = step;
+  const { db } = step;
+  const session = db.session(row)!;
+  if (pastLifetime(step, session)) {
+    startClosing(step, session, "recycled", { uses: session.uses });
+    pump(step);
+    return;
+  }
   const waiter = db.oldestWaiter();
   if (waiter) {
     grant(step, waiter, row);
     return;
   }
-  db.updateSession(row, { state: "idle", lease_id: null, deadline: now + config.idleTimeoutSeconds * 1000 });
+  db.updateSession(row, { state: "idle", lease_id: null, deadline: idleDeadline(step, session) });
   clearExhausted(step);
+}
+
+/**
+ * Starts the check of an idle session before it is handed to `waiter`: the
+ * session is made `resetting`, owned by the waiter (as a launch is), with the
+ * check's deadline; the waiter waits at least that long.
+ */
+function startCheck(step: Step, session: SessionRow, waiter: LeaseRow): void {
+  const { db, now } = step;
+  const deadline = now + CHECK_TIMEOUT_MS;
+  db.updateSession(session.id, { state: "resetting", lease_id: waiter.id, deadline });
+  if (waiter.wait_deadline! < deadline) db.updateLease(waiter.id, { wait_deadline: deadline });
+  db.journal(now, "check_started", waiter.id, session.id, { sessionId: session.session_id, aliveAgoMs: now - (session.alive_at ?? session.created_at) });
+  step.effects.push({ kind: "check", row: session.id, sessionId: session.session_id! });
+}
+
+/** Whether an idle session proved alive recently enough to be handed out without a check. */
+function isFresh(step: Step, session: SessionRow): boolean {
+  return session.alive_at !== null && step.now - session.alive_at <= ALIVE_BYPASS_MS;
+}
+
+/** A session that served maxSessionUses leases, or lived maxSessionAgeSeconds, is closed instead of reused (0 = no limit). */
+function pastLifetime(step: Step, session: SessionRow): boolean {
+  const { config, now } = step;
+  if (config.maxSessionUses > 0 && session.uses >= config.maxSessionUses) return true;
+  return config.maxSessionAgeSeconds > 0 && now >= (session.launched_at ?? session.created_at) + config.maxSessionAgeSeconds * 1000;
+}
+
+/**
+ * When an idle session is next looked at: its idle timeout, its keep-alive
+ * ping (the platform ends it after keep_alive without a command), or the end
+ * of its lifetime, whichever comes first.
+ */
+function idleDeadline(step: Step, session: SessionRow): number {
+  const { config, now } = step;
+  let at = now + Math.min(config.idleTimeoutSeconds * 1000, keepAlivePingMs(step));
+  if (config.maxSessionAgeSeconds > 0) at = Math.min(at, (session.launched_at ?? session.created_at) + config.maxSessionAgeSeconds * 1000);
+  return Math.max(at, now);
+}
+
+/** How often a browser with nobody else talking to it is pinged: half its keep-alive. */
+function keepAlivePingMs(step: Step): number {
+  return Math.floor(step.keepAliveMs / 2);
+}
+
+/** Session states whose browser the pool tracks as running. */
+const TRACKED = new Set<SessionRow["state"]>(["idle", "leased", "resetting", "closing"]);
+
+/**
+ * One observation says a tracked session may be gone (missing from a list, a
+ * failed ping of a leased session): it keeps its slot and its lease, and the
+ * platform is asked directly. `since` is when it was first missed.
+ */
+function suspect(step: Step, session: SessionRow, why: string, since = step.now): void {
+  const { db, now } = step;
+  if (session.missed_at === null) db.updateSession(session.id, { missed_at: since });
+  db.journal(now, "suspect", session.state === "leased" ? session.lease_id : null, session.id, { sessionId: session.session_id, why });
+  step.effects.push({ kind: "probe", row: session.id, sessionId: session.session_id! });
+}
+
+/**
+ * A tracked session is confirmed gone: its slot is freed at once and its
+ * lease, if any, fails with browser_gone (its CDP sockets are closed).
+ */
+function vanish(step: Step, session: SessionRow): void {
+  const { db, now } = step;
+  if (session.state === "leased" && session.lease_id) {
+    const lease = db.lease(session.lease_id);
+    if (lease?.status === "active") {
+      db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
+      db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
+      db.observe("lease_duration_seconds", { reason: "failed" }, (now - (lease.granted_at ?? now)) / 1000);
+      step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
+    }
+  }
+  closed(step, session, { end_reason: session.state === "closing" ? session.end_reason : "vanished" });
+  db.journal(now, "reconciled_vanished", session.state === "leased" ? session.lease_id : null, session.id, {
+    sessionId: session.session_id,
+    was: session.state,
+  });
+  db.setMeta("vanished_total", String(Number(db.getMeta("vanished_total") ?? 0) + 1));
+}
+
+/** A session's slot is free: it is closed, and a registered browser is forgotten by the registry. */
+function closed(step: Step, session: SessionRow, fields: Partial<SessionRow>): void {
+  step.db.updateSession(session.id, { state: "closed", ended_at: step.now, deadline: null, lease_id: null, missed_at: null, ...fields });
+  if (session.registered === 1 && session.session_id) step.effects.push({ kind: "forget", row: session.id, sessionId: session.session_id });
 }
 
 /**
@@ -675,9 +942,11 @@ function clearExhausted(step: Step): void {
  * session on (after a reset); an expired one is closed, because its client may
  * still be connected and must never share a browser with the next lease.
  */
-function endActive(step: Step, lease: LeaseRow, reason: "released" | "expired" | "forced"): LeaseRow {
+function endActive(step: Step, lease: LeaseRow, reason: EndReason): LeaseRow {
   const { db, now, config } = step;
-  // A forced end is a release by an operator: status released, endReason forced.
+  // Only an expiry is "expired": the others end the lease as released, with the
+  // endReason saying by whom (forced: an operator; not_connected: nobody
+  // connected in time; abandoned: the caller was gone before it was answered).
   const status = reason === "expired" ? "expired" : "released";
   const ended: LeaseRow = { ...lease, status, ended_at: now, end_reason: reason };
   db.updateLease(lease.id, { status, ended_at: now, end_reason: reason });
@@ -686,14 +955,20 @@ function endActive(step: Step, lease: LeaseRow, reason: "released" | "expired" |
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
-  if (reason === "released" && config.reuse) {
+  const reusable = reason === "released" || reason === "not_connected" || reason === "abandoned";
+  if (reusable && config.reuse && !pastLifetime(step, session)) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
     step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
+  } else if (reusable && config.reuse) {
+    startClosing(step, session, "recycled", { uses: session.uses });
+    pump(step);
   } else {
     startClosing(step, session, reason === "expired" ? "lease_expired" : reason === "forced" ? "forced" : "released_no_reuse");
   }
   return ended;
 }
+
+export type EndReason = "released" | "expired" | "forced" | "not_connected" | "abandoned";
 
 function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {
   const { db, now } = step;
@@ -706,7 +981,7 @@ function startClosing(step: Step, session: SessionRow, reason: string, detail?: 
 function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failure): void {
   const { db, now } = step;
   db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: reason, wait_deadline: null });
-  for (const launch of db.launchesOwnedBy(lease.id)) db.updateSession(launch.id, { lease_id: null });
+  for (const reserved of db.reservationsOf(lease.id)) db.updateSession(reserved.id, { lease_id: null });
   // A failed request may be retried with the same Idempotency-Key.
   if (lease.idempotency_key) db.forgetIdempotent(lease.idempotency_key);
   db.journal(now, "wait_failed", lease.id, null, { reason });

@@ -3,48 +3,65 @@
  * name). It is a thin shell around machine.ts:
  *
  *   1. run a transition inside one `transactionSync` (atomic, no await inside);
- *   2. perform the effects it asked for (launch, close, reset, ping, wake a waiter);
+ *   2. perform the effects it asked for (launch, close, reset, check, ping,
+ *      probe, registry calls, wake a waiter), each one alone: one that throws
+ *      never keeps the others from running;
  *   3. feed each effect's outcome back as another transition;
- *   4. re-arm the single alarm at the earliest deadline in SQL.
+ *   4. make sure the single alarm fires no later than the earliest deadline in SQL.
  *
  * A Durable Object runs one event at a time only until it awaits, so every
- * decision is made synchronously in step 1; while a launch or close is awaited
- * other requests run freely, and the transition that records the outcome
- * re-reads the rows it touches. In memory there are only things that can be
- * lost without harm: the resolvers of callers waiting for a lease (after a
- * restart those callers are gone too, and `recover` fails their rows), and
- * in-flight I/O (whose rows carry deadlines).
+ * decision is made synchronously in step 1; while I/O is awaited other
+ * requests run freely, and the transition that records the outcome re-reads
+ * the rows it touches. Every await on the platform or another object has its
+ * own deadline (src/deadline.ts), and the alarm never waits on one of them:
+ * reconciliation runs beside it. An outcome that arrives after the pool's
+ * storage was deleted (or deleted and created anew) is dropped (`epoch`).
+ *
+ * In memory there is only what a restart may lose without breaking a
+ * guarantee: the callers waiting for an answer (src/pool/callers.ts; their
+ * requests end with the object, and `recover` fails their rows), in-flight I/O
+ * (whose rows carry deadlines), and the Workers watching CDP sockets (they ask
+ * again). The alarm time is never trusted from memory (src/pool/alarm.ts).
  */
 import { DurableObject } from "cloudflare:workers";
-import { RenderingProvider } from "../browser/rendering";
-import { SimulatedProvider, simulationConfig } from "../browser/simulated";
+import { providerFactory } from "../browser/factory";
 import type { BrowserProvider } from "../browser/provider";
 import { PlatformLimitError } from "../browser/provider";
-import { DEFAULT_CONFIG, KEEP_ALIVE_MS, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
+import { message, withDeadline } from "../deadline";
+import { log } from "../log";
+import { registryOf, tenantOf } from "../api/stubs";
+import { AlarmSchedule } from "./alarm";
+import { Callers } from "./callers";
+import { DEFAULT_CONFIG, KEEP_ALIVE_MS, MAX_KEEP_ALIVE_MS, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
 import { checkInvariants, type InvariantReport } from "./invariants";
 import {
+  abandonLease,
   applyConfig,
   cancelWaiter,
-  drain,
-  forceRelease,
-  isDraining,
-  purgeIdle,
-  resume,
-  retire,
+  CHECK_TIMEOUT_MS,
+  checkFailed,
+  checkPassed,
   CLOSE_TIMEOUT_MS,
   closeFailed,
   closeSucceeded,
+  drain,
   type Effect,
   type Failure,
+  forceRelease,
+  isDraining,
   launchFailed,
   launchSucceeded,
   liveOf,
   notFound,
   pingFailed,
+  pingSucceeded,
+  probeAnswered,
+  purgeIdle,
   reconcile,
-  registered,
   type ReconcileReport,
   recover,
+  registered,
+  registryDone,
   releaseAll,
   releaseLease,
   renewLease,
@@ -52,23 +69,42 @@ import {
   RESET_TIMEOUT_MS,
   resetFailed,
   resetSucceeded,
+  resume,
+  retire,
   type Step,
   tick,
 } from "./machine";
-import { type JournalRow, type LeaseRow, type LeaseStatus, migrate } from "./schema";
-import { type AlertKind, alertConfig, deliver } from "./alerts";
-import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
-import { type Counts, type JournalEntry, PoolStore } from "./store";
-import { registryOf, tenantOf } from "../api/stubs";
-import { log } from "../log";
+import { hasSchema, type LeaseRow, type LeaseStatus, migrate } from "./schema";
+import { PoolStore } from "./store";
+import { Telemetry } from "./telemetry";
+import {
+  type AcquireInput,
+  type AcquireView,
+  type ConnectGrant,
+  eventView,
+  fail,
+  iso,
+  type LeaseEvent,
+  type LeaseView,
+  leaseView,
+  type PoolDashboard,
+  type PoolMetrics,
+  type PoolResult,
+  type PoolView,
+} from "./views";
+
+export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolResult, PoolView } from "./views";
+export { providerFactory } from "../browser/factory";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;
+/** How soon a reconciliation whose list failed or timed out is tried again. */
+export const RECONCILE_RETRY_MS = 10_000;
 /** Idempotency keys are honoured this long (DESIGN.md: 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Ended leases and closed sessions are kept this long (as long as an Idempotency-Key), then pruned by the alarm. */
 export const HISTORY_RETENTION_MS = IDEMPOTENCY_TTL_MS;
-/** How soon the alarm retries registering the pool with the account's registry. */
+/** How soon the alarm retries telling the registry or the tenant what they have not acknowledged. */
 const REGISTER_RETRY_MS = 10_000;
 /** Rows of each kind one alarm prunes at most (the next alarm follows at once while more are due). */
 export const PRUNE_BATCH = 1000;
@@ -85,8 +121,22 @@ export const MAX_CONNECTIONS_PER_LEASE = 8;
 export const DISCONNECT_GRACE_MS = 2_000;
 /** A connection row whose lease ended and that no Worker reported closed (it crashed) is forgotten after this. */
 const STALE_CONNECTION_MS = 5 * 60_000;
+/**
+ * How long a client's connect waits for the pool's own conversation with the
+ * browser (a keep-alive ping, a check, a reset) to end: a platform that allows
+ * one connection per session would refuse the client meanwhile.
+ */
+const TALK_WAIT_MS = 3_000;
 
-export type PoolResult<T> = { ok: true; value: T } | { ok: false; failure: Failure };
+/** Deadlines of the pool's I/O that is not an effect with its own (launch, close, reset, check, ping). */
+export const IO_TIMEOUTS = {
+  /** The platform's session list. */
+  list: 10_000,
+  /** A probe of one session. */
+  probe: 5_000,
+  /** A call to the account's registry or the tenant's object. */
+  rpc: 10_000,
+};
 
 /**
  * An acquire or config change while the pool is being deleted: answered at
@@ -100,112 +150,11 @@ const beingDeleted = (): Failure => ({
   retryAfter: 1,
 });
 
-export interface LeaseView {
-  id: string;
-  pool: string;
-  status: LeaseStatus;
-  sessionId: string | null;
-  createdAt: string;
-  /** When the lease got its session (absent while waiting). */
-  grantedAt?: string;
-  expiresAt: string | null;
-  endedAt?: string;
-  endReason?: string;
-  labels: Record<string, string>;
+/** keep_alive browsers are launched with: BROWSER_KEEP_ALIVE_SECONDS (60 s to 20 minutes), else 10 minutes. */
+export function keepAliveOf(env: Env): number {
+  const seconds = Number((env as { BROWSER_KEEP_ALIVE_SECONDS?: string }).BROWSER_KEEP_ALIVE_SECONDS);
+  return Number.isFinite(seconds) && seconds >= 60 ? Math.min(seconds * 1000, MAX_KEEP_ALIVE_MS) : KEEP_ALIVE_MS;
 }
-
-export interface PoolView {
-  pool: string;
-  config: PoolConfig;
-  counts: Counts;
-  capacity: { max: number; inUse: number; available: number };
-  /** True while an operator has drained the pool: it grants nothing until resumed. */
-  draining: boolean;
-  consistent: boolean;
-  violations: string[];
-  createdAt: string;
-  lastReconciledAt: string | null;
-  lastReconcile: ReconcileReport | null;
-  /** Since the pool was created: tracked sessions found gone (capacity freed) and ended browsers closed again. */
-  reconciledTotal: { vanished: number; reclosed: number };
-}
-
-export interface LeaseEvent {
-  at: string;
-  /** requested, launch_reserved, granted, renewed, released, expired, wait_failed, lease_failed, connected, disconnected, … */
-  event: string;
-  sessionRow?: number;
-  detail?: Record<string, unknown>;
-}
-
-export interface PoolMetrics {
-  tenant: string;
-  pool: string;
-  counts: Counts;
-  maxSessions: number;
-  maxWaiters: number;
-  consistent: boolean;
-  counters: CounterSnapshot[];
-  histograms: HistogramSnapshot[];
-  /** Reconciliation's fixes since the pool was created. */
-  reconciled: { vanished: number; reclosed: number };
-}
-
-export interface PoolDashboard extends PoolMetrics {
-  draining: boolean;
-  /** The oldest waiters, first in line first. */
-  queue: { lease: string; since: string; deadline: string | null }[];
-  /** The newest journal rows, newest first. */
-  events: { at: string; event: string; lease?: string; detail?: Record<string, unknown> }[];
-}
-
-export interface AcquireInput {
-  /** Chosen by the Worker so it can cancel the wait if its client disconnects. */
-  leaseId: string;
-  tenant: string;
-  pool: string;
-  owner: string;
-  ttlSeconds?: number;
-  waitSeconds?: number;
-  labels?: Record<string, string>;
-  idempotencyKey?: string;
-  /** Hash of the request body, to refuse a reused Idempotency-Key with a different request. */
-  fingerprint?: string;
-  /**
-   * SHA-256 (hex) of the connect token the Worker minted for this request. On
-   * an Idempotency-Key replay it replaces the lease's token: the token of the
-   * lost response cannot be shown again, since only its hash is kept.
-   */
-  tokenHash?: string;
-}
-
-export interface ConnectGrant {
-  /** Null when only checking (no socket registered). */
-  connectionId: string | null;
-  sessionId: string;
-}
-
-export interface AcquireView {
-  lease: LeaseView;
-  /** True when an Idempotency-Key replay returned an existing lease. */
-  replayed: boolean;
-}
-
-/**
- * Test and benchmark seam: how a new pool object gets its provider. Tests that
- * inject faults across a restart replace `create`; everything else uses the
- * real Browser Rendering binding.
- */
-export const providerFactory: { create: (env: Env) => BrowserProvider; now: (() => number) | undefined } = {
-  create: (env: Env): BrowserProvider =>
-    (env as { BROWSER_PROVIDER?: string }).BROWSER_PROVIDER === "simulated"
-      ? new SimulatedProvider(simulationConfig(env as unknown as Record<string, unknown>))
-      : new RenderingProvider(env.BROWSER),
-  /** When set, new pool objects take their clock from here (tests that restart an object mid-run). */
-  now: undefined,
-};
-
-type Waiter = (result: PoolResult<AcquireView>) => void;
 
 /** Callbacks keyed by lease id, each called (and dropped) once. */
 class Signals<T> {
@@ -246,19 +195,30 @@ export class PoolObject extends DurableObject<Env> {
   private provider: BrowserProvider;
   /** The time source for every transition; tests replace it to drive deadlines without sleeping. */
   clock: () => number = providerFactory.now ?? (() => Date.now());
+  /** keep_alive given to the platform at launch; tests shorten it. */
+  keepAliveMs: number;
+  /** Deadlines of the pool's own I/O; tests shorten them. */
+  timeouts = { ...IO_TIMEOUTS };
   private cachedConfig: PoolConfig | undefined;
-  private readonly waiters = new Map<string, Waiter[]>();
+  private readonly callers = new Callers();
   private readonly inflight = new Set<Promise<unknown>>();
-  /** Cancels that arrived before their acquire (the two RPCs race); bounded. */
-  private readonly earlyCancels = new Set<string>();
-  private armedAt: number | null = null;
+  /** Probes under way, so a reconciliation can answer once the suspects it found are decided. */
+  private readonly probes = new Set<Promise<unknown>>();
+  /** The pool's own CDP conversation with a browser (ping, check, reset), by session id. */
+  private readonly talking = new Map<string, Promise<unknown>>();
+  private readonly alarms: AlarmSchedule;
+  private readonly telemetry: Telemetry;
+  /** Whether the pool's tables exist: they are made by its creation, so a read of a pool that does not exist writes nothing. */
+  private schema = false;
+  /** Bumped when the pool's storage is deleted: outcomes of I/O started before are dropped. */
+  private epoch = 0;
   /** The pool's identity, kept in memory: views and logs never need storage for it. */
   private tenant = "";
   private poolName = "";
   private reconciling: Promise<void> | undefined;
   private registeringPool: Promise<void> | undefined;
-  /** The chain pool creation and config changes run on, one at a time. */
-  private configuring: Promise<unknown> = Promise.resolve();
+  /** The chain pool creation, config changes and deletion run on, one at a time. */
+  private lifecycleChain: Promise<unknown> = Promise.resolve();
   /** Tasks queued or running on that chain. */
   private turns = 0;
   /** Workers proxying a lease's CDP sockets, told when the lease ends. */
@@ -270,19 +230,33 @@ export class PoolObject extends DurableObject<Env> {
     super(ctx, env);
     this.db = new PoolStore(ctx.storage.sql);
     this.provider = providerFactory.create(env);
+    this.keepAliveMs = keepAliveOf(env);
+    this.alarms = new AlarmSchedule(ctx.storage, () => this.name());
+    this.telemetry = new Telemetry({
+      env: () => this.env,
+      db: this.db,
+      clock: () => this.clock(),
+      tenant: () => this.tenant,
+      pool: () => this.poolName,
+      config: () => this.config(),
+      atomically: (fn) => this.atomically(fn),
+      track: (promise) => this.track(promise),
+    });
     void ctx.blockConcurrencyWhile(async () => {
+      // A pool object that was never created has no tables, and reading must not make them.
+      if (!hasSchema(ctx.storage.sql)) return;
       migrate(ctx.storage);
+      this.schema = true;
       this.tenant = this.db.getMeta("tenant") ?? "";
       this.poolName = this.db.getMeta("pool") ?? "";
-      this.armedAt = await ctx.storage.getAlarm();
       // A deletion interrupted before the storage went: the pool comes back.
       if (this.deleting()) this.undoDeletion();
       if (this.exists()) {
         this.track(this.registerPool());
         this.track(this.reportSize());
         this.transition(recover);
-        // Right after a restart, look for browsers a lost launch may have left behind.
-        this.db.setMeta("next_reconcile_at", String(this.clock()));
+        // Right after a restart, compare with the platform (a lost launch may have left a browser behind).
+        this.atomically(() => this.db.setMeta("next_reconcile_at", String(this.clock())));
         this.arm(this.clock());
       }
     });
@@ -301,16 +275,18 @@ export class PoolObject extends DurableObject<Env> {
         return claimed;
       });
       if (!created.ok) return created;
+      if (!this.exists()) return fail(beingDeleted());
     }
     const config = this.config();
     const ttlSeconds = input.ttlSeconds ?? config.defaultTtlSeconds;
     if (ttlSeconds > config.maxTtlSeconds) {
       return fail({ status: 400, code: "invalid_request", detail: `ttlSeconds must be at most maxTtlSeconds (${config.maxTtlSeconds})` });
     }
-    if (this.earlyCancels.delete(input.leaseId)) {
+    if (this.callers.takeEarlyCancel(input.leaseId)) {
       return fail({ status: 409, code: "lease_not_active", detail: "the request was cancelled" });
     }
-    const key = input.idempotencyKey ?? null;
+    // Idempotency-Keys belong to the API key that sent them: another key's identical key is another request.
+    const key = input.idempotencyKey === undefined ? null : `${input.owner} ${input.idempotencyKey}`;
     const fingerprint = input.fingerprint ?? "";
     const outcome = this.transition((step) => {
       // The Worker mints the lease id per HTTP request, so an acquire naming a
@@ -351,24 +327,27 @@ export class PoolObject extends DurableObject<Env> {
           detail: "this Idempotency-Key was used with a different request body within 24 h",
         });
       case "repeat":
-        return this.repeated(outcome.lease);
+        return this.repeated(outcome.lease, input.leaseId);
       case "replay":
-        return outcome.lease.status === "waiting"
-          ? this.waitFor(outcome.lease.id, true)
-          : { ok: true, value: { lease: this.view(outcome.lease), replayed: true } };
+        return this.answered(outcome.lease, input.leaseId, true);
       case "rejected":
         return fail(outcome.failure);
       case "granted":
-        return { ok: true, value: { lease: this.view(outcome.lease), replayed: false } };
       case "waiting":
-        return this.waitFor(outcome.lease.id, false);
+        return this.answered(outcome.lease, input.leaseId, false);
     }
   }
 
+  /** The answer to a request for `lease`: at once if it is decided, else when it is. */
+  private answered(lease: LeaseRow, requestId: string, replayed: boolean): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
+    if (lease.status === "waiting") return this.callers.wait(lease.id, requestId, replayed);
+    if (lease.status === "active") this.callers.held(lease.id, requestId);
+    return { ok: true, value: { lease: this.view(lease), replayed } };
+  }
+
   /** An acquire retried with the lease id of its first attempt: that attempt's lease, or why it ended. */
-  private repeated(lease: LeaseRow): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
-    if (lease.status === "waiting") return this.waitFor(lease.id, false);
-    if (lease.status === "active") return { ok: true, value: { lease: this.view(lease), replayed: false } };
+  private repeated(lease: LeaseRow, requestId: string): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
+    if (lease.status === "waiting" || lease.status === "active") return this.answered(lease, requestId, false);
     if (lease.status === "failed") {
       return fail({
         status: 503,
@@ -380,14 +359,34 @@ export class PoolObject extends DurableObject<Env> {
     return fail({ status: 409, code: "lease_not_active", detail: `this request's lease has already ended (${lease.end_reason ?? lease.status})` });
   }
 
-  /** The caller of a pending acquire went away: give up its place in the queue. */
-  async cancel(leaseId: string): Promise<boolean> {
-    if (!this.db.lease(leaseId)) {
-      this.earlyCancels.add(leaseId);
-      if (this.earlyCancels.size > 1000) this.earlyCancels.delete(this.earlyCancels.values().next().value!);
+  /**
+   * The caller of a pending acquire went away (`requestId` is the lease id the
+   * Worker minted for its request): its place in the queue is given up, unless
+   * another request (an Idempotency-Key replay) waits for the same lease.
+   */
+  async cancel(requestId: string): Promise<boolean> {
+    const leaving = this.callers.leave(requestId, fail({ status: 409, code: "lease_not_active", detail: "the request was cancelled" }));
+    if (leaving.kind === "others") return false;
+    if (leaving.kind === "unknown") {
+      // Its acquire has not arrived yet (the two calls race), or was answered already.
+      if (!this.exists() || !this.db.lease(requestId)) this.callers.cancelEarly(requestId);
       return false;
     }
-    return this.transition((step) => cancelWaiter(step, leaseId));
+    if (!this.exists()) return false;
+    return this.transition((step) => cancelWaiter(step, leaving.leaseId));
+  }
+
+  /**
+   * The caller of an acquire that was granted had gone before the answer left
+   * the Worker: nobody can use the lease (its connect token never left), so it
+   * is released (endReason `abandoned`) unless another request holds it too.
+   */
+  async abandon(requestId: string): Promise<boolean> {
+    if (!this.exists()) return false;
+    const leaseId = this.callers.abandon(requestId, (id) => (this.db.lease(id) ? id : undefined));
+    if (leaseId === undefined) return false;
+    const lease = this.transition((step) => abandonLease(step, leaseId));
+    return lease?.end_reason === "abandoned";
   }
 
   async getLease(leaseId: string): Promise<PoolResult<LeaseView>> {
@@ -447,12 +446,16 @@ export class PoolObject extends DurableObject<Env> {
    * Creates the pool or changes its config. A pool that is created or grows
    * first claims its new maxSessions from the tenant's quota; one that shrinks
    * tells the tenant after it has shrunk. One configure at a time (and never
-   * alongside the first acquire's creation), so the size the tenant object
-   * records is always the size of the last change.
+   * alongside the first acquire's creation or a deletion), so the size the
+   * tenant object records is always the size of the last change. A change to a
+   * pool that existed when it arrived, and was deleted while it waited its
+   * turn, is refused (404): it must not create the pool anew.
    */
   async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
     if (this.deleting()) return fail(beingDeleted());
+    const existed = this.exists();
     return this.serially(async () => {
+      if (existed && !this.exists()) return fail({ status: 404, code: "not_found", detail: "the pool was deleted while this change waited its turn" });
       const merged = mergeConfig(this.config(), patch, this.maxSessionsLimit());
       if ("problem" in merged) {
         return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
@@ -495,18 +498,18 @@ export class PoolObject extends DurableObject<Env> {
         // its claim (the answer lost, the object gone before it recorded the
         // pool) left that claim counted. No creation of this name can be under
         // way here (they run in turn), so the claim, if any, is stale: free it.
-        await tenantOf(this.env, asTenant).releasePool(asPool).catch(() => undefined);
+        await this.rpc(() => tenantOf(this.env, asTenant).releasePool(asPool), "the tenant's object").catch(() => undefined);
         return fail(notFound("pool"));
       }
       const retired = this.transition(retire);
       if ("status" in retired) return fail(retired);
-      this.db.setMeta("deleting", "1");
-      // The idle browsers' closes, and any registration still on its way.
+      this.atomically(() => this.db.setMeta("deleting", "1"));
+      // The idle browsers' closes, and any registration still on its way (each has a deadline).
       await this.settled();
       const { tenant, poolName } = this;
       try {
-        await this.registry().untrackPool(tenant, poolName);
-        await tenantOf(this.env, tenant).releasePool(poolName);
+        await this.rpc(() => this.registry().untrackPool(tenant, poolName), "the session registry");
+        await this.rpc(() => tenantOf(this.env, tenant).releasePool(poolName), "the tenant's object");
       } catch (error) {
         // Nothing is deleted: the pool stays, drained, and the alarm registers it
         // and reports its size again. The caller may retry.
@@ -515,14 +518,16 @@ export class PoolObject extends DurableObject<Env> {
         this.arm(this.clock());
         return fail({ status: 503, code: "unavailable", detail: "the pool could not be unregistered; nothing was deleted (it stays drained): retry", retryAfter: 1 });
       }
+      // From here on, nothing started before writes or arms anything.
+      this.epoch += 1;
+      this.alarms.cancel();
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.db.forgetCached();
+      this.schema = false;
       this.cachedConfig = undefined;
-      this.armedAt = null;
       this.tenant = "";
       this.poolName = "";
-      migrate(this.ctx.storage);
       log("pool_deleted", { pool: `${tenant}/${poolName}`, closedSessions: retired.closed });
       return { ok: true, value: { pool: poolName, deleted: true as const, closedSessions: retired.closed } };
     });
@@ -538,7 +543,7 @@ export class PoolObject extends DurableObject<Env> {
       counts: this.db.counts(),
       maxSessions: config.maxSessions,
       maxWaiters: config.maxWaiters,
-      consistent: checkInvariants(this.ctx.storage.sql, config, this.clock()).consistent,
+      consistent: this.telemetry.lastCheck()?.consistent ?? true,
       counters: this.db.counters(),
       histograms: this.db.histograms(),
       reconciled: this.reconciledTotal(),
@@ -581,6 +586,14 @@ export class PoolObject extends DurableObject<Env> {
     return this.configure(this.tenant, this.poolName, patch);
   }
 
+  /** Runs the full invariant check now (it reads the whole wait queue) and keeps its report for the pool's view. */
+  async checkNow(): Promise<PoolResult<InvariantReport & { checkedAt: string }>> {
+    if (!this.exists()) return fail(notFound("pool"));
+    const now = this.clock();
+    const report = this.telemetry.checkNow(now);
+    return { ok: true, value: { ...report, checkedAt: iso(now) } };
+  }
+
   /** What the operators' dashboard shows of this pool: its metrics, the head of its queue, its latest events. */
   async dashboard(): Promise<PoolDashboard | undefined> {
     const metrics = await this.metrics();
@@ -593,8 +606,10 @@ export class PoolObject extends DurableObject<Env> {
     };
   }
 
+  /** The full invariant check, without keeping its report (tests call it after every step). */
   async checkInvariants(): Promise<InvariantReport> {
-    return checkInvariants(this.ctx.storage.sql, this.config(), this.clock());
+    if (!this.schema) return { consistent: true, violations: [] };
+    return checkInvariants(this.db.sql, this.config(), this.clock());
   }
 
   // ---- RPC: CDP connections (the Worker proxies the sockets) ---------------------
@@ -603,7 +618,10 @@ export class PoolObject extends DurableObject<Env> {
    * Checks a connect token for a lease: 404 unknown lease, 401 wrong token, 409
    * lease not active. With `register`, records the socket the Worker is about to
    * open, decided in the same synchronous step as the check, so a lease that
-   * ends afterwards always knows to wait for this socket.
+   * ends afterwards always knows to wait for this socket. Before answering, it
+   * lets the pool's own conversation with the browser (a keep-alive ping, say)
+   * finish: a platform that allows one connection per session would refuse the
+   * client meanwhile.
    */
   async openConnection(leaseId: string, tokenHash: string, register: boolean): Promise<PoolResult<ConnectGrant>> {
     const lease = this.exists() ? this.db.lease(leaseId) : undefined;
@@ -611,7 +629,11 @@ export class PoolObject extends DurableObject<Env> {
     if (!lease.token_hash || !sameHash(lease.token_hash, tokenHash)) {
       return fail({ status: 401, code: "unauthorized", detail: "the connect token is not valid for this lease" });
     }
-    if (lease.status === "active" && lease.expires_at! <= this.clock()) this.transition(tick);
+    const talk = lease.session_id ? this.talking.get(lease.session_id) : undefined;
+    if (register && talk) await withDeadline(talk, TALK_WAIT_MS, "the pool's own CDP conversation").catch(() => undefined);
+    if (!this.exists()) return fail(notFound("lease"));
+    const before = this.db.lease(leaseId)!;
+    if (before.status === "active" && before.expires_at! <= this.clock()) this.transition(tick);
     const current = this.db.lease(leaseId)!;
     if (current.status !== "active") {
       return fail({ status: 409, code: "lease_not_active", detail: `lease is ${current.status}; only an active lease can be connected to` });
@@ -628,9 +650,36 @@ export class PoolObject extends DurableObject<Env> {
     const now = this.clock();
     this.atomically(() => {
       this.db.insertConnection({ id: connectionId, lease_id: leaseId, opened_at: now });
+      if (current.connected_at === null) this.db.updateLease(leaseId, { connected_at: now });
       this.db.journal(now, "connected", leaseId, current.session_row, { connectionId });
     });
     return { ok: true, value: { connectionId, sessionId: current.session_id! } };
+  }
+
+  /**
+   * The browser refused the connection the Worker opened for `connectionId`.
+   * A refusal alone proves nothing (a platform busy with another connection
+   * refuses too), so the platform is asked directly: if the session is gone,
+   * its lease fails with browser_gone and its slot is freed (`gone: true`);
+   * otherwise the client may try again. The connection is forgotten either way.
+   */
+  async connectFailed(connectionId: string): Promise<{ gone: boolean }> {
+    const row = this.exists() ? this.db.connection(connectionId) : undefined;
+    if (!row) return { gone: false };
+    const lease = this.db.lease(row.lease_id);
+    this.atomically(() => {
+      this.db.deleteConnection(connectionId);
+      this.db.journal(this.clock(), "connect_failed", row.lease_id, lease?.session_row ?? null, { connectionId });
+      // Nobody has connected yet after all: connectWithinSeconds still applies.
+      if (lease?.connected_at === row.opened_at && this.db.connectionsOf(row.lease_id) === 0) this.db.updateLease(row.lease_id, { connected_at: null });
+    });
+    if (this.db.connectionsOf(row.lease_id) === 0) this.leaseDrained.signal(row.lease_id, true);
+    if (lease?.status !== "active" || lease.session_row === null || !lease.session_id) return { gone: false };
+    const epoch = this.epoch;
+    const alive = await withDeadline(this.provider.probe(lease.session_id), this.timeouts.probe, "a probe of the session").catch(() => undefined);
+    if (alive !== false || !this.current(epoch)) return { gone: false };
+    this.transition((step) => probeAnswered(step, lease.session_row!, false));
+    return { gone: true };
   }
 
   /**
@@ -640,7 +689,7 @@ export class PoolObject extends DurableObject<Env> {
    * asks again, and the connection's row, kept in SQL, is still there.
    */
   async watchConnection(connectionId: string): Promise<{ reason: string }> {
-    const row = this.db.connection(connectionId);
+    const row = this.exists() ? this.db.connection(connectionId) : undefined;
     if (!row) return { reason: "disconnected" };
     const lease = this.db.lease(row.lease_id);
     if (lease?.status !== "active") return { reason: lease?.end_reason ?? "ended" };
@@ -649,7 +698,7 @@ export class PoolObject extends DurableObject<Env> {
 
   /** The Worker closed both ends of a proxied socket. Idempotent. */
   async closeConnection(connectionId: string): Promise<void> {
-    const row = this.db.connection(connectionId);
+    const row = this.schema ? this.db.connection(connectionId) : undefined;
     if (!row) return;
     const now = this.clock();
     this.atomically(() => {
@@ -667,51 +716,79 @@ export class PoolObject extends DurableObject<Env> {
 
   // ---- alarm ------------------------------------------------------------------
 
+  /**
+   * Everything due, then re-armed in a `finally`: a step that throws never
+   * leaves the pool without its next alarm. Reconciliation, whose list can
+   * hang, runs beside the alarm (with its own deadline), never in front of it.
+   */
   override async alarm(): Promise<void> {
-    this.armedAt = null;
-    if (!this.exists()) return;
-    this.track(this.registerPool());
-    this.track(this.reportSize());
-    this.transition(tick);
-    const now = this.clock();
-    if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) await this.reconcileNow();
-    const pruned = this.atomically(() => {
-      this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
-      this.db.pruneJournal(JOURNAL_KEEP);
-      this.db.pruneConnections(now - STALE_CONNECTION_MS);
-      return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
-    });
-    if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
-    this.watchHealth(now);
-    this.arm(this.clock());
+    try {
+      if (!this.exists()) return;
+      this.track(this.registerPool());
+      this.track(this.reportSize());
+      this.transition(tick);
+      const now = this.clock();
+      if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) {
+        this.reconcileNow().catch((error) => log("reconcile_failed", { pool: this.name(), error: message(error) }));
+      }
+      const pruned = this.atomically(() => {
+        this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
+        this.db.pruneJournal(JOURNAL_KEEP);
+        this.db.pruneConnections(now - STALE_CONNECTION_MS);
+        return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
+      });
+      if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
+      this.telemetry.watchHealth(now);
+    } finally {
+      if (this.exists()) await this.alarms.rearm(this.nextDeadline(this.clock()));
+    }
   }
 
-  /** Compares SQL with the platform's live sessions; one at a time. */
+  /**
+   * Compares SQL with the platform's live sessions; one at a time. The list has
+   * a deadline; whatever happens to it, the next one is already scheduled (a
+   * full interval later, or sooner after a failure), so a list that hangs can
+   * neither stall the alarm nor make it fire in a loop. Answers once the
+   * suspects it found have been probed.
+   */
   async reconcileNow(): Promise<ReconcileReport | undefined> {
-    if (!this.reconciling) {
-      this.reconciling = (async () => {
-        const listedAt = this.clock();
-        try {
-          const live = await this.provider.list();
-          const report = this.transition((step) => reconcile(step, new Set(live.map((s) => s.sessionId)), listedAt));
-          this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report }));
-          this.db.setMeta("vanished_total", String(Number(this.db.getMeta("vanished_total") ?? 0) + report.vanished));
-          this.db.setMeta("reclosed_total", String(Number(this.db.getMeta("reclosed_total") ?? 0) + report.reclosed));
-          if (report.vanished || report.reclosed) log("reconciled", { pool: this.name(), ...report });
-          if (report.vanished) {
-            this.alert("capacity_reclaimed", `reconciliation freed ${report.vanished} session(s) whose browsers were gone`, { ...report });
-          }
-        } catch (error) {
-          log("reconcile_failed", { pool: this.name(), error: message(error) });
-        } finally {
-          this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_INTERVAL_MS));
-          this.reconciling = undefined;
-        }
-      })();
-    }
+    if (!this.exists()) return undefined;
+    this.reconciling ??= this.reconcileOnce().finally(() => {
+      this.reconciling = undefined;
+    });
     await this.reconciling;
-    const last = this.db.getMeta("last_reconcile");
+    const last = this.exists() ? this.db.getMeta("last_reconcile") : undefined;
     return last ? (JSON.parse(last) as ReconcileReport) : undefined;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const epoch = this.epoch;
+    const listedAt = this.clock();
+    this.atomically(() => this.db.setMeta("next_reconcile_at", String(listedAt + RECONCILE_INTERVAL_MS)));
+    this.arm(listedAt);
+    let live: Set<string>;
+    try {
+      live = new Set((await withDeadline(this.provider.list(), this.timeouts.list, "the platform's session list")).map((s) => s.sessionId));
+    } catch (error) {
+      log("reconcile_failed", { pool: this.name(), error: message(error) });
+      if (this.current(epoch)) {
+        this.atomically(() => this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_RETRY_MS)));
+        this.arm(this.clock());
+      }
+      return;
+    }
+    if (!this.current(epoch)) return;
+    const vanishedBefore = this.reconciledTotal().vanished;
+    const report = this.transition((step) => reconcile(step, live, listedAt));
+    // The suspects it found are probed; those the platform says are gone count as vanished too.
+    await Promise.allSettled([...this.probes]);
+    if (!this.current(epoch)) return;
+    report.vanished = this.reconciledTotal().vanished - vanishedBefore;
+    this.atomically(() => this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report })));
+    if (report.vanished || report.reclosed || report.suspect || report.untrusted) log("reconciled", { pool: this.name(), ...report });
+    if (report.vanished) {
+      this.telemetry.alert("capacity_reclaimed", `reconciliation freed ${report.vanished} session(s) whose browsers were gone`, { ...report });
+    }
   }
 
   // ---- test seams ---------------------------------------------------------------
@@ -726,180 +803,155 @@ export class PoolObject extends DurableObject<Env> {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 
+  /** Resolves when the reconciliation in flight, if any, has finished (tests await it after an alarm). */
+  async reconciled(): Promise<void> {
+    await this.reconciling;
+  }
+
   // ---- the shell ----------------------------------------------------------------
 
   private transition<T>(fn: (step: Step) => T): T {
-    const step: Step = { db: this.db, now: this.clock(), config: this.config(), effects: [] };
+    const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
     const result = this.atomically(() => fn(step));
-    this.perform(step.effects);
-    this.arm(step.now);
-    this.watchLaunchFailures();
+    try {
+      this.perform(step.effects);
+    } finally {
+      this.arm(step.now);
+      this.telemetry.watchLaunchFailures();
+    }
     return result;
   }
 
-  // ---- alerts --------------------------------------------------------------------
-
-  /** A launch-failure streak at the threshold raises one alert (cached meta reads only on the hot path). */
-  private watchLaunchFailures(): void {
-    const streak = Number(this.db.getMeta("launch_failure_streak") ?? 0);
-    if (streak === 0) return;
-    if (streak < alertConfig(this.env as unknown as Record<string, unknown>).launchFailureStreak) return;
-    if (this.db.getMeta("launch_failure_streak_alerted") === "1") return;
-    this.db.setMeta("launch_failure_streak_alerted", "1");
-    this.alert("launch_failure_streak", `${streak} browser launches in a row failed`, { streak });
+  /** Whether I/O started at `epoch` may still record its outcome: the storage it was started for still exists. */
+  private current(epoch: number): boolean {
+    return epoch === this.epoch && this.schema;
   }
 
-  /** Alarm-time checks: an exhaustion that lasted, and the invariants. */
-  private watchHealth(now: number): void {
-    const config = alertConfig(this.env as unknown as Record<string, unknown>);
-    const since = Number(this.db.getMeta("exhausted_since") || 0);
-    if (since && now - since >= config.exhaustedMs && this.db.getMeta("exhausted_alerted") !== String(since)) {
-      const counts = this.db.counts();
-      const max = this.config().maxSessions;
-      if (counts.idle === 0 && (counts.waiting > 0 || liveOf(counts) >= max)) {
-        this.db.setMeta("exhausted_alerted", String(since));
-        this.alert("pool_exhausted", `no free session for ${Math.round((now - since) / 1000)} s`, {
-          exhaustedSince: iso(since),
-          counts,
-          maxSessions: max,
-        });
-      }
-    }
-    const report = checkInvariants(this.ctx.storage.sql, this.config(), now);
-    if (!report.consistent) this.alert("invariant_violation", "the pool's invariants are violated", { violations: report.violations });
-  }
-
-  /** When the alarm must run to alert on an exhaustion that is still going on. */
-  private exhaustionDeadline(): number | null {
-    const since = Number(this.db.getMeta("exhausted_since") || 0);
-    if (!since || this.db.getMeta("exhausted_alerted") === String(since)) return null;
-    return since + alertConfig(this.env as unknown as Record<string, unknown>).exhaustedMs;
-  }
-
-  /**
-   * Raises an alert: logged and journaled always; POSTed to ALERT_WEBHOOK_URL
-   * if set; at most one per kind per ALERT_MIN_INTERVAL_SECONDS for this pool.
-   */
-  private alert(kind: AlertKind, summary: string, detail: Record<string, unknown>): void {
-    const config = alertConfig(this.env as unknown as Record<string, unknown>);
-    const now = this.clock();
-    const last = Number(this.db.getMeta(`alert_sent:${kind}`) ?? 0);
-    if (last && now - last < config.minIntervalMs) {
-      log("alert_suppressed", { pool: this.name(), kind, lastSentAt: iso(last) });
+  /** Records an effect's outcome, unless the pool's storage was deleted since the effect started. */
+  private after(epoch: number, fn: (step: Step) => void): void {
+    if (!this.current(epoch)) {
+      log("late_outcome_dropped", { pool: this.name() });
       return;
     }
-    this.atomically(() => {
-      this.db.setMeta(`alert_sent:${kind}`, String(now));
-      this.db.journal(now, "alert", null, null, { kind, summary, webhook: Boolean(config.url) });
-    });
-    const payload = { kind, tenant: this.tenant, pool: this.poolName, at: iso(now), summary, detail };
-    if (config.url) {
-      const url = config.url;
-      this.track(deliver(url, payload).catch((error) => log("alert_failed", { pool: this.name(), kind, error: message(error) })));
-    }
+    this.transition(fn);
   }
 
-  /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
-  private atomically<T>(fn: () => T): T {
-    let result: T;
-    try {
-      result = this.ctx.storage.transactionSync(fn);
-    } catch (error) {
-      this.db.forgetCached();
-      throw error;
-    }
-    this.publish(this.db.takeWritten());
-    return result;
-  }
-
-  /**
-   * Publishes committed journal rows: one JSON log line each (Workers Logs can
-   * filter on its fields) unless EVENT_LOGS is "problems", and one Analytics
-   * Engine data point each (blobs: tenant, pool, event, lease, reason; doubles:
-   * duration in ms, session row; index: tenant/pool).
-   */
-  private publish(entries: JournalEntry[]): void {
-    if (entries.length === 0) return;
-    const everything = (this.env.EVENT_LOGS as string | undefined) !== "problems";
-    for (const entry of entries) {
-      const durationMs = eventDuration(entry.detail);
-      const reason = typeof entry.detail?.reason === "string" ? entry.detail.reason : "";
-      if (everything || PROBLEM_EVENTS.has(entry.event)) {
-        console.log(
-          JSON.stringify({
-            event: entry.event,
-            tenant: this.tenant,
-            pool: this.poolName,
-            ...(entry.leaseId ? { lease: entry.leaseId } : {}),
-            ...(entry.sessionRow === null ? {} : { session: entry.sessionRow }),
-            ...(durationMs === undefined ? {} : { durationMs }),
-            ...entry.detail,
-          }),
-        );
-      }
-      try {
-        this.env.EVENTS?.writeDataPoint({
-          indexes: [`${this.tenant}/${this.poolName}`.slice(0, 96)],
-          blobs: [this.tenant, this.poolName, entry.event, entry.leaseId ?? "", reason],
-          doubles: [durationMs ?? 0, entry.sessionRow ?? 0],
-        });
-      } catch (error) {
-        // Analytics must never break a transition that has already committed.
-        log("analytics_failed", { error: message(error) });
-      }
-    }
-  }
-
+  /** Performs each effect on its own: one that throws is logged and counted as failed, and the others still run. */
   private perform(effects: Effect[]): void {
+    const epoch = this.epoch;
     for (const effect of effects) {
-      switch (effect.kind) {
-        case "launch":
-          this.track(this.launch(effect.row));
-          break;
-        case "close":
-          this.track(
-            this.io(() => this.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, (s) => closeSucceeded(s, effect.row), (s, m) =>
-              closeFailed(s, effect.row, m),
-            ),
-          );
-          break;
-        case "disconnect":
-          this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
-          break;
-        case "register":
-          // Retried by tick (the row stays unregistered) if the registry cannot be reached.
-          this.track(this.registry().track(effect.sessionId, this.name()).then(() => this.transition((s) => registered(s, effect.row))));
-          break;
-        case "expectOrphans":
-          this.track(this.registry().expectOrphans());
-          break;
-        case "reset":
-          this.track(
-            this.io(
-              async () => {
-                // Never clean (and so never hand on) a browser a client of the last lease still drives.
-                if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
-                  throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
-                }
-                await this.provider.reset(effect.sessionId);
-              },
-              RESET_TIMEOUT_MS, (s) => resetSucceeded(s, effect.row), (s, m) =>
-              resetFailed(s, effect.row, m),
-            ),
-          );
-          break;
-        case "ping":
-          this.track(this.io(() => this.provider.ping(effect.sessionId), CLOSE_TIMEOUT_MS, () => {}, (s, m) => pingFailed(s, effect.row, m)));
-          break;
-        case "grant": {
-          const lease = this.db.lease(effect.leaseId);
-          if (lease) this.settle(effect.leaseId, { ok: true, value: { lease: this.view(lease), replayed: false } });
-          break;
-        }
-        case "reject":
-          this.settle(effect.leaseId, fail(effect.failure));
-          break;
+      try {
+        this.start(effect, epoch);
+      } catch (error) {
+        log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(error) });
+        this.startFailed(effect, epoch, message(error));
       }
+    }
+  }
+
+  private start(effect: Effect, epoch: number): void {
+    switch (effect.kind) {
+      case "launch":
+        this.track(this.launch(effect.row, epoch));
+        break;
+      case "close":
+        this.track(
+          this.io(epoch, () => this.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, "a close", (s) => closeSucceeded(s, effect.row), (s, m) =>
+            closeFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "reset":
+        this.track(
+          this.io(
+            epoch,
+            async () => {
+              // Never clean (and so never hand on) a browser a client of the last lease still drives.
+              if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
+                throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
+              }
+              await this.talk(effect.sessionId, () => this.provider.reset(effect.sessionId));
+            },
+            RESET_TIMEOUT_MS,
+            "a reset",
+            (s) => resetSucceeded(s, effect.row),
+            (s, m) => resetFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "check":
+        this.track(
+          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CHECK_TIMEOUT_MS, "a check", (s) =>
+            checkPassed(s, effect.row), (s, m) => checkFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "ping":
+        this.track(
+          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CLOSE_TIMEOUT_MS, "a ping", (s) =>
+            pingSucceeded(s, effect.row), (s, m) => pingFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "probe": {
+        const probe = withDeadline((async () => this.provider.probe(effect.sessionId))(), this.timeouts.probe, "a probe").then(
+          (alive) => this.after(epoch, (s) => probeAnswered(s, effect.row, alive)),
+          // The platform did not say: the session stays suspect; a later list decides.
+          (error) => log("probe_failed", { pool: this.name(), sessionId: effect.sessionId, error: message(error) }),
+        );
+        this.probes.add(probe);
+        void probe.finally(() => this.probes.delete(probe));
+        this.track(probe);
+        break;
+      }
+      case "disconnect":
+        this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
+        this.callers.ended(effect.leaseId);
+        break;
+      // The registry calls are retried by tick until acknowledged.
+      case "register":
+        this.track(this.rpc(() => this.registry().track(effect.sessionId, this.name()), "the session registry").then(() => this.after(epoch, (s) => registered(s, effect.row))));
+        break;
+      case "forget":
+        this.track(this.rpc(() => this.registry().forget(effect.sessionId), "the session registry").then(() => this.after(epoch, (s) => registryDone(s, [effect.row]))));
+        break;
+      case "reportLost":
+        this.track(
+          this.rpc(() => this.registry().lostLaunches(this.name(), effect.windows), "the session registry").then(() =>
+            this.after(epoch, (s) => registryDone(s, effect.rows)),
+          ),
+        );
+        break;
+      case "grant": {
+        const lease = this.db.lease(effect.leaseId);
+        if (lease) this.callers.answer(effect.leaseId, { ok: true, value: { lease: this.view(lease), replayed: false } });
+        break;
+      }
+      case "reject":
+        this.callers.answer(effect.leaseId, fail(effect.failure));
+        break;
+    }
+  }
+
+  /** An effect could not even be started: its failure is recorded as if it had failed (the rest are retried by tick). */
+  private startFailed(effect: Effect, epoch: number, error: string): void {
+    const outcome: ((s: Step) => void) | undefined =
+      effect.kind === "launch"
+        ? (s) => launchFailed(s, effect.row, { message: error, platformLimited: false })
+        : effect.kind === "close"
+          ? (s) => closeFailed(s, effect.row, error)
+          : effect.kind === "reset"
+            ? (s) => resetFailed(s, effect.row, error)
+            : effect.kind === "check"
+              ? (s) => checkFailed(s, effect.row, error)
+              : effect.kind === "ping"
+                ? (s) => pingFailed(s, effect.row, error)
+                : undefined;
+    if (!outcome) return;
+    try {
+      this.after(epoch, outcome);
+    } catch (failure) {
+      log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(failure) });
     }
   }
 
@@ -908,12 +960,12 @@ export class PoolObject extends DurableObject<Env> {
    * after the deadline (a late browser is then closed). The deadline itself is
    * enforced by `tick`, from the alarm and from a timer here, whichever is first.
    */
-  private launch(row: number): Promise<unknown> {
+  private launch(row: number, epoch: number): Promise<unknown> {
     const timeoutMs = this.config().launchTimeoutSeconds * 1000;
-    const attempt = this.provider.launch({ keepAliveMs: KEEP_ALIVE_MS }).then(
-      (sessionId) => this.transition((s) => launchSucceeded(s, row, sessionId)),
+    const attempt = (async () => this.provider.launch({ keepAliveMs: this.keepAliveMs }))().then(
+      (sessionId) => this.after(epoch, (s) => launchSucceeded(s, row, sessionId)),
       (error) =>
-        this.transition((s) =>
+        this.after(epoch, (s) =>
           launchFailed(s, row, {
             message: message(error),
             platformLimited: error instanceof PlatformLimitError,
@@ -921,21 +973,38 @@ export class PoolObject extends DurableObject<Env> {
           }),
         ),
     );
-    return raceDeadline(attempt, timeoutMs + 50, () => this.transition(tick));
+    return raceDeadline(attempt, timeoutMs + 50, () => this.after(epoch, tick));
   }
 
+  /** An effect's I/O with its deadline; its outcome (success, failure, or the deadline) becomes a transition. */
   private io(
+    epoch: number,
     op: () => Promise<void>,
     timeoutMs: number,
+    what: string,
     ok: (step: Step) => void,
     failed: (step: Step, message: string) => void,
   ): Promise<void> {
-    return raceDeadline(op(), timeoutMs, () => {
-      throw new Error(`timed out after ${timeoutMs} ms`);
-    }).then(
-      () => this.transition(ok),
-      (error) => this.transition((s) => failed(s, message(error))),
+    return withDeadline((async () => op())(), timeoutMs, what).then(
+      () => this.after(epoch, ok),
+      (error) => this.after(epoch, (s) => failed(s, message(error))),
     );
+  }
+
+  /** A call to another object (the registry, the tenant), with a deadline. */
+  private rpc<T>(call: () => Promise<T>, what: string): Promise<T> {
+    return withDeadline((async () => call())(), this.timeouts.rpc, what);
+  }
+
+  /** Runs the pool's own CDP conversation with a browser, so a client's connect can wait for it to end. */
+  private talk<T>(sessionId: string, op: () => Promise<T>): Promise<T> {
+    const conversation = (async () => op())();
+    this.talking.set(sessionId, conversation);
+    const done = () => {
+      if (this.talking.get(sessionId) === conversation) this.talking.delete(sessionId);
+    };
+    conversation.then(done, done);
+    return conversation;
   }
 
   private track(promise: Promise<unknown>): void {
@@ -946,37 +1015,16 @@ export class PoolObject extends DurableObject<Env> {
     this.inflight.add(tracked);
   }
 
-  private waitFor(leaseId: string, replayed: boolean): Promise<PoolResult<AcquireView>> {
-    return new Promise((resolve) => {
-      const list = this.waiters.get(leaseId) ?? [];
-      list.push((result) => resolve(result.ok ? { ok: true, value: { ...result.value, replayed } } : result));
-      this.waiters.set(leaseId, list);
-    });
-  }
-
-  private settle(leaseId: string, result: PoolResult<AcquireView>): void {
-    const list = this.waiters.get(leaseId);
-    this.waiters.delete(leaseId);
-    for (const resolve of list ?? []) resolve(result);
-  }
-
-  /**
-   * Makes sure the one alarm fires no later than the earliest deadline in SQL.
-   * It is only ever moved earlier: an alarm that fires before anything is due
-   * finds nothing to do and re-arms at the true next deadline, so a deadline
-   * that moves later (a lease renewed, a reset finished) costs no storage write.
-   * Under steady traffic that is one alarm per few seconds instead of a
-   * setAlarm per request.
-   */
+  /** Makes sure the alarm fires no later than the earliest deadline in SQL (see AlarmSchedule: never trusted from memory). */
   private arm(now: number): void {
+    if (!this.exists() && !this.deleting()) return;
     const next = this.nextDeadline(now);
-    if (next === null || (this.armedAt !== null && this.armedAt <= next)) return;
-    this.armedAt = next;
-    this.ctx.storage.setAlarm(next).catch((error: unknown) => log("arm_failed", { error: message(error) }));
+    if (next !== null) void this.alarms.request(next);
   }
 
   private nextDeadline(now: number): number | null {
-    const { earliest, idempotency, history } = this.db.deadlines();
+    const { earliest, idempotency, history, unconnected, registryOwed } = this.db.deadlines();
+    const config = this.config();
     const candidates = earliest === null ? [] : [earliest];
     const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
     if (blocked > now) candidates.push(blocked);
@@ -985,12 +1033,13 @@ export class PoolObject extends DurableObject<Env> {
     if (earliest !== null || Number(this.db.getMeta("reconcile_until") ?? 0) > now) {
       candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
     }
+    if (unconnected !== null && config.connectWithinSeconds > 0) candidates.push(unconnected + config.connectWithinSeconds * 1000);
     if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
     if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
-    if (this.db.getMeta("pool_registered") !== "1" || this.db.getMeta("tenant_claimed") !== String(this.config().maxSessions)) {
+    if (registryOwed || this.db.getMeta("pool_registered") !== "1" || this.db.getMeta("tenant_claimed") !== String(config.maxSessions)) {
       candidates.push(now + REGISTER_RETRY_MS);
     }
-    const exhaustion = this.exhaustionDeadline();
+    const exhaustion = this.telemetry.exhaustionDeadline();
     if (exhaustion !== null) candidates.push(exhaustion);
     return candidates.length === 0 ? null : Math.min(...candidates);
   }
@@ -1001,11 +1050,12 @@ export class PoolObject extends DurableObject<Env> {
    * not done) until the registry has acknowledged it. Never throws.
    */
   private registerPool(): Promise<void> {
-    if (this.db.getMeta("pool_registered") === "1") return Promise.resolve();
+    if (!this.exists() || this.db.getMeta("pool_registered") === "1") return Promise.resolve();
+    const epoch = this.epoch;
     this.registeringPool ??= (async () => {
       try {
-        await this.registry().trackPool(this.tenant, this.poolName, Number(this.db.getMeta("created_at")));
-        this.db.setMeta("pool_registered", "1");
+        await this.rpc(() => this.registry().trackPool(this.tenant, this.poolName, Number(this.db.getMeta("created_at"))), "the session registry");
+        if (this.current(epoch)) this.atomically(() => this.db.setMeta("pool_registered", "1"));
       } catch (error) {
         log("pool_register_failed", { pool: this.name(), error: message(error) });
       } finally {
@@ -1017,19 +1067,27 @@ export class PoolObject extends DurableObject<Env> {
 
   /**
    * Asks the tenant's quota for `maxSessions` of capacity for this pool.
-   * Answers 503 if the tenant object cannot be reached: nothing was changed,
-   * and the caller may retry.
+   * Answers 503 if the tenant object cannot be reached in time: nothing was
+   * changed here, and the caller may retry (a claim is absolute, so a retry
+   * never counts twice).
    */
   private async claim(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
     try {
-      const claimed = await tenantOf(this.env, tenant).claimPool(tenant, pool, maxSessions);
-      if (claimed.ok) this.db.setMeta("tenant_claimed", String(maxSessions));
+      const claimed: PoolResult<null> = await this.rpc(async () => {
+        const answer = await tenantOf(this.env, tenant).claimPool(tenant, pool, maxSessions);
+        return answer.ok ? { ok: true as const, value: null } : { ok: false as const, failure: answer.failure };
+      }, "the tenant's object");
+      if (claimed.ok && this.schema) this.atomically(() => this.db.setMeta("tenant_claimed", String(maxSessions)));
+      else if (claimed.ok) this.claimedBeforeCreation = maxSessions;
       return claimed;
     } catch (error) {
       log("quota_claim_failed", { pool: `${tenant}/${pool}`, error: message(error) });
       return fail({ status: 503, code: "quota_unavailable", detail: "the tenant's quota could not be checked; retry", retryAfter: 1 });
     }
   }
+
+  /** A claim granted before the pool's tables existed; recorded by ensureCreated. */
+  private claimedBeforeCreation: number | undefined;
 
   /**
    * Tells the tenant's object this pool's current maxSessions, unasked: after
@@ -1052,21 +1110,22 @@ export class PoolObject extends DurableObject<Env> {
     if (!this.exists()) return;
     const size = this.config().maxSessions;
     if (this.db.getMeta("tenant_claimed") === String(size)) return;
+    const epoch = this.epoch;
     try {
-      await tenantOf(this.env, this.tenant).reportPool(this.tenant, this.poolName, size);
-      if (this.config().maxSessions === size) this.db.setMeta("tenant_claimed", String(size));
+      await this.rpc(() => tenantOf(this.env, this.tenant).reportPool(this.tenant, this.poolName, size), "the tenant's object");
+      if (this.current(epoch) && this.config().maxSessions === size) this.atomically(() => this.db.setMeta("tenant_claimed", String(size)));
     } catch (error) {
       log("quota_report_failed", { pool: this.name(), error: message(error) });
     }
   }
 
-  /** Runs `task` after every earlier one has finished: pool creation and config changes, which await the tenant's object. */
+  /** Runs `task` after every earlier one has finished: pool creation, config changes and deletion, which await other objects. */
   private serially<T>(task: () => Promise<T>): Promise<T> {
     this.turns += 1;
-    const run = this.configuring.then(task).finally(() => {
+    const run = this.lifecycleChain.then(task).finally(() => {
       this.turns -= 1;
     });
-    this.configuring = run.catch(() => undefined);
+    this.lifecycleChain = run.catch(() => undefined);
     return run;
   }
 
@@ -1081,7 +1140,7 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Created, and not being deleted. */
   private exists(): boolean {
-    return this.db.getMeta("created_at") !== undefined && !this.deleting();
+    return this.schema && this.db.getMeta("created_at") !== undefined && !this.deleting();
   }
 
   /**
@@ -1099,29 +1158,37 @@ export class PoolObject extends DurableObject<Env> {
 
   /** A deletion has started and not finished (its browsers are closing). */
   private deleting(): boolean {
-    return this.db.getMeta("deleting") === "1";
+    return this.schema && this.db.getMeta("deleting") === "1";
   }
 
-  /** Records the pool's creation (after the tenant's quota granted it: `claim` noted the size). */
+  /** Records the pool's creation (after the tenant's quota granted it: `claim` noted the size). The pool's tables are made here. */
   private ensureCreated(tenant: string, pool: string): void {
     if (this.exists()) return;
+    if (!this.schema) {
+      migrate(this.ctx.storage);
+      this.schema = true;
+    }
     this.tenant = tenant;
     this.poolName = pool;
     const now = this.clock();
+    const claimed = this.claimedBeforeCreation;
+    this.claimedBeforeCreation = undefined;
     this.atomically(() => {
       this.db.setMeta("tenant", tenant);
       this.db.setMeta("pool", pool);
       this.db.setMeta("created_at", String(now));
       this.db.setMeta("config", JSON.stringify(DEFAULT_CONFIG));
       this.db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
+      if (claimed !== undefined) this.db.setMeta("tenant_claimed", String(claimed));
       this.db.journal(now, "pool_created", null, null, { tenant, pool });
     });
+    this.cachedConfig = undefined;
     this.track(this.registerPool());
   }
 
   private config(): PoolConfig {
     if (!this.cachedConfig) {
-      const stored = this.db.getMeta("config");
+      const stored = this.schema ? this.db.getMeta("config") : undefined;
       this.cachedConfig = stored ? { ...DEFAULT_CONFIG, ...(JSON.parse(stored) as Partial<PoolConfig>) } : { ...DEFAULT_CONFIG };
     }
     return this.cachedConfig;
@@ -1132,11 +1199,20 @@ export class PoolObject extends DurableObject<Env> {
     return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_CONFIG.maxSessions;
   }
 
+  /**
+   * The pool as GET /v1/pools/{pool} shows it. O(1) in the pool's size: counts
+   * come from the tallies, and `consistent`/`violations` from the last full
+   * invariant check (the alarm's, or an operator's), which reads the whole wait
+   * queue and so never runs on the read path; a capacity overrun, the one
+   * violation the tallies show, is added at once.
+   */
   private poolView(): PoolView {
     const config = this.config();
     const counts = this.db.counts();
-    const report = checkInvariants(this.ctx.storage.sql, config, this.clock());
     const inUse = liveOf(counts);
+    const check = this.telemetry.lastCheck();
+    const violations = [...(check?.violations ?? [])];
+    if (inUse > config.maxSessions) violations.push(`${inUse} sessions hold capacity, above maxSessions ${config.maxSessions}`);
     const last = this.db.getMeta("last_reconcile");
     const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
     return {
@@ -1145,11 +1221,20 @@ export class PoolObject extends DurableObject<Env> {
       counts,
       capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
       draining: isDraining(this.db),
-      consistent: report.consistent,
-      violations: report.violations,
+      consistent: violations.length === 0,
+      violations,
+      checkedAt: check ? iso(check.at) : null,
       createdAt: iso(Number(this.db.getMeta("created_at"))),
       lastReconciledAt: lastReport ? iso(lastReport.at) : null,
-      lastReconcile: lastReport ? { vanished: lastReport.vanished, reclosed: lastReport.reclosed, unknown: lastReport.unknown } : null,
+      lastReconcile: lastReport
+        ? {
+            vanished: lastReport.vanished,
+            suspect: lastReport.suspect ?? 0,
+            reclosed: lastReport.reclosed,
+            unknown: lastReport.unknown,
+            untrusted: lastReport.untrusted ?? false,
+          }
+        : null,
       reconciledTotal: this.reconciledTotal(),
     };
   }
@@ -1160,58 +1245,21 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   private view(row: LeaseRow): LeaseView {
-    return {
-      id: row.id,
-      pool: this.poolName,
-      status: row.status,
-      sessionId: row.session_id,
-      createdAt: iso(row.created_at),
-      ...(row.granted_at === null ? {} : { grantedAt: iso(row.granted_at) }),
-      expiresAt: row.expires_at === null ? null : iso(row.expires_at),
-      ...(row.ended_at === null ? {} : { endedAt: iso(row.ended_at) }),
-      ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
-      labels: JSON.parse(row.labels) as Record<string, string>,
-    };
+    return leaseView(row, this.poolName);
   }
-}
 
-/** A journal row as the API shows it: when, what, and its detail. */
-function eventView(row: JournalRow): { at: string; event: string; detail?: Record<string, unknown> } {
-  return {
-    at: iso(row.at),
-    event: row.event,
-    ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
-  };
-}
-
-/** Events logged even when EVENT_LOGS is "problems". */
-const PROBLEM_EVENTS = new Set([
-  "expired",
-  "forced",
-  "lease_failed",
-  "wait_failed",
-  "launch_failed",
-  "launch_timeout",
-  "launch_abandoned",
-  "late_launch_closed",
-  "close_failed",
-  "close_gave_up",
-  "reconciled_vanished",
-  "reconciled_reclose",
-  "drained",
-]);
-
-/** The duration an event reports, whichever detail field carries it. */
-function eventDuration(detail: Record<string, unknown> | undefined): number | undefined {
-  for (const key of ["heldMs", "waitedMs", "launchMs", "connectedMs"]) {
-    const value = detail?.[key];
-    if (typeof value === "number") return value;
+  /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
+  private atomically<T>(fn: () => T): T {
+    let result: T;
+    try {
+      result = this.ctx.storage.transactionSync(fn);
+    } catch (error) {
+      this.db.forgetCached();
+      throw error;
+    }
+    this.telemetry.publish(this.db.takeWritten());
+    return result;
   }
-  return undefined;
-}
-
-function fail<T>(failure: Failure): PoolResult<T> {
-  return { ok: false, failure };
 }
 
 /** Compares two SHA-256 hex digests in constant time. */
@@ -1219,10 +1267,6 @@ function sameHash(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
   const encoder = new TextEncoder();
   return crypto.subtle.timingSafeEqual(encoder.encode(a), encoder.encode(b));
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 /** Settles with `work`, or with `onDeadline()` if `work` takes longer than `ms`; the timer never outlives the race. */
@@ -1238,8 +1282,4 @@ function raceDeadline<T>(work: Promise<T>, ms: number, onDeadline: () => T): Pro
     }, ms);
   });
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -20,9 +20,13 @@ export type SessionRow = {
   id: number;
   session_id: string | null;
   state: SessionState;
-  /** launching: the waiting lease it is launched for (null = warm target); leased: the active lease. */
+  /**
+   * launching: the waiting lease it is launched for (null = warm target);
+   * resetting: the waiting lease it is checked for (null = cleaning after a release);
+   * leased: the active lease.
+   */
   lease_id: string | null;
-  /** launching: launch timeout; idle: keep-alive due; resetting/closing: give-up time. */
+  /** launching: launch timeout; idle: idle timeout or keep-alive ping due; leased: keep-alive ping due; resetting/closing: give-up time. */
   deadline: number | null;
   created_at: number;
   launched_at: number | null;
@@ -32,8 +36,12 @@ export type SessionRow = {
   uses: number;
   /** Close attempts made so far while closing (for backoff and give-up). */
   attempts: number;
-  /** 1 once the account's session registry knows this browser (see src/registry). */
+  /** What the account's session registry knows (see src/registry): 0 = to be told, 1 = registered, 2 = nothing more to tell. */
   registered: number;
+  /** When the browser last proved alive (launched, reset, checked, pinged, probed); null = never checked. */
+  alive_at: number | null;
+  /** When the platform first failed to show it (suspect until a probe or a second list decides); null = seen. */
+  missed_at: number | null;
 };
 
 export type LeaseRow = {
@@ -56,6 +64,8 @@ export type LeaseRow = {
   idempotency_key: string | null;
   /** SHA-256 (hex) of the lease's connect token; the token itself is never stored. */
   token_hash: string | null;
+  /** When a client first connected to the lease's browser; null = never (see connectWithinSeconds). */
+  connected_at: number | null;
 };
 
 /** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
@@ -191,6 +201,26 @@ const MIGRATIONS: Migration[] = [
       ) WITHOUT ROWID`,
     ],
   },
+  {
+    // Hardening against the platform's own failures: liveness before a borrow
+    // (alive_at), confirmation before an observation destroys (missed_at),
+    // leases nobody connects to (connected_at), and the registry told of closes
+    // and lost launches (registered 2 = done).
+    version: 6,
+    statements: [
+      `ALTER TABLE sessions ADD COLUMN alive_at INTEGER`,
+      `ALTER TABLE sessions ADD COLUMN missed_at INTEGER`,
+      `ALTER TABLE leases ADD COLUMN connected_at INTEGER`,
+      // Leases granted before this version count as connected: they are not ended for it.
+      `UPDATE leases SET connected_at = granted_at WHERE status = 'active'`,
+      // History needs nothing more from the registry.
+      `UPDATE sessions SET registered = 2 WHERE state IN ('closed', 'failed')`,
+      `CREATE INDEX leases_unconnected ON leases (granted_at) WHERE status = 'active' AND connected_at IS NULL`,
+      `CREATE INDEX sessions_unforgotten ON sessions (id) WHERE registered = 1 AND state IN ('closed', 'failed')`,
+      `CREATE INDEX sessions_lost ON sessions (id)
+         WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted')`,
+    ],
+  },
 ];
 
 /**
@@ -210,7 +240,12 @@ function tallyTriggers(table: string, kind: string, column: string): string[] {
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
-/** Brings the schema up to date; runs inside the constructor's blockConcurrencyWhile. */
+/** Whether this object has the pool's tables (they are made by the pool's creation, never by a read). */
+export function hasSchema(sql: SqlStorage): boolean {
+  return sql.exec(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`).toArray().length > 0;
+}
+
+/** Brings the schema up to date: at the pool's creation, and in the constructor of a pool that has tables. */
 export function migrate(storage: DurableObjectStorage): void {
   const sql = storage.sql;
   storage.transactionSync(() => {

@@ -24,6 +24,24 @@ export interface JournalEntry {
   detail?: Record<string, unknown>;
 }
 
+/** What the alarm must be no later than, as one statement reads it (see deadlines()). */
+export type Deadlines = {
+  /** The earliest deadline of any lease or live session. */
+  earliest: number | null;
+  /** The oldest idempotency record (expires IDEMPOTENCY_TTL_MS later). */
+  idempotency: number | null;
+  /** The oldest ended lease (pruned HISTORY_RETENTION_MS later). */
+  history: number | null;
+  /** The earliest grant of an active lease nobody connected to (ended connectWithinSeconds later). */
+  unconnected: number | null;
+  /**
+   * 1 while the registry has a close or a lost launch to be told of. (A live
+   * session's registration needs no deadline of its own: while the pool holds
+   * a session, its alarm runs at least every reconciliation interval.)
+   */
+  registryOwed: number;
+};
+
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
 
 const NEVER = Number.MAX_SAFE_INTEGER;
@@ -37,7 +55,7 @@ export class PoolStore {
    */
   private readonly metaCache = new Map<string, string | undefined>();
 
-  constructor(private readonly sql: SqlStorage) {}
+  constructor(readonly sql: SqlStorage) {}
 
   // ---- meta ---------------------------------------------------------------
 
@@ -99,9 +117,22 @@ export class PoolStore {
     this.sql.exec(`UPDATE sessions SET ${assignments} WHERE id = ?`, ...keys.map((k) => fields[k] ?? null), id);
   }
 
-  /** Launching sessions reserved for a given waiting lease. */
-  launchesOwnedBy(leaseId: string): SessionRow[] {
-    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE state = 'launching' AND lease_id = ?`, leaseId).toArray();
+  /** Sessions launching or being checked for a given waiting lease. */
+  reservationsOf(leaseId: string): SessionRow[] {
+    return this.sql.exec<SessionRow>(`SELECT * FROM sessions WHERE state IN ('launching','resetting') AND lease_id = ?`, leaseId).toArray();
+  }
+
+  /**
+   * Sessions on their way to idle that no caller owns (a reset after a release,
+   * a warm launch): how many, and the latest of their deadlines.
+   */
+  incomingUnowned(): { count: number; deadline: number } | undefined {
+    const row = this.sql
+      .exec<{ n: number; deadline: number | null }>(
+        `SELECT COUNT(*) AS n, MAX(deadline) AS deadline FROM sessions WHERE state IN ('launching','resetting') AND lease_id IS NULL`,
+      )
+      .one();
+    return row.n > 0 && row.deadline !== null ? { count: row.n, deadline: row.deadline } : undefined;
   }
 
   sessionBySessionId(sessionId: string): SessionRow | undefined {
@@ -112,6 +143,29 @@ export class PoolStore {
   unregistered(limit = 100): SessionRow[] {
     return this.sql
       .exec<SessionRow>(`SELECT * FROM sessions WHERE registered = 0 AND session_id IS NOT NULL AND state != 'closed' ORDER BY id LIMIT ?`, limit)
+      .toArray();
+  }
+
+  /** Closed browsers the registry still has registered (it forgets one only when told). */
+  unforgotten(limit = 100): SessionRow[] {
+    return this.sql
+      .exec<SessionRow>(
+        `SELECT * FROM sessions INDEXED BY sessions_unforgotten WHERE registered = 1 AND state IN ('closed', 'failed') ORDER BY id LIMIT ?`,
+        limit,
+      )
+      .toArray()
+      .filter((row) => row.session_id !== null);
+  }
+
+  /** Launches whose outcome was lost (restart, or no answer by the deadline) that the registry has not been told of. */
+  lostLaunches(limit = 100): SessionRow[] {
+    return this.sql
+      .exec<SessionRow>(
+        `SELECT * FROM sessions INDEXED BY sessions_lost
+           WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted')
+           ORDER BY id LIMIT ?`,
+        limit,
+      )
       .toArray();
   }
 
@@ -161,8 +215,8 @@ export class PoolStore {
   insertLease(row: LeaseRow): void {
     this.sql.exec(
       `INSERT INTO leases (id, seq, status, session_row, session_id, owner, labels, ttl_ms, created_at, wait_deadline,
-        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash, connected_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.seq,
       row.status,
@@ -179,6 +233,7 @@ export class PoolStore {
       row.end_reason,
       row.idempotency_key,
       row.token_hash,
+      row.connected_at,
     );
   }
 
@@ -199,14 +254,35 @@ export class PoolStore {
     return this.waitingCount() === 0 ? undefined : this.waiters(1)[0];
   }
 
-  /** The oldest waiters that have no launch reserved for them, in FIFO order. */
-  waitersWithoutLaunch(limit: number): LeaseRow[] {
+  /** The oldest waiter that no idle session is being checked for. */
+  oldestWaiterUnchecked(): LeaseRow | undefined {
     return this.sql
       .exec<LeaseRow>(
         `SELECT l.* FROM leases l WHERE l.status = 'waiting'
-           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state = 'launching' AND s.lease_id = l.id)
+           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state = 'resetting' AND s.lease_id = l.id)
+         ORDER BY l.seq LIMIT 1`,
+      )
+      .toArray()[0];
+  }
+
+  /** The oldest waiters that have no launch or check under way for them, in FIFO order. */
+  waitersWithoutReservation(limit: number): LeaseRow[] {
+    return this.sql
+      .exec<LeaseRow>(
+        `SELECT l.* FROM leases l WHERE l.status = 'waiting'
+           AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state IN ('launching','resetting') AND s.lease_id = l.id)
          ORDER BY l.seq LIMIT ?`,
         limit,
+      )
+      .toArray();
+  }
+
+  /** Active leases granted at or before `cutoff` that no client ever connected to. */
+  unconnectedSince(cutoff: number): LeaseRow[] {
+    return this.sql
+      .exec<LeaseRow>(
+        `SELECT * FROM leases INDEXED BY leases_unconnected WHERE status = 'active' AND connected_at IS NULL AND granted_at <= ? ORDER BY granted_at`,
+        cutoff,
       )
       .toArray();
   }
@@ -243,19 +319,25 @@ export class PoolStore {
    * The earliest deadline of any lease or live session, and the oldest
    * idempotency record: one statement, each part served by an index.
    */
-  deadlines(): { earliest: number | null; idempotency: number | null; history: number | null } {
+  deadlines(): Deadlines {
     return this.sql
-      .exec<{ earliest: number | null; idempotency: number | null; history: number | null }>(
+      .exec<Deadlines>(
         // Scalar MIN() over indexed aggregates (the platform caps compound SELECTs);
         // NEVER stands in for "no deadline", since multi-argument MIN() is NULL if any argument is.
         `SELECT NULLIF(MIN(COALESCE((SELECT MIN(expires_at) FROM leases INDEXED BY leases_active_expiry WHERE status = 'active'), ${NEVER}),
                            COALESCE((SELECT MIN(wait_deadline) FROM leases INDEXED BY leases_waiting_deadline WHERE status = 'waiting'), ${NEVER}),
                            COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'launching'), ${NEVER}),
                            COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'idle'), ${NEVER}),
+                           COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'leased'), ${NEVER}),
                            COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'resetting'), ${NEVER}),
                            COALESCE((SELECT MIN(deadline) FROM sessions WHERE state = 'closing'), ${NEVER})), ${NEVER}) AS earliest,
                 (SELECT MIN(created_at) FROM idempotency) AS idempotency,
-                (SELECT MIN(ended_at) FROM leases INDEXED BY leases_ended WHERE status IN ('released','expired','failed')) AS history`,
+                (SELECT MIN(granted_at) FROM leases INDEXED BY leases_unconnected WHERE status = 'active' AND connected_at IS NULL) AS unconnected,
+                (SELECT MIN(ended_at) FROM leases INDEXED BY leases_ended WHERE status IN ('released','expired','failed')) AS history,
+                EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_unforgotten WHERE registered = 1 AND state IN ('closed', 'failed'))
+                  OR EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_lost
+                               WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted'))
+                  AS registryOwed`,
       )
       .one();
   }

@@ -64,7 +64,8 @@ describe("the pool's alarm", () => {
   });
 
   it("reconciliation frees a leased session whose browser vanished and ends its lease as browser_gone", async () => {
-    const pool = await faultPool({ maxSessions: 1 });
+    // Nobody connects to this lease: connectWithinSeconds is off so that only reconciliation ends it.
+    const pool = await faultPool({ maxSessions: 1, connectWithinSeconds: 0 });
     const lease = granted(await pool.acquire({ ttlSeconds: 600 }));
     pool.provider.crash(lease.sessionId!);
     await pool.advance(60_000);

@@ -17,11 +17,13 @@ import {
   launchSucceeded,
   MAX_CLOSE_ATTEMPTS,
   pingFailed,
+  probeAnswered,
   pump,
   purgeIdle,
   reconcile,
   recover,
   registered,
+  registryDone,
   releaseAll,
   releaseLease,
   renewLease,
@@ -66,7 +68,8 @@ describe("requestLease", () => {
         wait_deadline: null,
         labels: JSON.stringify({ job: "a" }),
       });
-      expect(m.session(idle.id)).toMatchObject({ state: "leased", lease_id: result.lease.id, deadline: null, uses: 2 });
+      // Leased, with its keep-alive ping due half a keep-alive from now.
+      expect(m.session(idle.id)).toMatchObject({ state: "leased", lease_id: result.lease.id, deadline: m.now + KEEP_ALIVE_MS / 2, uses: 2 });
       // Granted in the request itself: nobody waits to be told, and one journal row says it all.
       expect(effects).toEqual([]);
       expect(events).toEqual(["granted"]);
@@ -511,9 +514,21 @@ describe("pingFailed", () => {
       expect(effectsOf(ran.effects, "close")).toHaveLength(1);
     }));
 
-  it("ignores a session that was leased meanwhile", () =>
+  it("only suspects a leased session (a ping can fail for other reasons): it keeps its lease and is probed", () =>
     withMachine({}, (m) => {
-      const { session } = m.leased();
+      const { lease, session } = m.leased();
+      const ran = m.run((s) => pingFailed(s, session.id, "refused"));
+      expect(ran.effects).toEqual([{ kind: "probe", row: session.id, sessionId: session.session_id }]);
+      expect(ran.events).toEqual(["suspect"]);
+      expect(m.session(session.id)).toMatchObject({ state: "leased", missed_at: m.now });
+      expect(m.lease(lease.id).status).toBe("active");
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("ignores a session that is neither idle nor leased", () =>
+    withMachine({ reuse: false }, (m) => {
+      const { lease, session } = m.leased();
+      m.run((s) => releaseLease(s, lease.id));
       expect(m.run((s) => pingFailed(s, session.id, "gone"))).toMatchObject({ effects: [], events: [] });
     }));
 });
@@ -606,7 +621,10 @@ describe("tick", () => {
       m.leased({ ttlMs: 5_000 });
       m.request({ waitMs: 5_000 });
       m.now += 5_000;
-      expect(m.run(tick).events.length).toBeGreaterThan(0);
+      const first = m.run(tick);
+      expect(first.events.length).toBeGreaterThan(0);
+      // The timed-out launch is reported to the registry until it acknowledges (a retry, not a repeat).
+      m.run((s) => registryDone(s, effectsOf(first.effects, "reportLost").flatMap((e) => e.rows)));
       expect(m.run(tick)).toMatchObject({ effects: [], events: [] });
     }));
 });
@@ -640,16 +658,80 @@ describe("recover (object restarted)", () => {
 });
 
 describe("reconcile", () => {
-  it("frees a leased session the platform no longer has and fails its lease", () =>
+  it("suspects a leased session missing from one list: it keeps its slot and lease, and is probed", () =>
     withMachine({}, (m) => {
       const { lease, session } = m.leased();
       m.now += 1_000;
-      const ran = m.run((s) => reconcile(s, new Set(), m.now));
-      expect(ran.result).toEqual({ vanished: 1, reclosed: 0, unknown: 0 });
+      const ran = m.run((s) => reconcile(s, new Set(["someone-else"]), m.now));
+      expect(ran.result).toEqual({ vanished: 0, suspect: 1, reclosed: 0, unknown: 1, untrusted: false });
+      expect(ran.effects).toEqual([{ kind: "probe", row: session.id, sessionId: session.session_id }]);
+      expect(m.session(session.id)).toMatchObject({ state: "leased", missed_at: m.now });
+      expect(m.lease(lease.id).status).toBe("active");
+      expect(m.db.liveSessions()).toBe(1);
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("frees a session missing from two lists in a row and fails its lease", () =>
+    withMachine({}, (m) => {
+      const { lease, session } = m.leased();
+      m.now += 1_000;
+      m.run((s) => reconcile(s, new Set(["someone-else"]), m.now));
+      m.now += 60_000;
+      const ran = m.run((s) => reconcile(s, new Set(["someone-else"]), m.now));
+      expect(ran.result).toMatchObject({ vanished: 1, suspect: 0 });
       expect(m.lease(lease.id)).toMatchObject({ status: "failed", end_reason: "browser_gone" });
-      expect(ran.effects).toEqual([{ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" }]);
+      expect(effectsOf(ran.effects, "disconnect")).toEqual([{ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" }]);
+      expect(effectsOf(ran.effects, "forget")).toEqual([{ kind: "forget", row: session.id, sessionId: session.session_id }]);
       expect(m.session(session.id)).toMatchObject({ state: "closed", end_reason: "vanished", lease_id: null });
       expect(m.db.liveSessions()).toBe(0);
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("clears the suspicion of a session seen again in the next list", () =>
+    withMachine({}, (m) => {
+      const { session } = m.leased();
+      m.now += 1_000;
+      m.run((s) => reconcile(s, new Set(["someone-else"]), m.now));
+      m.now += 60_000;
+      m.run((s) => reconcile(s, new Set([session.session_id!]), m.now));
+      expect(m.session(session.id)).toMatchObject({ state: "leased", missed_at: null });
+      m.now += 60_000;
+      // Missing again later: a first miss again, not a second one.
+      expect(m.run((s) => reconcile(s, new Set(["someone-else"]), m.now)).result).toMatchObject({ vanished: 0, suspect: 1 });
+    }));
+
+  it("does not trust an empty list while it tracks sessions: nothing is judged, each is probed", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      const a = m.leased();
+      const b = m.leased();
+      m.now += 1_000;
+      const ran = m.run((s) => reconcile(s, new Set(), m.now));
+      expect(ran.result).toEqual({ vanished: 0, suspect: 0, reclosed: 0, unknown: 0, untrusted: true });
+      expect(ran.effects).toEqual([
+        { kind: "probe", row: a.session.id, sessionId: a.session.session_id },
+        { kind: "probe", row: b.session.id, sessionId: b.session.session_id },
+      ]);
+      expect(ran.events).toEqual(["reconcile_untrusted"]);
+      for (const { lease, session } of [a, b]) {
+        expect(m.session(session.id)).toMatchObject({ state: "leased", missed_at: null });
+        expect(m.lease(lease.id).status).toBe("active");
+      }
+    }));
+
+  it("a probe that says gone frees the session at once; one that says alive clears the suspicion", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      const gone = m.leased();
+      const alive = m.leased();
+      m.now += 1_000;
+      m.run((s) => reconcile(s, new Set(["someone-else"]), m.now));
+      m.now += 50;
+      m.run((s) => probeAnswered(s, alive.session.id, true));
+      const ran = m.run((s) => probeAnswered(s, gone.session.id, false));
+      expect(m.lease(gone.lease.id)).toMatchObject({ status: "failed", end_reason: "browser_gone" });
+      expect(m.session(gone.session.id)).toMatchObject({ state: "closed", end_reason: "vanished" });
+      expect(ran.events).toEqual(["lease_failed", "reconciled_vanished"]);
+      expect(m.session(alive.session.id)).toMatchObject({ state: "leased", missed_at: null, alive_at: m.now });
+      expect(m.lease(alive.lease.id).status).toBe("active");
       expect(m.violations()).toEqual([]);
     }));
 
@@ -658,9 +740,9 @@ describe("reconcile", () => {
       const listedAt = m.now;
       m.now += 10;
       const { session } = m.leased();
-      const ran = m.run((s) => reconcile(s, new Set(), listedAt));
-      expect(ran.result.vanished).toBe(0);
-      expect(m.session(session.id).state).toBe("leased");
+      const ran = m.run((s) => reconcile(s, new Set(["someone-else"]), listedAt));
+      expect(ran.result).toMatchObject({ vanished: 0, suspect: 0 });
+      expect(m.session(session.id)).toMatchObject({ state: "leased", missed_at: null });
     }));
 
   it("closes again a browser this pool ended that is still running, and counts unknown ones", () =>
@@ -670,7 +752,7 @@ describe("reconcile", () => {
       m.run((s) => closeSucceeded(s, session.id));
       m.now += 1_000;
       const ran = m.run((s) => reconcile(s, new Set([session.session_id!, "someone-else"]), m.now));
-      expect(ran.result).toEqual({ vanished: 0, reclosed: 1, unknown: 1 });
+      expect(ran.result).toEqual({ vanished: 0, suspect: 0, reclosed: 1, unknown: 1, untrusted: false });
       expect(ran.effects).toEqual([{ kind: "close", row: session.id, sessionId: session.session_id }]);
     }));
 
@@ -679,7 +761,7 @@ describe("reconcile", () => {
       const { session } = m.leased();
       m.now += 1_000;
       const ran = m.run((s) => reconcile(s, new Set([session.session_id!]), m.now));
-      expect(ran.result).toEqual({ vanished: 0, reclosed: 0, unknown: 0 });
+      expect(ran.result).toEqual({ vanished: 0, suspect: 0, reclosed: 0, unknown: 0, untrusted: false });
       expect(ran).toMatchObject({ effects: [], events: [] });
     }));
 });
@@ -707,7 +789,10 @@ describe("applyConfig", () => {
       const ran = m.run((s) => applyConfig(s, next));
       m.config = next;
       expect(ran.result).toBeUndefined();
-      expect(ran.effects).toEqual([{ kind: "close", row: a!.session.id, sessionId: a!.session.session_id }]);
+      expect(ran.effects).toEqual([
+        { kind: "forget", row: a!.session.id, sessionId: a!.session.session_id },
+        { kind: "close", row: a!.session.id, sessionId: a!.session.session_id },
+      ]);
       expect(m.session(a!.session.id)).toMatchObject({ state: "closed", end_reason: "resized" });
       expect(m.session(b!.session.id).state).toBe("idle");
       expect(ran.events).toEqual(["configured"]);
@@ -780,12 +865,40 @@ describe("registration with the account's session registry", () => {
       expect(effectsOf(m.run(tick).effects, "register")).toEqual([]);
     }));
 
-  it("recover asks the registry to look for orphans only when a launch was lost", () =>
-    withMachine({}, (m) => {
+  it("reports launches whose outcome was lost (restart, timeout) to the registry, once, with their windows", () =>
+    withMachine({ launchTimeoutSeconds: 5 }, (m) => {
       m.leased();
-      expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([]);
-      m.request({ waitMs: 5_000 });
-      expect(effectsOf(m.run(recover).effects, "expectOrphans")).toEqual([{ kind: "expectOrphans" }]);
+      m.run(recover);
+      expect(effectsOf(m.run(tick).effects, "reportLost")).toEqual([]);
+      const restarted = effectsOf(m.request({ waitMs: 5_000 }).effects, "launch")[0]!;
+      m.now += 1_000;
+      m.run(recover);
+      m.now += 100;
+      const timedOut = effectsOf(m.request({ waitMs: 5_000 }).effects, "launch")[0]!;
+      m.now += 5_000;
+      const [report] = effectsOf(m.run(tick).effects, "reportLost");
+      expect(report).toEqual({
+        kind: "reportLost",
+        rows: [restarted.row, timedOut.row],
+        windows: [
+          { startedAt: T0, endedAt: T0 + 1_000 },
+          { startedAt: T0 + 1_100, endedAt: T0 + 6_100 },
+        ],
+      });
+      // A failed launch the platform refused started no browser: nothing to report.
+      m.run((s) => registryDone(s, report!.rows));
+      expect(effectsOf(m.run(tick).effects, "reportLost")).toEqual([]);
+    }));
+
+  it("tells the registry to forget a registered browser once it is closed, until acknowledged", () =>
+    withMachine({ reuse: false }, (m) => {
+      const { lease, session } = m.leased();
+      m.run((s) => releaseLease(s, lease.id));
+      const closed = m.run((s) => closeSucceeded(s, session.id));
+      expect(effectsOf(closed.effects, "forget")).toEqual([{ kind: "forget", row: session.id, sessionId: session.session_id }]);
+      expect(effectsOf(m.run(tick).effects, "forget")).toEqual([{ kind: "forget", row: session.id, sessionId: session.session_id }]);
+      m.run((s) => registryDone(s, [session.id]));
+      expect(effectsOf(m.run(tick).effects, "forget")).toEqual([]);
     }));
 });
 

@@ -32,6 +32,7 @@ import fc from "fast-check";
 import { afterEach, describe, expect, inject, it } from "vitest";
 import type { AcquireView, PoolObject, PoolResult } from "../../src/pool/object";
 import type { PoolStore } from "../../src/pool/store";
+import { hasSchema } from "../../src/pool/schema";
 import { providerFactory } from "../../src/pool/object";
 import { FaultProvider } from "../support/fault-provider";
 import { faultPool, flush, type TestPool } from "../support/pool";
@@ -109,7 +110,9 @@ async function check(m: Model, r: Real): Promise<void> {
   // A browser the pool may hand out (idle) or has handed out (leased) is alive:
   // crashes are reconciled in the step that causes them, and a closed browser
   // must never come back (a late reset or launch landing after the close).
-  const usable = await runInDurableObject(stub, (object: PoolObject) => {
+  const usable = await runInDurableObject(stub, (object: PoolObject, state) => {
+    // A deleted pool has no tables (and holds nothing).
+    if (!hasSchema(state.storage.sql)) return [];
     const db = (object as unknown as { db: PoolStore }).db;
     return [...db.sessionsIn("idle"), ...db.sessionsIn("leased")].map((s) => s.session_id);
   });

@@ -27,6 +27,7 @@ describe("schema migrations", () => {
     const stub = env.POOL.get(env.POOL.idFromName(`schema/${crypto.randomUUID()}`));
     await runInDurableObject(stub, (_object: PoolObject, state) => {
       const sql = state.storage.sql;
+      migrate(state.storage);
       expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(4);
       // Back to version 3, holding rows written before tallies existed.
       state.storage.transactionSync(() => {
@@ -35,7 +36,9 @@ describe("schema migrations", () => {
         }
         // Everything versions 4 and later added.
         for (const table of ["tallies", "counters", "histograms"]) sql.exec(`DROP TABLE ${table}`);
-        for (const index of ["leases_ended", "sessions_ended"]) sql.exec(`DROP INDEX ${index}`);
+        for (const index of ["leases_ended", "sessions_ended", "leases_unconnected", "sessions_unforgotten", "sessions_lost"]) sql.exec(`DROP INDEX ${index}`);
+        for (const column of ["alive_at", "missed_at"]) sql.exec(`ALTER TABLE sessions DROP COLUMN ${column}`);
+        sql.exec(`ALTER TABLE leases DROP COLUMN connected_at`);
         sql.exec(`UPDATE schema_version SET version = 3`);
         sql.exec(`INSERT INTO sessions (state, created_at, deadline) VALUES ('idle', 0, 1), ('idle', 0, 1), ('leased', 0, NULL), ('closed', 0, NULL)`);
         insertLease(sql, "a", 1, "active");
@@ -71,5 +74,40 @@ describe("schema migrations", () => {
       migrate(state.storage);
       expect(tallies(sql)).toMatchObject({ "lease/active": 2, "lease/waiting": 1 });
     });
+  });
+
+  it("version 6 counts leases granted before it as connected, and asks nothing of the registry for history", async () => {
+    const stub = env.POOL.get(env.POOL.idFromName(`schema/${crypto.randomUUID()}`));
+    await runInDurableObject(stub, (_object: PoolObject, state) => {
+      const sql = state.storage.sql;
+      migrate(state.storage);
+      state.storage.transactionSync(() => {
+        for (const index of ["leases_unconnected", "sessions_unforgotten", "sessions_lost"]) sql.exec(`DROP INDEX ${index}`);
+        for (const column of ["alive_at", "missed_at"]) sql.exec(`ALTER TABLE sessions DROP COLUMN ${column}`);
+        sql.exec(`ALTER TABLE leases DROP COLUMN connected_at`);
+        sql.exec(`UPDATE schema_version SET version = 5`);
+        sql.exec(`INSERT INTO sessions (session_id, state, created_at, registered) VALUES ('a', 'leased', 0, 1), ('b', 'closed', 0, 1), (NULL, 'failed', 0, 0)`);
+        sql.exec(`UPDATE sessions SET end_reason = 'object_restarted' WHERE state = 'failed'`);
+        sql.exec(`INSERT INTO leases (id, seq, status, session_row, owner, ttl_ms, created_at, granted_at) VALUES ('l', 1, 'active', 1, 'test', 1000, 0, 7)`);
+      });
+      migrate(state.storage);
+      expect(sql.exec(`SELECT connected_at FROM leases WHERE id = 'l'`).one()).toEqual({ connected_at: 7 });
+      expect(sql.exec(`SELECT state, registered FROM sessions ORDER BY id`).toArray()).toEqual([
+        { state: "leased", registered: 1 },
+        { state: "closed", registered: 2 },
+        { state: "failed", registered: 2 },
+      ]);
+    });
+  });
+
+  it("a pool object that was never created has no tables: reading it writes nothing", async () => {
+    const stub = env.POOL.get(env.POOL.idFromName(`schema/${crypto.randomUUID()}`));
+    expect((await stub.describe()).ok).toBe(false);
+    expect((await stub.getLease("nope")).ok).toBe(false);
+    expect(await stub.cancel(crypto.randomUUID())).toBe(false);
+    const tables = await runInDurableObject(stub, (_object: PoolObject, state) =>
+      state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'`).toArray(),
+    );
+    expect(tables).toEqual([]);
   });
 });

@@ -59,11 +59,39 @@ export class FaultProvider implements BrowserProvider {
    * (the platform's view lagging); "omit:<id>": every live browser but that one.
    */
   listPlan: ListStep[] = [];
+  readonly probes: string[] = [];
+  /** Probes answer "unknown" (reject) while this is on: the platform does not say. */
+  probesFail = false;
+  /**
+   * CDP connections one browser accepts at once (undefined: any number). The
+   * platform accepted one per session before September 2026: a ping, reset or
+   * check holds one while it runs, and so does every `connect`.
+   */
+  maxConnections: number | undefined = undefined;
+  /** Open CDP connections per session (the pool's own conversations and clients'). */
+  readonly connections = new Map<string, number>();
+  /** Connects refused (the browser was gone, or busy with another connection). */
+  refusedConnects = 0;
+  /**
+   * When set, a browser that hears no devtools command (launch, ping, reset,
+   * an open connection) for this long on `clock` is ended, as the platform's
+   * keep_alive does. Checked whenever the provider is used.
+   */
+  keepAliveMs: number | undefined = undefined;
+  clock: () => number = () => Date.now();
+  private readonly activeAt = new Map<string, number>();
+  /** The next calls of these kinds throw synchronously (a bug in an effect's code path), once each. */
+  throwNext: Array<"close" | "reset" | "ping" | "launch"> = [];
   private pending: PendingLaunch[] = [];
   private pendingIo: PendingIo[] = [];
   private launchListeners: Array<(launch: PendingLaunch) => void> = [];
 
-  async launch(): Promise<string> {
+  launch(): Promise<string> {
+    this.throwIfPlanned("launch");
+    return this.launchAsync();
+  }
+
+  private async launchAsync(): Promise<string> {
     this.launches += 1;
     const plan = this.plan.shift() ?? this.defaultPlan;
     switch (plan.kind) {
@@ -111,6 +139,7 @@ export class FaultProvider implements BrowserProvider {
   }
 
   close(sessionId: string): Promise<void> {
+    this.throwIfPlanned("close");
     return this.io("close", sessionId, () => {
       if (this.failCloses > 0) {
         this.failCloses -= 1;
@@ -122,6 +151,7 @@ export class FaultProvider implements BrowserProvider {
   }
 
   reset(sessionId: string): Promise<void> {
+    this.throwIfPlanned("reset");
     return this.io("reset", sessionId, () => {
       if (this.failResets > 0) {
         this.failResets -= 1;
@@ -133,6 +163,7 @@ export class FaultProvider implements BrowserProvider {
   }
 
   ping(sessionId: string): Promise<void> {
+    this.throwIfPlanned("ping");
     return this.io("ping", sessionId, () => {
       if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
       this.pings.push(sessionId);
@@ -151,12 +182,31 @@ export class FaultProvider implements BrowserProvider {
   }
 
   private io(kind: PendingIo["kind"], sessionId: string, effect: () => void): Promise<void> {
+    this.expire();
+    // A ping or reset speaks CDP: it holds a connection to the browser while it runs.
+    const talks = kind !== "close";
+    if (talks) {
+      try {
+        this.openConnection(sessionId);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    const done = () => {
+      if (talks) this.closeConnection(sessionId);
+    };
+    const act = () => {
+      this.touch(sessionId);
+      effect();
+    };
     if (!this.manualIo) {
       try {
-        effect();
+        act();
         return Promise.resolve();
       } catch (error) {
         return Promise.reject(error);
+      } finally {
+        done();
       }
     }
     return new Promise<void>((resolve, reject) => {
@@ -165,18 +215,101 @@ export class FaultProvider implements BrowserProvider {
         sessionId,
         succeed: () => {
           try {
-            effect();
+            act();
             resolve();
           } catch (error) {
             reject(error);
+          } finally {
+            done();
           }
         },
-        fail: (message = `injected ${kind} failure`) => reject(new Error(message)),
+        fail: (message = `injected ${kind} failure`) => {
+          done();
+          reject(new Error(message));
+        },
       });
     });
   }
 
+  async probe(sessionId: string): Promise<boolean> {
+    this.expire();
+    this.probes.push(sessionId);
+    if (this.probesFail) throw new Error("injected probe failure: the platform did not say");
+    return this.live.has(sessionId);
+  }
+
+  /**
+   * A client's CDP connection: a socket whose far end answers every command
+   * with an empty result, open until either end closes it. Refused when the
+   * browser is gone or already has `maxConnections`.
+   */
+  async connect(sessionId: string): Promise<WebSocket> {
+    this.expire();
+    this.openConnection(sessionId);
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    server.accept();
+    let open = true;
+    const close = () => {
+      if (!open) return;
+      open = false;
+      this.closeConnection(sessionId);
+    };
+    server.addEventListener("message", (event) => {
+      this.touch(sessionId);
+      const { id } = JSON.parse(String(event.data)) as { id?: number };
+      if (id !== undefined) server.send(JSON.stringify({ id, result: {} }));
+    });
+    server.addEventListener("close", () => {
+      close();
+      try {
+        server.close(1000, "closed");
+      } catch {
+        // already closed
+      }
+    });
+    return client;
+  }
+
+  private openConnection(sessionId: string): void {
+    const open = this.connections.get(sessionId) ?? 0;
+    if (!this.live.has(sessionId) || (this.maxConnections !== undefined && open >= this.maxConnections)) {
+      this.refusedConnects += 1;
+      throw new Error(`browser ${sessionId} refused a DevTools connection`);
+    }
+    this.connections.set(sessionId, open + 1);
+    this.touch(sessionId);
+  }
+
+  private closeConnection(sessionId: string): void {
+    const open = (this.connections.get(sessionId) ?? 1) - 1;
+    if (open > 0) this.connections.set(sessionId, open);
+    else this.connections.delete(sessionId);
+    this.touch(sessionId);
+  }
+
+  private touch(sessionId: string): void {
+    this.activeAt.set(sessionId, this.clock());
+  }
+
+  /** The platform's keep_alive: browsers idle (no command, no open connection) for keepAliveMs end. */
+  expire(): void {
+    if (this.keepAliveMs === undefined) return;
+    const now = this.clock();
+    for (const sessionId of [...this.live.keys()]) {
+      if ((this.connections.get(sessionId) ?? 0) > 0) continue;
+      if (now - (this.activeAt.get(sessionId) ?? now) >= this.keepAliveMs) this.live.delete(sessionId);
+    }
+  }
+
+  private throwIfPlanned(kind: "close" | "reset" | "ping" | "launch"): void {
+    const index = this.throwNext.indexOf(kind);
+    if (index < 0) return;
+    this.throwNext.splice(index, 1);
+    throw new Error(`injected ${kind} that throws synchronously`);
+  }
+
   async list(): Promise<LiveSession[]> {
+    this.expire();
     const step = this.listPlan.shift();
     if (step === "hang") return new Promise<LiveSession[]>(() => {});
     if (step === "empty") return [];
@@ -199,6 +332,7 @@ export class FaultProvider implements BrowserProvider {
     sequence += 1;
     const sessionId = `fake-${sequence}-${Math.random().toString(36).slice(2, 8)}`;
     this.live.set(sessionId, { sessionId, startTime: Date.now(), connected: false });
+    this.touch(sessionId);
     return sessionId;
   }
 }

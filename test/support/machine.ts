@@ -5,11 +5,11 @@
  * reports the effects the transition asked for and the journal rows it wrote.
  */
 import { env, runInDurableObject } from "cloudflare:test";
-import { DEFAULT_CONFIG, type PoolConfig } from "../../src/pool/config";
+import { DEFAULT_CONFIG, KEEP_ALIVE_MS, type PoolConfig } from "../../src/pool/config";
 import { checkInvariants } from "../../src/pool/invariants";
 import { type Effect, type LeaseRequest, launchSucceeded, registered, requestLease, type Step } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
-import type { LeaseRow, SessionRow } from "../../src/pool/schema";
+import { type LeaseRow, migrate, type SessionRow } from "../../src/pool/schema";
 import { PoolStore } from "../../src/pool/store";
 
 export const T0 = 1_700_000_000_000;
@@ -43,6 +43,8 @@ let pools = 0;
 export async function withMachine(config: Partial<PoolConfig>, body: (m: Machine) => void): Promise<void> {
   const stub = env.POOL.get(env.POOL.idFromName(`machine/${Date.now()}-${++pools}-${crypto.randomUUID()}`));
   await runInDurableObject(stub, (_object: PoolObject, state) => {
+    // The pool's tables, as its creation makes them.
+    migrate(state.storage);
     const sql = state.storage.sql;
     const db = new PoolStore(sql);
     let launches = 0;
@@ -53,7 +55,7 @@ export async function withMachine(config: Partial<PoolConfig>, body: (m: Machine
       now: T0,
       run(fn) {
         const before = lastJournalSeq(sql);
-        const step: Step = { db, now: m.now, config: m.config, effects: [] };
+        const step: Step = { db, now: m.now, config: m.config, keepAliveMs: KEEP_ALIVE_MS, effects: [] };
         const result = state.storage.transactionSync(() => fn(step));
         const events = sql
           .exec<{ event: string }>(`SELECT event FROM journal WHERE seq > ? ORDER BY seq`, before)

@@ -19,7 +19,7 @@ export interface TestPool {
   provider: FaultProvider;
   clock: { now: number };
   acquire(options?: Partial<AcquireInput>): ReturnType<PoolObject["acquire"]>;
-  /** Moves the pool's clock forward and runs its alarm, as the platform would at that time. */
+  /** Moves the pool's clock forward and runs its alarm, as the platform would at that time, and waits for the reconciliation it started. */
   advance(ms: number): Promise<void>;
   /** Waits until every launch, close and reset the pool started has finished. */
   settled(): Promise<void>;
@@ -68,6 +68,8 @@ export async function faultPool(config: PoolConfigPatch = {}, provider = new Fau
       await stub.checkInvariants();
       clock.now += ms;
       await runDurableObjectAlarm(stub);
+      // Reconciliation runs beside the alarm, not inside it.
+      await stub.reconciled();
     },
     settled: () => stub.settled(),
     inside: (fn) => runInDurableObject(stub, () => fn()),
