@@ -69,6 +69,12 @@ export interface PoolConfig {
   reuse: boolean;
   launchTimeoutSeconds: number;
   idleTimeoutSeconds: number;
+  /** A lease no client connects to within this many seconds of its grant ends (endReason not_connected); 0 = never. */
+  connectWithinSeconds: number;
+  /** A browser that served this many leases is closed instead of reused; 0 = no limit. */
+  maxSessionUses: number;
+  /** A browser this old (seconds since launch) is closed instead of reused; 0 = no limit. */
+  maxSessionAgeSeconds: number;
 }
 
 export interface Pool {
@@ -79,6 +85,8 @@ export interface Pool {
   draining: boolean;
   consistent: boolean;
   violations: string[];
+  /** When the full invariant check behind `consistent` last ran. */
+  checkedAt: string | null;
   createdAt: string;
   lastReconciledAt: string | null;
 }

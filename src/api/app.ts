@@ -117,6 +117,13 @@ v1.post("/pools/:pool/leases", async (c) => {
     signal?.removeEventListener("abort", onAbort);
   }
   const { lease, replayed } = unwrap(result);
+  if (signal?.aborted && lease.status === "active") {
+    // The caller left while the pool decided. Its connect token never left this
+    // Worker, so nobody can use the lease: give it back now rather than at
+    // connectWithinSeconds (unless another request, a replay, holds it too).
+    c.executionCtx.waitUntil(onPool(c, pool, "abandon", "repeatable", (stub) => stub.abandon(leaseId)).catch(() => false));
+    throw new ApiError(409, "lease_not_active", "the request was aborted before its lease could be delivered; the lease was released");
+  }
   c.header("Location", `/v1/pools/${pool}/leases/${lease.id}`);
   if (replayed) c.header("Idempotent-Replayed", "true");
   return c.json({ ...lease, connectUrl: connectUrl(c.req.url, pool, lease.id, token.token) }, 201);
@@ -256,6 +263,8 @@ admin.delete("/pools/:tenant/:pool", async (c) => {
 admin.post("/pools/:tenant/:pool/drain", async (c) => c.json(unwrap(await adminPool(c).call("drain", "once", (stub) => stub.drain()))));
 admin.post("/pools/:tenant/:pool/resume", async (c) => c.json(unwrap(await adminPool(c).call("resume", "once", (stub) => stub.resume()))));
 admin.post("/pools/:tenant/:pool/purge-idle", async (c) => c.json(unwrap(await adminPool(c).call("purgeIdle", "once", (stub) => stub.purgeIdle()))));
+// The full invariant check, now (it reads the whole wait queue, so the read path shows the alarm's last one instead).
+admin.post("/pools/:tenant/:pool/check", async (c) => c.json(unwrap(await adminPool(c).call("checkNow", "repeatable", (stub) => stub.checkNow()))));
 admin.delete("/pools/:tenant/:pool/leases/:id", async (c) => {
   const target = adminPool(c);
   const id = parse(LeaseId, c.req.param("id"), "path.id");

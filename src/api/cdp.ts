@@ -18,7 +18,11 @@
  * be reset and handed to the next lease.
  */
 import type { Context } from "hono";
+import { providerFactory } from "../browser/factory";
+import type { BrowserProvider } from "../browser/provider";
+import { withDeadline } from "../deadline";
 import { log } from "../log";
+import { poolCall } from "./calls";
 import { isTenantPool, rateLimited, rateRule } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
@@ -26,7 +30,10 @@ import { poolOf } from "./stubs";
 import { tokenHash, tokenTenant } from "./token";
 import { parse, unwrap } from "./validate";
 
-const PLATFORM = "https://fake.host";
+/** Pauses between attempts to open the upstream socket (about 1 s in all). */
+const UPSTREAM_RETRY_PAUSES_MS = [0, 100, 250, 600];
+/** How long one attempt to open the upstream socket may take. */
+const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 /** Close code sent to a CDP client when its lease ends (application range 4000-4999). */
 export const LEASE_ENDED_CLOSE_CODE = 4001;
 
@@ -59,7 +66,8 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
 
   const stub = () => poolOf(c.env, tenant, pool);
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
-  const grant = unwrap(await stub().openConnection(leaseId, tokenHash(token), upgrade));
+  // Made once: with `upgrade` it registers a socket, which a repeat would register twice.
+  const grant = unwrap(await poolCall(c.env, tenant, pool, "openConnection", "once", (s) => s.openConnection(leaseId, tokenHash(token), upgrade)));
   if (!upgrade) {
     throw new ApiError(426, "upgrade_required", "this endpoint speaks CDP over WebSocket: connect with Puppeteer's browserWSEndpoint or Playwright's connectOverCDP", {
       Upgrade: "websocket",
@@ -67,20 +75,14 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   }
   const connectionId = grant.connectionId!;
 
-  let browser: WebSocket;
-  try {
-    const response = await c.env.BROWSER.fetch(`${PLATFORM}/v1/devtools/browser/${encodeURIComponent(grant.sessionId)}`, {
-      headers: { Upgrade: "websocket" },
-    });
-    if (!response.webSocket) {
-      await response.body?.cancel();
-      throw new Error(`the platform answered ${response.status} instead of a WebSocket`);
-    }
-    browser = response.webSocket;
-  } catch (error) {
-    await stub().closeConnection(connectionId).catch(() => undefined);
-    log("cdp_upstream_failed", { pool, leaseId, error: error instanceof Error ? error.message : String(error) });
-    throw new ApiError(502, "browser_unavailable", "the leased browser did not accept a CDP connection");
+  const browser = await connectUpstream(providerFactory.create(c.env), grant.sessionId);
+  if (!browser) {
+    // Refused every time: the pool asks the platform whether the browser is gone
+    // (then the lease has ended), rather than leaving an active lease on a dead browser.
+    const { gone } = await poolCall(c.env, tenant, pool, "connectFailed", "once", (s) => s.connectFailed(connectionId)).catch(() => ({ gone: false }));
+    log("cdp_upstream_failed", { pool, leaseId, gone });
+    if (gone) throw new ApiError(502, "browser_gone", "the leased browser is gone, so the lease has ended (endReason browser_gone); acquire a new lease");
+    throw ApiError.retryable(503, "browser_busy", "the leased browser did not accept a CDP connection; retry in a moment", 1);
   }
 
   const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
@@ -93,6 +95,24 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   });
   log("cdp_opened", { pool, leaseId, connectionId });
   return new Response(null, { status: 101, webSocket: client });
+}
+
+/**
+ * Opens the upstream CDP socket, retrying a refusal for a moment: a platform
+ * that allows one connection per session refuses while the pool's own short
+ * conversation with the browser (a keep-alive ping) is still closing.
+ * Undefined if every attempt was refused.
+ */
+async function connectUpstream(provider: BrowserProvider, sessionId: string): Promise<WebSocket | undefined> {
+  for (const pause of UPSTREAM_RETRY_PAUSES_MS) {
+    if (pause > 0) await scheduler.wait(pause);
+    try {
+      return await withDeadline(provider.connect(sessionId), UPSTREAM_CONNECT_TIMEOUT_MS, "the browser's CDP socket");
+    } catch {
+      // refused, or no answer in time: try again, then give up
+    }
+  }
+  return undefined;
 }
 
 /** What the pipe needs of the pool object (a stub; tests may pass their own). */

@@ -204,6 +204,24 @@ export function openApiDocument(): object {
           },
         },
       },
+      "/v1/admin/pools/{tenant}/{pool}/check": {
+        parameters: [tenantParam, poolParam],
+        post: {
+          summary:
+            "Run the pool's full invariant check now and keep its report (GET /v1/pools/{pool} shows the last one in consistent, violations and checkedAt) (admin token)",
+          responses: {
+            "200": {
+              description: "The check's report",
+              content: content({
+                type: "object",
+                required: ["consistent", "violations", "checkedAt"],
+                properties: { consistent: { type: "boolean" }, violations: { type: "array", items: { type: "string" } }, checkedAt: { type: "string", format: "date-time" } },
+              }),
+            },
+            ...problems(400, 401, 404, 503),
+          },
+        },
+      },
       "/v1/admin/pools/{tenant}/{pool}/leases/{id}": {
         parameters: [tenantParam, poolParam, idParam],
         delete: {

@@ -67,7 +67,13 @@ export const Lease = z.object({
   grantedAt: z.iso.datetime().optional(),
   expiresAt: z.iso.datetime().nullable(),
   endedAt: z.iso.datetime().optional(),
-  endReason: z.string().optional(),
+  endReason: z
+    .string()
+    .optional()
+    .describe(
+      "why it ended: released, expired, forced (an operator), not_connected (no client connected within connectWithinSeconds), " +
+        "abandoned (its caller was gone before the answer), browser_gone, cancelled, wait_timeout, launch_failed, launch_timeout, object_restarted, drained",
+    ),
   labels: z.record(z.string(), z.string()),
 });
 
@@ -88,15 +94,27 @@ export const Pool = z.object({
     reuse: z.boolean(),
     launchTimeoutSeconds: z.number().int(),
     idleTimeoutSeconds: z.number().int(),
+    connectWithinSeconds: z.number().int(),
+    maxSessionUses: z.number().int(),
+    maxSessionAgeSeconds: z.number().int(),
   }),
   counts: z.object({ launching: Count, idle: Count, leased: Count, resetting: Count, closing: Count, waiting: Count }),
   capacity: z.object({ max: Count, inUse: Count, available: Count }),
   draining: z.boolean(),
   consistent: z.boolean(),
   violations: z.array(z.string()),
+  checkedAt: z.iso.datetime().nullable().describe("when the full invariant check that `consistent` and `violations` report last ran (the alarm runs it; operators can run it on demand)"),
   createdAt: z.iso.datetime(),
   lastReconciledAt: z.iso.datetime().nullable(),
-  lastReconcile: z.object({ vanished: Count, reclosed: Count, unknown: Count }).nullable(),
+  lastReconcile: z
+    .object({
+      vanished: Count.describe("tracked sessions confirmed gone (missing from two lists, or a probe said so): capacity freed"),
+      suspect: Count.describe("tracked sessions missing from this list for the first time: still holding their slot, being probed"),
+      reclosed: Count,
+      unknown: Count,
+      untrusted: z.boolean().describe("the list was empty while sessions were tracked: nothing was judged from it"),
+    })
+    .nullable(),
   reconciledTotal: z.object({ vanished: Count, reclosed: Count }),
 });
 

@@ -20,7 +20,7 @@ export type LaunchPlan =
   | { kind: "manual" };
 
 /** One answer of list() (`listPlan`). */
-export type ListStep = "hang" | "empty" | `omit:${string}`;
+export type ListStep = "hang" | "empty" | "manual" | `omit:${string}`;
 
 /** A close, reset or ping the test decides (when `manualIo` is on). */
 export interface PendingIo {
@@ -56,9 +56,11 @@ export class FaultProvider implements BrowserProvider {
   /**
    * How the next list() calls answer, in order; when empty, list() answers every
    * live browser, as always. "hang": never answers; "empty": answers []
-   * (the platform's view lagging); "omit:<id>": every live browser but that one.
+   * (the platform's view lagging); "omit:<id>": every live browser but that one;
+   * "manual": answers what is live when the test calls `answerList()`.
    */
   listPlan: ListStep[] = [];
+  private pendingLists: Array<() => void> = [];
   readonly probes: string[] = [];
   /** Probes answer "unknown" (reject) while this is on: the platform does not say. */
   probesFail = false;
@@ -312,10 +314,23 @@ export class FaultProvider implements BrowserProvider {
     this.expire();
     const step = this.listPlan.shift();
     if (step === "hang") return new Promise<LiveSession[]>(() => {});
+    if (step === "manual") return new Promise<LiveSession[]>((resolve) => this.pendingLists.push(() => resolve([...this.live.values()])));
     if (step === "empty") return [];
     const all = [...this.live.values()];
     if (step !== undefined) return all.filter((s) => s.sessionId !== step.slice("omit:".length));
     return all;
+  }
+
+  /** Answers the oldest list() waiting on a "manual" step (call from inside the object). Returns whether one was waiting. */
+  answerList(): boolean {
+    const answer = this.pendingLists.shift();
+    answer?.();
+    return answer !== undefined;
+  }
+
+  /** list() calls waiting on a "manual" step. */
+  get pendingListCount(): number {
+    return this.pendingLists.length;
   }
 
   /** A browser dies from outside (crash, platform kill). */
