@@ -468,13 +468,15 @@ export function tick(step: Step): void {
       });
     }
   }
-  for (const lease of db.leasesDue("waiting", now)) {
-    failWaiter(step, lease, "wait_timeout", exhausted(step, "no session became free within waitSeconds"));
-  }
   for (const session of db.sessionsDue("resetting", now)) {
-    // A check that outlived its deadline is a dead browser; so is a reset's.
+    // A check that outlived its deadline is a dead browser (its caller, due at
+    // the same moment, waits on for the next session: hence before the waiters);
+    // so is a reset's.
     if (session.lease_id) checkFailed(step, session.id, "the check before the borrow timed out");
     else startClosing(step, session, "reset_timeout");
+  }
+  for (const lease of db.leasesDue("waiting", now)) {
+    failWaiter(step, lease, "wait_timeout", exhausted(step, "no session became free within waitSeconds"));
   }
   for (const session of db.sessionsDue("closing", now)) {
     db.updateSession(session.id, { deadline: now + CLOSE_TIMEOUT_MS });
