@@ -131,9 +131,9 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     if (req.waitMs === 0) {
       // waitSeconds 0 means "do not queue behind other callers", not "fail while
       // the broker is busy": a session being reset, or a warm launch nobody owns,
-      // serves this caller if nobody is ahead of it.
-      const incoming = waiting === 0 ? db.incomingUnowned() : undefined;
-      if (!incoming) return rejected(step, exhausted(step, "no session is free and waitSeconds is 0"));
+      // serves this caller if there is one for every caller already waiting.
+      const incoming = db.incomingUnowned();
+      if (!incoming || incoming.count <= waiting) return rejected(step, exhausted(step, "no session is free and waitSeconds is 0"));
       waitUntil = Math.max(waitUntil, incoming.deadline);
     } else if (waiting >= config.maxWaiters) {
       return rejected(step, exhausted(step, `the wait queue is full (maxWaiters ${config.maxWaiters})`));
