@@ -27,9 +27,11 @@ export function freePort() {
 }
 
 /**
- * @param {{ vars?: Record<string, string>, state?: string, port?: number }} [options]
+ * @param {{ vars?: Record<string, string>, state?: string, port?: number, onOutput?: (chunk: string) => void }} [options]
  *   vars: extra Worker variables (`--var`); state: a persistence directory to reuse
- *   (a restart on the same state), kept by stop() when given; port: a fixed port.
+ *   (a restart on the same state), kept by stop() when given; port: a fixed port;
+ *   onOutput: called with each chunk wrangler writes (stdout and stderr; the
+ *   Worker's log lines among them), e.g. to count lifecycle events.
  * @returns {Promise<{ url: string, state: string, stop: () => Promise<void>, kill: () => Promise<void> }>}
  */
 export async function startBroker(options = {}) {
@@ -47,6 +49,7 @@ export async function startBroker(options = {}) {
   );
   const keep = (chunk) => {
     output = (output + chunk.toString()).slice(-20_000);
+    options.onOutput?.(chunk.toString());
   };
   child.stdout.on("data", keep);
   child.stderr.on("data", keep);

@@ -15,11 +15,18 @@ export function runTmpDir(prefix = "broker-run-") {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Kills every process whose Chromium profile lies under `dir`; returns how many (Linux; elsewhere 0). */
-export function stopBrowsers(dir) {
-  if (process.platform !== "linux" || !dir) return 0;
+/**
+ * Every process of the run's browsers: each process whose command line names
+ * a Chromium profile under `dir` (the main process, and some of its helpers),
+ * with the platform session id Miniflare named the profile after
+ * (`…/browser-rendering/profile-<sessionId>`; some versions add
+ * `-<attempt>`), and whether it is the browser's main process (no `--type=`).
+ * Linux only; elsewhere [].
+ */
+function profileProcesses(dir) {
+  if (process.platform !== "linux" || !dir) return [];
   const tag = `--user-data-dir=${dir}/`;
-  let stopped = 0;
+  const found = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     let args;
@@ -28,9 +35,40 @@ export function stopBrowsers(dir) {
     } catch {
       continue; // exited meanwhile
     }
-    if (!args.some((arg) => arg.startsWith(tag))) continue;
+    const profile = args.find((arg) => arg.startsWith(tag));
+    if (!profile) continue;
+    const named = /\/profile-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:-\d+)?\/?$/i.exec(profile);
+    found.push({ pid: Number(entry), sessionId: named ? named[1] : null, main: !args.some((arg) => arg.startsWith("--type=")) });
+  }
+  return found;
+}
+
+/**
+ * The run's browsers: one entry per Chromium main process whose profile lies
+ * under `dir`, with its platform session id (null if the profile is not named
+ * after one). Linux only; elsewhere [].
+ * @returns {{ pid: number, sessionId: string | null }[]}
+ */
+export function browsersOf(dir) {
+  return profileProcesses(dir)
+    .filter((p) => p.main)
+    .map(({ pid, sessionId }) => ({ pid, sessionId }));
+}
+
+/**
+ * Kills (SIGKILL) every process whose Chromium profile lies under `dir`, or
+ * only those of the browsers of the given platform session ids; returns how
+ * many processes (Linux; elsewhere 0).
+ * @param {string} dir
+ * @param {Iterable<string>} [sessionIds]
+ */
+export function stopBrowsers(dir, sessionIds) {
+  const only = sessionIds === undefined ? undefined : new Set(sessionIds);
+  let stopped = 0;
+  for (const { pid, sessionId } of profileProcesses(dir)) {
+    if (only && (sessionId === null || !only.has(sessionId))) continue;
     try {
-      process.kill(Number(entry), "SIGKILL");
+      process.kill(pid, "SIGKILL");
       stopped += 1;
     } catch {
       // already gone

@@ -164,9 +164,13 @@ export async function allLeases(api, pool) {
 /**
  * The leak audit. Waits (bounded by TTL + 2 s from `loadEndedAt`) for the pool
  * to drain, then checks every lease and re-leases full capacity.
- * @returns {Promise<{ pass: boolean, checks: { name: string, ok: boolean, detail: string }[], drainMs: number | null }>}
+ * `capacityBackMs` is when the last of those re-leases was granted, after
+ * `loadEndedAt` (null unless all were); with `capacityWithinMs` the audit also
+ * checks that it came within that bound.
+ * @returns {Promise<{ pass: boolean, checks: { name: string, ok: boolean, detail: string }[], drainMs: number | null,
+ *   capacityBackMs: number | null, leases: number }>}
  */
-export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEndedAt, waitForCapacitySeconds = 30 }) {
+export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEndedAt, waitForCapacitySeconds = 30, capacityWithinMs }) {
   // Reads only, no retries: an error answer is an audit failure, not something to wait out.
   const api = new BrokerClient({ baseUrl: url, apiKey: "dev-key", retries: 0 });
   const checks = [];
@@ -217,7 +221,7 @@ export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEnde
     const acquirer = customer(url);
     for (let attempt = 0; attempt < 10; attempt += 1) {
       const reply = await acquirer.acquire(pool, { ttlSeconds: 30, waitSeconds: waitForCapacitySeconds });
-      if (reply.status === 201 || reply.status === 429 || reply.status < 500) return reply;
+      if (reply.status === 201 || reply.status === 429 || reply.status < 500) return { ...reply, at: Date.now() };
       await sleep(200);
     }
     return { status: 503 };
@@ -225,8 +229,16 @@ export async function audit({ url, pool, seen, ttlSeconds, maxSessions, loadEnde
   const regained = await Promise.all(Array.from({ length: maxSessions }, regain));
   const ok = regained.filter((r) => r.status === 201);
   check("full capacity can be leased again", ok.length === maxSessions, `${ok.length}/${maxSessions} granted`);
+  const capacityBackMs = ok.length === maxSessions ? Math.max(...ok.map((r) => r.at)) - loadEndedAt : null;
+  if (capacityWithinMs !== undefined) {
+    check(
+      `full capacity leased again within ${capacityWithinMs} ms`,
+      capacityBackMs !== null && capacityBackMs <= capacityWithinMs,
+      capacityBackMs === null ? "never" : `${capacityBackMs} ms after the load ended`,
+    );
+  }
   await api.releaseAll(pool);
-  return { pass: checks.every((c) => c.ok), checks, drainMs, leases: leases.length };
+  return { pass: checks.every((c) => c.ok), checks, drainMs, capacityBackMs, leases: leases.length };
 }
 
 export function latencyTable(byOp) {
