@@ -272,6 +272,16 @@ export class FaultProvider implements BrowserProvider {
     return client;
   }
 
+  /** Something else holds one of the browser's connections until the returned function is called. */
+  occupy(sessionId: string): () => void {
+    this.openConnection(sessionId);
+    let held = true;
+    return () => {
+      if (held) this.closeConnection(sessionId);
+      held = false;
+    };
+  }
+
   private openConnection(sessionId: string): void {
     const open = this.connections.get(sessionId) ?? 0;
     if (!this.live.has(sessionId) || (this.maxConnections !== undefined && open >= this.maxConnections)) {
