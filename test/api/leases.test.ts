@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { app } from "../../src/api/app";
 import { controlClock, describePool, expectConsistent, liveBrowsers, settled, until } from "../support/api";
 import { call, poolName } from "../support/http";
+import { newKey, newTenant } from "../support/tenants";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const used: string[] = [];
@@ -275,6 +276,22 @@ describe("Idempotency-Key", () => {
 
     const view = await describePool("dev", name);
     expect(view.counts.leased).toBe(1);
+  });
+
+  it("is scoped to the API key that sent it: another key of the same tenant with the same key gets its own lease", async () => {
+    const { tenant, key } = await newTenant("idem");
+    const other = await newKey(tenant, "second");
+    const name = pool();
+    const headers = { "idempotency-key": "shared-by-accident" };
+    const first = await call(leases(name), { method: "POST", body: { ttlSeconds: 30 }, headers, key });
+    const second = await call(leases(name), { method: "POST", body: { ttlSeconds: 30 }, headers, key: other.key });
+    expect([first.status, second.status]).toEqual([201, 201]);
+    expect(second.headers.get("idempotent-replayed")).toBeNull();
+    expect(second.body.id).not.toBe(first.body.id);
+    // And each key still replays its own.
+    const again = await call(leases(name), { method: "POST", body: { ttlSeconds: 30 }, headers, key: other.key });
+    expect(again.body.id).toBe(second.body.id);
+    for (const [id, k] of [[first.body.id, key], [second.body.id, other.key]] as const) await call(`${leases(name)}/${id}`, { method: "DELETE", key: k });
   });
 });
 

@@ -5,7 +5,8 @@
  */
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { ABANDONED_SWEEP_DELAY_MS, type SessionRegistry } from "../../src/registry/object";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import type { TenantObject } from "../../src/tenant/object";
 import { faultPool, flush } from "../support/pool";
 
 describe("a pool being deleted", () => {
@@ -66,5 +67,56 @@ describe("a pool being deleted", () => {
     await runDurableObjectAlarm(registry);
     expect(pool.provider.closed).toContain(alive);
     expect(await registration()).toBeUndefined();
+  });
+
+  it("a resize queued behind a deletion never re-creates the pool", async () => {
+    const pool = await faultPool({ maxSessions: 1 });
+    const tenant = env.TENANT.get(env.TENANT.idFromName(pool.tenant));
+    // A growth holds the pool's turn (its claim's answer is held), and a deletion and a resize queue behind it.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // A flag, not a promise: a promise resolved inside the tenant object would run the test on in that object's context.
+    const seen = { claim: false };
+    await runInDurableObject(tenant, (object: TenantObject) => {
+      object.afterClaim = async (name) => {
+        if (name !== pool.name) return;
+        seen.claim = true;
+        await held;
+      };
+    });
+    try {
+      const growth = pool.stub.configure(pool.tenant, pool.name, { maxSessions: 2 });
+      await vi.waitFor(() => expect(seen.claim).toBe(true), { timeout: 2_000, interval: 5 });
+      const deletion = pool.stub.deletePool(pool.tenant, pool.name);
+      const resize = pool.stub.reconfigure({ maxSessions: 1 });
+      await flush(pool.stub);
+      release();
+      expect((await growth).ok).toBe(true);
+      expect((await deletion).ok).toBe(true);
+      expect(await resize).toMatchObject({ ok: false, failure: { status: 404, code: "not_found" } });
+      expect((await pool.stub.describe()).ok).toBe(false);
+      expect(await tenant.hasPool(pool.name)).toBe(false);
+    } finally {
+      await runInDurableObject(tenant, (object: TenantObject) => {
+        object.afterClaim = undefined;
+      });
+    }
+  });
+
+  it("work that finishes after the deletion writes nothing and sets no alarm", async () => {
+    const pool = await faultPool({ maxSessions: 1 });
+    pool.provider.listPlan = ["manual"];
+    const reconciling = pool.stub.reconcileNow();
+    await vi.waitFor(() => expect(pool.provider.pendingListCount).toBe(1), { timeout: 2_000, interval: 5 });
+    expect((await pool.stub.deletePool(pool.tenant, pool.name)).ok).toBe(true);
+    // The platform's list answers only now, for a pool that is gone.
+    expect(await pool.inside(() => pool.provider.answerList())).toBe(true);
+    expect(await reconciling).toBeUndefined();
+    await pool.settled();
+    const left = await runInDurableObject(pool.stub, async (_object, state) => ({
+      tables: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'`).toArray(),
+      alarm: await state.storage.getAlarm(),
+    }));
+    expect(left).toEqual({ tables: [], alarm: null });
   });
 });
