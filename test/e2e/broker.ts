@@ -9,6 +9,8 @@ import { startBroker } from "../../scripts/lib/broker.mjs";
 declare module "vitest" {
   export interface ProvidedContext {
     brokerUrl: string;
+    /** TMPDIR of the broker's Miniflare, where its browsers' profiles live ("" for a BROKER_URL broker: not ours to kill). */
+    brokerTmp: string;
   }
 }
 
@@ -18,10 +20,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const host = new URL(given).hostname;
     if (!["localhost", "127.0.0.1", "[::1]"].includes(host)) throw new Error(`BROKER_URL must be a localhost URL, got ${given}`);
     project.provide("brokerUrl", given.replace(/\/$/, ""));
+    project.provide("brokerTmp", "");
     return async () => {};
   }
   const broker = await startBroker();
   console.log(`e2e: broker (wrangler dev) on ${broker.url}`);
   project.provide("brokerUrl", broker.url);
+  project.provide("brokerTmp", broker.tmp);
   return broker.stop;
 }

@@ -3,6 +3,9 @@ import { inject } from "vitest";
 
 export const brokerUrl = (): string => inject("brokerUrl");
 
+/** TMPDIR of the broker this run started (its browsers' profiles live there); undefined for a BROKER_URL broker. */
+export const brokerTmp = (): string | undefined => inject("brokerTmp") || undefined;
+
 export async function api(path: string, init: { method?: string; body?: unknown; key?: string } = {}) {
   const response = await fetch(`${brokerUrl()}${path}`, {
     method: init.method ?? "GET",
@@ -56,3 +59,28 @@ export function withToken(connectUrl: string, token: string): string {
 
 export const HTML = (marker: string) =>
   `data:text/html,${encodeURIComponent(`<title>${marker}</title><h1 id="h">hello ${marker}</h1>`)}`;
+
+export interface PoolCounts {
+  launching: number;
+  idle: number;
+  leased: number;
+  resetting: number;
+  closing: number;
+  waiting: number;
+}
+
+/**
+ * Polls `GET /v1/pools/{pool}` until its counts satisfy `done`; resolves with
+ * the counts and the time they did, or rejects after `ms` with the last counts
+ * (a bounded wait for an event, not a sleep).
+ */
+export async function poolCountsUntil(pool: string, done: (counts: PoolCounts) => boolean, ms: number, what: string, key?: string) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const view = await api(`/v1/pools/${pool}`, key ? { key } : {});
+    const counts = view.body?.counts as PoolCounts | undefined;
+    if (view.status === 200 && counts && done(counts)) return { counts, at: Date.now() };
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms (last: ${view.status} ${JSON.stringify(view.body?.counts ?? view.body)})`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
