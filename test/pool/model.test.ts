@@ -29,23 +29,36 @@
  */
 import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
-import { afterEach, describe, expect, inject, it } from "vitest";
+import { afterEach, describe, expect, inject, it, vi } from "vitest";
 import type { AcquireView, PoolObject, PoolResult } from "../../src/pool/object";
 import type { PoolStore } from "../../src/pool/store";
 import { hasSchema } from "../../src/pool/schema";
-import { providerFactory } from "../../src/pool/object";
+import { IO_TIMEOUTS, providerFactory } from "../../src/pool/object";
+import { type FaultRule, injectFaults } from "../api/stub-faults";
 import { FaultProvider } from "../support/fault-provider";
 import { faultPool, flush, type TestPool } from "../support/pool";
 
 const realFactory = { ...providerFactory };
+let restoreFaults: (() => void) | undefined;
+const realListTimeout = IO_TIMEOUTS.list;
 afterEach(() => {
+  restoreFaults?.();
+  IO_TIMEOUTS.list = realListTimeout;
   providerFactory.create = realFactory.create;
   providerFactory.now = realFactory.now;
 });
 
-type Told = { state: "waiting" } | { state: "active"; sessionId: string; expiresAt: number } | { state: "ended"; why: string };
+type Told =
+  | { state: "waiting" }
+  | { state: "active"; sessionId: string; expiresAt: number; grantedAt: number; connected: boolean }
+  | { state: "ended"; why: string };
+
+/** The connect token every lease of the model is acquired with (its hash, as the Worker passes it). */
+const TOKEN_HASH = "d".repeat(64);
 
 interface Model {
+  /** The pool's connectWithinSeconds: an unconnected lease ends that long after its grant (0 = never). */
+  connectWithinMs: number;
   leases: Map<string, Told>;
   /** Order of creation, so commands can pick leases by index. */
   order: string[];
@@ -59,6 +72,8 @@ interface Real {
   /** Acquire calls in flight (by lease id) and their answers once they come. */
   calls: Map<string, { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } }>;
   answered: Map<string, Promise<void>>;
+  /** The pool's calls to the registry that fail next (RpcFails adds to `times`). */
+  rpcFaults: Record<"track" | "forget" | "lostLaunches", FaultRule>;
 }
 
 const ANSWER_WITHIN_MS = 2_000;
@@ -77,8 +92,10 @@ async function check(m: Model, r: Real): Promise<void> {
     const found = await stub.getLease(id);
     if (told.state === "waiting") {
       if (!found.ok) {
-        // Not in SQL at all: the request was refused before a row was written, or never arrived.
-        await answerOf(r, id, "a refused request");
+        // Not in SQL at all: the request was refused before a row was written, or is
+        // still creating the pool (asking the tenant's quota); either way it is answered
+        // or recorded soon.
+        await answeredOrRecorded(r, id);
       } else if (found.value.status !== "waiting") {
         await answerOf(r, id, `a lease that became ${found.value.status}`);
       }
@@ -132,13 +149,25 @@ async function answerOf(r: Real, id: string, what: string): Promise<void> {
   expect(outcome, `the caller of ${what} (${id}) is answered`).toBe("answered");
 }
 
+/** Waits (bounded) until a request absent from SQL is answered, or its lease row appears. */
+async function answeredOrRecorded(r: Real, id: string): Promise<void> {
+  const call = r.calls.get(id);
+  if (!call || call.answer) return;
+  const deadline = Date.now() + ANSWER_WITHIN_MS;
+  while (!call.answer && Date.now() < deadline) {
+    if ((await r.pool.stub.getLease(id)).ok) return;
+    await Promise.race([r.answered.get(id)!, scheduler.wait(20)]);
+  }
+  expect(call.answer !== undefined, `the caller of a request not in SQL (${id}) is answered or its lease recorded`).toBe(true);
+}
+
 /** Applies a received answer to the model. */
 function absorb(m: Model, r: Real, id: string): void {
   const answer = r.calls.get(id)?.answer;
   if (!answer || m.leases.get(id)?.state !== "waiting") return;
   if (answer.ok) {
     const lease = answer.value.lease;
-    m.leases.set(id, { state: "active", sessionId: lease.sessionId!, expiresAt: Date.parse(lease.expiresAt!) });
+    m.leases.set(id, { state: "active", sessionId: lease.sessionId!, expiresAt: Date.parse(lease.expiresAt!), grantedAt: Date.parse(lease.grantedAt!), connected: false });
   } else {
     expect(FAILURE_CODES, `failure code ${answer.failure.code}`).toContain(answer.failure.code);
     m.leases.set(id, { state: "ended", why: answer.failure.code });
@@ -164,7 +193,7 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
     r.answered.set(
       id,
       r.pool
-        .acquire({ leaseId: id, waitSeconds: this.waitSeconds, ttlSeconds: this.ttlSeconds })
+        .acquire({ leaseId: id, waitSeconds: this.waitSeconds, ttlSeconds: this.ttlSeconds, tokenHash: TOKEN_HASH })
         .then(
           (answer) => void (call.answer = answer),
           () => void (call.answer = { ok: false, failure: { code: "rpc_failed" } }),
@@ -225,7 +254,8 @@ class Renew implements fc.AsyncCommand<Model, Real> {
     const result = await r.pool.stub.renew(id, this.ttlSeconds);
     if (result.ok) {
       expect(told.state, "only a held lease can be renewed").toBe("active");
-      m.leases.set(id, { state: "active", sessionId: result.value.sessionId!, expiresAt: Date.parse(result.value.expiresAt!) });
+      const held = told as Extract<Told, { state: "active" }>;
+      m.leases.set(id, { ...held, sessionId: result.value.sessionId!, expiresAt: Date.parse(result.value.expiresAt!) });
     } else if (told.state === "active") {
       // A held lease refuses renewal only once it is past its expiry (no resurrection).
       expect(result.failure.code).toBe("lease_not_active");
@@ -257,13 +287,154 @@ class Advance implements fc.AsyncCommand<Model, Real> {
   constructor(readonly ms: number) {}
   check = () => true;
   async run(m: Model, r: Real) {
-    await r.pool.advance(this.ms);
-    for (const [id, told] of m.leases) {
-      if (told.state === "active" && told.expiresAt <= r.pool.clock.now) m.leases.set(id, { state: "ended", why: "expired" });
-    }
+    await advance(m, r, this.ms);
     await check(m, r);
   }
   toString = () => `advance(${this.ms} ms)`;
+}
+
+/**
+ * Time passes and the platform runs the alarm. The alarm must be set by then
+ * if anything is due: a setAlarm that failed is retried by the pool itself
+ * (bounded wait), never left lost. (Not while a deletion runs: it answers by
+ * its own I/O deadlines, and a restart takes it back and re-arms.)
+ */
+async function advance(m: Model, r: Real, ms: number): Promise<void> {
+  await flush(r.pool.stub);
+  const exists = (await r.pool.stub.describe()).ok;
+  if (exists) await vi.waitFor(
+    async () => {
+      const { alarm, due } = await runInDurableObject(r.pool.stub, async (object: PoolObject, state) => {
+        if (!hasSchema(state.storage.sql)) return { alarm: null, due: false };
+        const db = (object as unknown as { db: PoolStore }).db;
+        return { alarm: await state.storage.getAlarm(), due: db.deadlines().earliest !== null };
+      });
+      if (due) expect(alarm, "the alarm is set while anything has a deadline").not.toBeNull();
+    },
+    { timeout: 3_000, interval: 20 },
+  );
+  await r.pool.advance(ms);
+  const now = r.pool.clock.now;
+  for (const [id, told] of m.leases) {
+    if (told.state !== "active") continue;
+    if (told.expiresAt <= now) m.leases.set(id, { state: "ended", why: "expired" });
+    else if (m.connectWithinMs > 0 && !told.connected && told.grantedAt + m.connectWithinMs <= now) m.leases.set(id, { state: "ended", why: "not_connected" });
+  }
+}
+
+/** The platform's next list omits a live browser (it lags): reconciliation must not end anything that runs. */
+class OmitFromList implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    // A leased browser is the one whose wrongful end a caller would notice: with
+    // none held, one is acquired first (its launch lands), when the pool allows.
+    const heldSessions = () => [...m.leases.values()].flatMap((t) => (t.state === "active" && r.provider.live.has(t.sessionId) ? [t.sessionId] : []));
+    if (heldSessions().length === 0) {
+      await new Acquire(0, 30).run(m, r);
+      for (let launch = r.provider.takeLaunch(0); launch; launch = r.provider.takeLaunch(0)) {
+        const landing = launch;
+        await r.pool.inside(() => void landing.succeed());
+      }
+      await check(m, r);
+    }
+    const held = heldSessions();
+    const omitted = pick(held.length > 0 ? held : [...r.provider.live.keys()], this.index);
+    if (omitted) {
+      r.provider.listPlan = [`omit:${omitted}`];
+      r.pool.clock.now += 1;
+      await r.pool.stub.reconcileNow();
+    }
+    await check(m, r);
+  }
+  toString = () => `omitFromList(#${this.index})`;
+}
+
+/** The platform's list hangs while time passes: expiries and waiter deadlines still happen on time. */
+class AdvanceWhileListHangs implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly ms: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    r.provider.listPlan = ["hang"];
+    const hung = r.pool.stub.reconcileNow();
+    await advance(m, r, this.ms);
+    await hung;
+    r.provider.listPlan = [];
+    await check(m, r);
+  }
+  toString = () => `advanceWhileListHangs(${this.ms} ms)`;
+}
+
+/** The next setAlarm the pool makes is refused by storage. */
+class SetAlarmFails implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real) {
+    await runInDurableObject(r.pool.stub, (_object, state) => {
+      const storage = state.storage as { setAlarm: DurableObjectStorage["setAlarm"] };
+      const real = storage.setAlarm.bind(state.storage);
+      storage.setAlarm = (time, options) => {
+        storage.setAlarm = real;
+        return Promise.reject(new Error("injected: setAlarm refused"));
+      };
+    });
+    await check(m, r);
+  }
+  toString = () => "setAlarmFails";
+}
+
+/** The next effect of a kind throws synchronously, before its I/O starts. */
+class EffectThrows implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly kind: "close" | "reset" | "ping" | "launch") {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    r.provider.throwNext.push(this.kind);
+    await check(m, r);
+  }
+  toString = () => `effectThrows(${this.kind})`;
+}
+
+/**
+ * A client connects to a held lease while the pool may be talking to its
+ * browser (a check or ping held open), on a platform that accepts one
+ * connection per browser: the connect is never refused because of the pool.
+ */
+class ConnectDuringPing implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly index: number) {}
+  check = (m: Readonly<Model>) => [...m.leases.values()].some((t) => t.state === "active");
+  async run(m: Model, r: Real) {
+    const held = m.order.filter((id) => m.leases.get(id)!.state === "active");
+    const id = pick(held, this.index);
+    const told = id ? (m.leases.get(id) as Extract<Told, { state: "active" }>) : undefined;
+    if (id && told) {
+      const opening = r.pool.stub.openConnection(id, TOKEN_HASH, true);
+      // The pool's own conversations with that browser end (they are what a connect waits for).
+      for (let io = r.provider.takeConversationOf(told.sessionId); io; io = r.provider.takeConversationOf(told.sessionId)) {
+        const done = io;
+        await r.pool.inside(() => done.succeed());
+      }
+      const opened = await opening;
+      expect(opened.ok, `a held lease (${id}) can be connected to`).toBe(true);
+      if (opened.ok) {
+        m.leases.set(id, { ...told, connected: true });
+        const release = r.provider.occupy(told.sessionId);
+        release();
+        await r.pool.stub.closeConnection(opened.value.connectionId!);
+      }
+    }
+    await check(m, r);
+  }
+  toString = () => `connectDuringPing(#${this.index})`;
+}
+
+/** A call to the account's registry fails (the pool retries it from its alarm). */
+class RpcFails implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly method: "track" | "forget" | "lostLaunches") {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    r.rpcFaults[this.method].times += 1;
+    await check(m, r);
+  }
+  toString = () => `rpcFails(${this.method})`;
 }
 
 class Crash implements fc.AsyncCommand<Model, Real> {
@@ -388,12 +559,27 @@ const commands = [
   fc.nat(8).map((i) => new ForceRelease(i)),
   fc.constant(new PurgeIdle()),
   fc.constant(new Delete()),
+  // The platform's own failures.
+  fc.nat(8).map((i) => new OmitFromList(i)),
+  fc.constantFrom(1_000, 5_000, 31_000).map((ms) => new AdvanceWhileListHangs(ms)),
+  fc.constant(new SetAlarmFails()),
+  fc.constantFrom<"close" | "reset" | "ping" | "launch">("close", "reset", "ping", "launch").map((kind) => new EffectThrows(kind)),
+  fc.nat(8).map((i) => new ConnectDuringPing(i)),
+  fc.constantFrom<"track" | "forget" | "lostLaunches">("track", "forget", "lostLaunches").map((method) => new RpcFails(method)),
 ];
 
-async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle: number }): Promise<Real> {
+type SystemConfig = { maxSessions: number; reuse: boolean; minIdle: number; connectWithinSeconds: number };
+
+async function newSystem(config: SystemConfig): Promise<Real> {
   const provider = new FaultProvider();
   provider.defaultPlan = { kind: "manual" };
   provider.manualIo = true;
+  // A platform that accepts one connection per browser, as Browser Rendering did until September 2026.
+  provider.maxConnections = 1;
+  // Another Worker's browser on the same account: the platform's list is never empty only because of this pool.
+  provider.spawnForeign();
+  // A hung list gives up quickly (real time), in this object and in any it restarts as.
+  IO_TIMEOUTS.list = 50;
   const pool = await faultPool(
     { ...config, maxWaiters: 3, launchTimeoutSeconds: 5, idleTimeoutSeconds: 30, defaultTtlSeconds: 30, maxTtlSeconds: 60 },
     provider,
@@ -401,7 +587,15 @@ async function newSystem(config: { maxSessions: number; reuse: boolean; minIdle:
   // A restarted object gets the same provider and clock.
   providerFactory.create = () => provider;
   providerFactory.now = () => pool.clock.now;
-  return { pool, provider, calls: new Map(), answered: new Map(), deletions: [] };
+  const fails = (method: string): FaultRule => ({
+    kind: "registry",
+    method,
+    times: 0,
+    error: () => Object.assign(new Error("injected: the registry is unreachable"), { retryable: true }),
+  });
+  const rpcFaults = { track: fails("track"), forget: fails("forget"), lostLaunches: fails("lostLaunches") };
+  restoreFaults = injectFaults(rpcFaults.track, rpcFaults.forget, rpcFaults.lostLaunches).restore;
+  return { pool, provider, calls: new Map(), answered: new Map(), deletions: [], rpcFaults };
 }
 
 /** Liveness: once everything is released and every deadline has passed, the pool holds nothing and every caller was answered. */
@@ -445,11 +639,11 @@ describe("the pool against a reference model", () => {
     const path = inject("modelPath");
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ maxSessions: fc.constantFrom(1, 2, 3), reuse: fc.boolean(), minIdle: fc.constantFrom(0, 0, 1) }),
+        fc.record({ maxSessions: fc.constantFrom(1, 2, 3), reuse: fc.boolean(), minIdle: fc.constantFrom(0, 0, 1), connectWithinSeconds: fc.constantFrom(0, 20) }),
         fc.commands(commands, { maxCommands: 40 }),
         async (config, cmds) => {
           const r = await newSystem(config);
-          const m: Model = { leases: new Map(), order: [] };
+          const m: Model = { connectWithinMs: config.connectWithinSeconds * 1000, leases: new Map(), order: [] };
           await fc.asyncModelRun(() => ({ model: m, real: r }), cmds);
           await drain(m, r);
         },

@@ -177,6 +177,12 @@ export class FaultProvider implements BrowserProvider {
     return this.pendingIo.length;
   }
 
+  /** Takes the first reset or ping of `sessionId` waiting for a decision (the pool's own conversation with that browser). */
+  takeConversationOf(sessionId: string): PendingIo | undefined {
+    const index = this.pendingIo.findIndex((io) => io.sessionId === sessionId && io.kind !== "close");
+    return index < 0 ? undefined : this.pendingIo.splice(index, 1)[0];
+  }
+
   /** Takes one of the closes, resets or pings waiting for a decision (index wraps). */
   takeIo(index: number): PendingIo | undefined {
     if (this.pendingIo.length === 0) return undefined;
