@@ -65,9 +65,18 @@ export function checkInvariants(sql: SqlStorage, config: PoolConfig, now: number
     now - DEADLINE_GRACE_MS,
   );
   for (const r of overdue) violations.push(`waiter ${r.id} outlived its deadline`);
+  // A waiter an idle session is being checked for is being served; any other one must not queue beside an idle session.
   const idle = rows<{ n: number }>(`SELECT COUNT(*) AS n FROM sessions WHERE state = 'idle'`)[0]!.n;
-  const waiting = rows<{ n: number }>(`SELECT COUNT(*) AS n FROM leases WHERE status = 'waiting'`)[0]!.n;
+  const waiting = rows<{ n: number }>(
+    `SELECT COUNT(*) AS n FROM leases l WHERE l.status = 'waiting'
+       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state = 'resetting' AND s.lease_id = l.id)`,
+  )[0]!.n;
   if (idle > 0 && waiting > 0) violations.push(`${waiting} waiters queue while ${idle} sessions are idle`);
+  for (const r of rows<{ id: number; deadline: number | null; status: string | null }>(
+    `SELECT s.id, s.deadline, l.status FROM sessions s JOIN leases l ON l.id = s.lease_id WHERE s.state = 'resetting'`,
+  )) {
+    if (r.status !== "waiting") violations.push(`resetting session ${r.id} is checked for a lease that is ${r.status}, not waiting`);
+  }
 
   // The tallies the hot path reads instead of counting rows must be the counts.
   // Only live states are recounted: they are bounded by maxSessions and

@@ -6,7 +6,11 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  ALIVE_BYPASS_MS,
   applyConfig,
+  CHECK_TIMEOUT_MS,
+  checkFailed,
+  checkPassed,
   cancelWaiter,
   CLOSE_TIMEOUT_MS,
   closeFailed,
@@ -44,6 +48,16 @@ function idleSession(m: Machine) {
   m.run((s) => resetSucceeded(s, session.id));
   expect(m.session(session.id).state).toBe("idle");
   return m.session(session.id);
+}
+
+/** Two distinct idle sessions (the first idle longer), both just reset. */
+function twoIdleSessions(m: Machine) {
+  const held = [m.leased(), m.leased()];
+  for (const { lease, session } of held) {
+    m.run((s) => releaseLease(s, lease.id));
+    m.run((s) => resetSucceeded(s, session.id));
+  }
+  return held.map(({ session }) => m.session(session.id));
 }
 
 /** Fills every slot with a leased session; returns the leases. */
@@ -149,6 +163,42 @@ describe("requestLease", () => {
       const waited = m.request({ waitMs: 10_000 });
       expect(waited.result.kind).toBe("waiting");
       expect(waited.effects).toEqual([]);
+    }));
+});
+
+describe("validate on borrow", () => {
+  it("checks a stale idle session for the caller and keeps the other idle session for the next one", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      const [a, b] = twoIdleSessions(m);
+      m.now += ALIVE_BYPASS_MS + 1;
+      const { result, effects, events } = m.request({ waitMs: 0 });
+      expect(result.kind).toBe("waiting");
+      if (result.kind !== "waiting") return;
+      const [check] = effectsOf(effects, "check");
+      expect(check).toEqual({ kind: "check", row: a.id, sessionId: a.session_id });
+      expect(effects).toHaveLength(1);
+      expect(events).toEqual(["requested", "check_started"]);
+      expect(m.session(a.id)).toMatchObject({ state: "resetting", lease_id: result.lease.id, deadline: m.now + CHECK_TIMEOUT_MS });
+      expect(result.lease.wait_deadline).toBe(m.now + CHECK_TIMEOUT_MS);
+      expect(m.session(b.id).state).toBe("idle");
+      expect(m.violations()).toEqual([]);
+      // The check passes: the caller gets the session it was checked for.
+      const ran = m.run((s) => checkPassed(s, a.id));
+      expect(effectsOf(ran.effects, "grant")).toEqual([{ kind: "grant", leaseId: result.lease.id }]);
+      expect(m.session(a.id)).toMatchObject({ state: "leased", alive_at: m.now });
+      expect(m.violations()).toEqual([]);
+    }));
+
+  it("a failed check closes the session and the caller is checked against the next idle one", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      const [a, b] = twoIdleSessions(m);
+      m.now += ALIVE_BYPASS_MS + 1;
+      const asked = m.request({ waitMs: 0 });
+      const ran = m.run((s) => checkFailed(s, a.id, "gone"));
+      expect(m.session(a.id)).toMatchObject({ state: "closing", end_reason: "dead_on_borrow" });
+      expect(effectsOf(ran.effects, "check")).toEqual([{ kind: "check", row: b.id, sessionId: b.session_id }]);
+      expect(m.session(b.id)).toMatchObject({ state: "resetting", lease_id: asked.result.kind === "waiting" ? asked.result.lease.id : "" });
+      expect(m.violations()).toEqual([]);
     }));
 });
 
