@@ -202,6 +202,7 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
     keepReconciling(step);
     return;
   }
+  const launched: SessionRow = { ...session, session_id: sessionId, launched_at: now, alive_at: now };
   db.updateSession(row, { session_id: sessionId, launched_at: now, alive_at: now });
   if (Number(db.getMeta("launch_failure_streak") ?? 0) > 0) {
     db.setMeta("launch_failure_streak", "0");
@@ -211,8 +212,8 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
   db.observe("launch_duration_seconds", {}, (now - session.created_at) / 1000);
   step.effects.push({ kind: "register", row, sessionId });
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
-  if (owner?.status === "waiting") grant(step, owner, row);
-  else offer(step, row);
+  if (owner?.status === "waiting") grant(step, owner, launched);
+  else offer(step, launched);
 }
 
 /** A launch failed. The slot is freed and the waiter it was for is told why. */
@@ -370,11 +371,11 @@ function readied(step: Step, row: number, event: string): void {
   const { db, now } = step;
   const session = db.session(row);
   if (session?.state !== "resetting") return;
-  db.updateSession(row, { alive_at: now, missed_at: null });
   db.journal(now, event, session.lease_id, row);
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
-  if (owner?.status === "waiting") grant(step, owner, row);
-  else offer(step, row);
+  // It just proved alive: whoever gets it records that in the same write.
+  if (owner?.status === "waiting") grant(step, owner, session, true);
+  else offer(step, session, true);
 }
 
 export function closeSucceeded(step: Step, row: number): void {
@@ -744,7 +745,7 @@ export function pump(step: Step): void {
     const idle = db.oldestIdle()!;
     counts.idle -= 1;
     if (isFresh(step, idle)) {
-      grant(step, waiter, idle.id);
+      grant(step, waiter, idle);
       counts.waiting -= 1;
       counts.leased += 1;
     } else {
@@ -796,9 +797,10 @@ function reserveLaunch(step: Step, waiter: LeaseRow | null): void {
   step.effects.push({ kind: "launch", row });
 }
 
-function grant(step: Step, lease: LeaseRow, row: number): void {
+/** `session` gets `lease`; `proven` when it proved alive just now (its alive_at is written in the same update). */
+function grant(step: Step, lease: LeaseRow, session: SessionRow, proven = false): void {
   const { db, now } = step;
-  const session = db.session(row)!;
+  const row = session.id;
   db.updateLease(lease.id, {
     status: "active",
     session_row: row,
@@ -807,7 +809,13 @@ function grant(step: Step, lease: LeaseRow, row: number): void {
     expires_at: now + lease.ttl_ms,
     wait_deadline: null,
   });
-  db.updateSession(row, { state: "leased", lease_id: lease.id, deadline: now + keepAlivePingMs(step), uses: session.uses + 1 });
+  db.updateSession(row, {
+    state: "leased",
+    lease_id: lease.id,
+    deadline: now + keepAlivePingMs(step),
+    uses: session.uses + 1,
+    ...(proven ? { alive_at: now, missed_at: null } : {}),
+  });
   // A launch or check under way for this caller is no longer needed by it: it
   // becomes unowned and will be offered to the next waiter (or kept warm) when it lands.
   for (const other of db.reservationsOf(lease.id)) db.updateSession(other.id, { lease_id: null });
@@ -817,9 +825,8 @@ function grant(step: Step, lease: LeaseRow, row: number): void {
 }
 
 /** A session is free (and just proved alive): the oldest waiter gets it, or it waits idle; one past its lifetime is closed instead. */
-function offer(step: Step, row: number): void {
-  const { db } = step;
-  const session = db.session(row)!;
+function offer(step: Step, session: SessionRow, proven = false): void {
+  const { db, now } = step;
   if (pastLifetime(step, session)) {
     startClosing(step, session, "recycled", { uses: session.uses });
     pump(step);
@@ -827,10 +834,15 @@ function offer(step: Step, row: number): void {
   }
   const waiter = db.oldestWaiter();
   if (waiter) {
-    grant(step, waiter, row);
+    grant(step, waiter, session, proven);
     return;
   }
-  db.updateSession(row, { state: "idle", lease_id: null, deadline: idleDeadline(step, session) });
+  db.updateSession(session.id, {
+    state: "idle",
+    lease_id: null,
+    deadline: idleDeadline(step, session),
+    ...(proven ? { alive_at: now, missed_at: null } : {}),
+  });
   clearExhausted(step);
 }
 

@@ -57,7 +57,7 @@ function twoIdleSessions(m: Machine) {
     m.run((s) => releaseLease(s, lease.id));
     m.run((s) => resetSucceeded(s, session.id));
   }
-  return held.map(({ session }) => m.session(session.id));
+  return [m.session(held[0]!.session.id), m.session(held[1]!.session.id)] as const;
 }
 
 /** Fills every slot with a leased session; returns the leases. */
