@@ -57,7 +57,7 @@ const HELP = {
   broker_pool_max_waiters: "The pool's maxWaiters.",
   broker_pool_consistent: "1 if the pool's invariants hold, 0 if checkInvariants() reports a violation.",
   broker_acquires_total: "Acquires by outcome: granted, or why not (pool_exhausted, browser_unavailable, pool_draining, wait_timeout, launch_failed, launch_timeout, cancelled, drained, forced, object_restarted).",
-  broker_releases_total: "Leases ended, by reason (released, expired, failed, forced).",
+  broker_releases_total: "Leases ended, by reason (released, expired, failed, forced, not_connected, abandoned).",
   broker_launch_failures_total: "Browser launches that failed, by reason (error, platform_limit, timeout, restart).",
   broker_reconcile_fixes_total: "Reconciliation's repairs: tracked sessions found gone (vanished) and ended browsers closed again (reclosed).",
   broker_queue_wait_seconds: "Time from acquire to grant.",
