@@ -332,9 +332,11 @@ export function openApiDocument(): object {
         get: {
           summary: "CDP WebSocket to the leased browser (the lease's connectUrl)",
           description:
-            "Authenticated by the connect token, not an API key. Answers 101 and pipes CDP both ways until the client closes or the lease ends (close code 4001).",
+            "Authenticated by the connect token, not an API key. Answers 101 and pipes CDP both ways until the client closes or the lease ends (close code 4001). " +
+            "A lease no client connects to within the pool's connectWithinSeconds ends (endReason not_connected). If the browser refuses the connection: " +
+            "502 browser_gone when the platform confirms it is gone (the lease has ended, endReason browser_gone), 503 browser_busy (Retry-After) when it still runs.",
           security: [],
-          responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 429, 502) },
+          responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 429, 502, 503) },
         },
       },
       "/v1/pools/{pool}/leases/{id}/events": {
