@@ -200,7 +200,20 @@ class Bench {
   }
 }
 
-const warmPool = (c) => ({ maxSessions: c, minIdle: c, reuse: true, maxWaiters: 10_000, idleTimeoutSeconds: 540, defaultTtlSeconds: 300, maxTtlSeconds: 300 });
+// The warm hot path: sessions reused without end (a recycled session would add a launch to
+// the figures: maxSessionUses defaults to 100), and leases nobody connects to kept (the driver never connects).
+const warmPool = (c) => ({
+  maxSessions: c,
+  minIdle: c,
+  reuse: true,
+  maxWaiters: 10_000,
+  idleTimeoutSeconds: 540,
+  defaultTtlSeconds: 300,
+  maxTtlSeconds: 300,
+  maxSessionUses: 0,
+  maxSessionAgeSeconds: 0,
+  connectWithinSeconds: 0,
+});
 
 // ---- phases ----------------------------------------------------------------------
 

@@ -7,12 +7,8 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { HISTORY_RETENTION_MS, type PoolObject, PRUNE_BATCH } from "../../src/pool/object";
 import { PoolStore } from "../../src/pool/store";
-import { faultPool } from "../support/pool";
+import { faultPool, granted } from "../support/pool";
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("the pool's alarm", () => {
   it("is armed at the earliest deadline, the next lease expiry", async () => {

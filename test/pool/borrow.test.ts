@@ -7,13 +7,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { ALIVE_BYPASS_MS, CHECK_TIMEOUT_MS } from "../../src/pool/machine";
-import type { PoolObject } from "../../src/pool/object";
-import { faultPool, flush } from "../support/pool";
+import { faultPool, flush, granted } from "../support/pool";
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("validate on borrow", () => {
   it("grants a session that proved alive a moment ago without checking it", async () => {

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { PoolObject } from "../../src/pool/object";
 import { RECONCILE_INTERVAL_MS, RECONCILE_RETRY_MS } from "../../src/pool/object";
 import { injectFaults } from "../api/stub-faults";
-import { faultPool, flush, type TestPool } from "../support/pool";
+import { faultPool, flush, granted, type TestPool } from "../support/pool";
 
 let restore: (() => void) | undefined;
 afterEach(() => {
@@ -18,10 +18,6 @@ afterEach(() => {
   restore = undefined;
 });
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 /** Shortens the pool object's deadlines on its own I/O (real time), so a test need not wait 10 s for one. */
 function shortenTimeouts(pool: TestPool, timeouts: Partial<PoolObject["timeouts"]>): Promise<void> {

@@ -8,17 +8,13 @@ import { abortAllDurableObjects, evictDurableObject, runInDurableObject } from "
 import { afterEach, describe, expect, it } from "vitest";
 import { type PoolObject, providerFactory } from "../../src/pool/object";
 import { FaultProvider } from "../support/fault-provider";
-import { faultPool, flush } from "../support/pool";
+import { faultPool, flush, granted } from "../support/pool";
 
 const realFactory = providerFactory.create;
 afterEach(() => {
   providerFactory.create = realFactory;
 });
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("launch fails while reserved", () => {
   it("frees the slot and answers 502 browser_unavailable", async () => {

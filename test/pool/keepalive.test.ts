@@ -11,7 +11,7 @@ import { providerFactory } from "../../src/browser/factory";
 import type { PoolObject } from "../../src/pool/object";
 import { tryConnect } from "../support/cdp";
 import { call } from "../support/http";
-import { faultPool, flush, type TestPool } from "../support/pool";
+import { faultPool, flush, granted, type TestPool } from "../support/pool";
 
 const KEEP_ALIVE_MS = 60_000;
 const realFactory = providerFactory.create;
@@ -19,10 +19,6 @@ afterEach(() => {
   providerFactory.create = realFactory;
 });
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 /** A platform with a 60 s keep-alive, on the pool's clock; the pool launches with the same keep-alive. */
 async function shortKeepAlive(pool: TestPool): Promise<void> {

@@ -5,18 +5,13 @@
  * the pool would run more browsers than maxSessions).
  */
 import { describe, expect, it } from "vitest";
-import type { PoolObject } from "../../src/pool/object";
-import { faultPool } from "../support/pool";
+import { faultPool, granted } from "../support/pool";
 
 /** Another Worker's browser on the same account: the list is not empty, so it is trusted (and judged). */
 function someoneElse(pool: { provider: { spawnForeign(): string } }): void {
   pool.provider.spawnForeign();
 }
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("a list that omits or lags", () => {
   it("omits a leased session once: the lease stays active and the pool never runs more than maxSessions", async () => {

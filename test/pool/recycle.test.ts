@@ -4,13 +4,8 @@
  * (minIdle) launches its replacement. Leased browsers are never cut short.
  */
 import { describe, expect, it } from "vitest";
-import type { PoolObject } from "../../src/pool/object";
-import { faultPool } from "../support/pool";
+import { faultPool, granted } from "../support/pool";
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("recycling", () => {
   it("closes a browser after maxSessionUses leases and launches its replacement", async () => {

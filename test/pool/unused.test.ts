@@ -5,13 +5,8 @@
  * housekeeping (a reset) is about to free a session.
  */
 import { describe, expect, it } from "vitest";
-import type { PoolObject } from "../../src/pool/object";
-import { faultPool, flush } from "../support/pool";
+import { faultPool, flush, granted } from "../support/pool";
 
-function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
-  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
-  return result.value.lease;
-}
 
 describe("connectWithinSeconds", () => {
   it("ends a lease no client connected to (not_connected) and reuses its browser", async () => {

@@ -92,3 +92,9 @@ export async function faultPool(config: PoolConfigPatch = {}, provider = new Fau
 export async function flush(stub: DurableObjectStub<PoolObject>): Promise<void> {
   await stub.checkInvariants();
 }
+
+/** The lease of an acquire the test expects to be granted (a refusal fails the test with its code and detail). */
+export function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
+  if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
+  return result.value.lease;
+}
