@@ -94,7 +94,6 @@ import {
 } from "./views";
 
 export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolResult, PoolView } from "./views";
-export { providerFactory } from "../browser/factory";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;

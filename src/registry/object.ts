@@ -30,7 +30,7 @@ import type { BrowserProvider, LiveSession } from "../browser/provider";
 import { message, withDeadline } from "../deadline";
 import { log } from "../log";
 import { KEEP_ALIVE_MS } from "../pool/config";
-import { providerFactory } from "../pool/object";
+import { providerFactory } from "../browser/factory";
 
 /** An unregistered live session is never closed before it is this old (a registration may be on its way). */
 export const ORPHAN_GRACE_MS = 3 * 60_000;
@@ -224,9 +224,10 @@ export class SessionRegistry extends DurableObject<Env> {
   }
 
   /**
-   * Deprecated: a pool lost a launch but did not say when. Keeps the registry
-   * sweeping until its browser would have died anyway; closes nothing by
-   * itself (under the default policy only `lostLaunches` windows do).
+   * Deprecated: what pool objects of earlier versions call after losing a
+   * launch (kept for them during a deploy or after a rollback; current pools
+   * report `lostLaunches`). Keeps the registry sweeping until such a browser
+   * would have died anyway; closes nothing by itself.
    */
   async expectOrphans(): Promise<void> {
     const until = this.clock() + KEEP_ALIVE_MS;

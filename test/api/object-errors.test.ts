@@ -11,7 +11,7 @@
 import { abortAllDurableObjects } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { OVERLOADED_RETRY_AFTER_SECONDS, UNAVAILABLE_RETRY_AFTER_SECONDS } from "../../src/api/calls";
-import { providerFactory } from "../../src/pool/object";
+import { providerFactory } from "../../src/browser/factory";
 import { describePool, expectConsistent } from "../support/api";
 import { FaultProvider } from "../support/fault-provider";
 import { call, newPool, type Reply } from "../support/http";

@@ -6,7 +6,8 @@
  */
 import { abortAllDurableObjects, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { type PoolObject, providerFactory } from "../../src/pool/object";
+import { providerFactory } from "../../src/browser/factory";
+import type { PoolObject } from "../../src/pool/object";
 import { FaultProvider } from "../support/fault-provider";
 import { faultPool, flush, granted } from "../support/pool";
 

@@ -9,7 +9,7 @@
  */
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { providerFactory } from "../../src/pool/object";
+import { providerFactory } from "../../src/browser/factory";
 import {
   ABANDONED_SWEEP_DELAY_MS,
   LAUNCH_SKEW_MS,
