@@ -6,7 +6,8 @@
  */
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { AcquireView, PoolResult } from "../pool/object";
+import type { AcquireView } from "../pool/object";
+import type { Result } from "../result";
 import { ADMIN_COOKIE, isAdminToken, rateRule, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
@@ -31,10 +32,10 @@ import {
 } from "./schemas";
 import { cdpHandler } from "./cdp";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
-import { poolOf, tenantOf } from "./stubs";
+import { poolOf, tenantOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
-import { sha256Hex } from "./digest";
-import { connectUrl, mintToken } from "./token";
+import { sha256Hex } from "../digest";
+import { connectUrl, mintToken } from "../token";
 import { parse, unwrap } from "./validate";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
@@ -108,7 +109,7 @@ v1.post("/pools/:pool/leases", async (c) => {
     ...body,
     ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
   };
-  let result: PoolResult<AcquireView>;
+  let result: Result<AcquireView>;
   try {
     // Repeatable: the same input, lease id included, is answered with the lease
     // the first attempt created, if it got that far (see PoolObject.acquire).

@@ -18,7 +18,7 @@ import type { MiddlewareHandler } from "hono";
 import { keyTenant } from "../tenant/keys";
 import type { RateRule } from "../tenant/object";
 import { tenantCall } from "./calls";
-import { sha256, sha256Hex } from "./digest";
+import { sha256, sha256Hex } from "../digest";
 import { ApiError } from "./errors";
 import { TenantName } from "./schemas";
 import { verifySession } from "./session";

@@ -1,7 +1,7 @@
 /**
  * Every call from the Worker to a Durable Object goes through here, so that a
  * failure of the call itself (not an answer of the object: those are
- * `PoolResult`s) reaches the caller as `503` + `Retry-After`, never as a 500.
+ * `Result`s) reaches the caller as `503` + `Retry-After`, never as a 500.
  *
  * A stub call can throw for reasons that are nobody's bug (PLATFORM.md,
  * "Durable Objects facts that matter for correctness"):
@@ -24,7 +24,7 @@
  */
 import { log } from "../log";
 import { ApiError } from "./errors";
-import { poolOf, registryOf, tenantOf, type StubKind } from "./stubs";
+import { poolOf, registryOf, tenantOf, type StubKind } from "../stubs";
 
 /** Whether a call may be made again when its first attempt failed. */
 export type Repeat = "repeatable" | "once";

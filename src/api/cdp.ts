@@ -26,8 +26,8 @@ import { poolCall } from "./calls";
 import { isTenantPool, rateLimited, rateRule } from "./auth";
 import { ApiError } from "./errors";
 import { LeaseId, PoolName } from "./schemas";
-import { poolOf } from "./stubs";
-import { tokenHash, tokenTenant } from "./token";
+import { poolOf } from "../stubs";
+import { tokenHash, tokenTenant } from "../token";
 import { parse, unwrap } from "./validate";
 
 /** Pauses between attempts to open the upstream socket (about 1 s in all). */

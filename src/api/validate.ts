@@ -4,7 +4,7 @@
  * a pool object's failure keeps its status, code and Retry-After.
  */
 import type { z } from "zod";
-import type { PoolResult } from "../pool/object";
+import type { Result } from "../result";
 import { ApiError } from "./errors";
 
 export function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
@@ -17,7 +17,7 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, where: str
   throw new ApiError(400, "invalid_request", details.join("; "));
 }
 
-export function unwrap<T>(result: PoolResult<T>): T {
+export function unwrap<T>(result: Result<T>): T {
   if (result.ok) return result.value;
   const { status, code, detail, retryAfter } = result.failure;
   throw new ApiError(status, code, detail, retryAfter ? { "Retry-After": String(retryAfter) } : {});

@@ -45,3 +45,18 @@ export class PlatformLimitError extends Error {
     this.name = "PlatformLimitError";
   }
 }
+
+/**
+ * keep_alive passed to the platform at launch by default: the binding's
+ * documented maximum, 10 minutes. The platform ends a browser that hears no
+ * devtools command for that long.
+ */
+export const KEEP_ALIVE_MS = 600_000;
+/** The longest keep_alive the platform accepts (its REST API: 20 minutes). */
+export const MAX_KEEP_ALIVE_MS = 1_200_000;
+
+/** keep_alive to launch with: the Worker var BROWSER_KEEP_ALIVE_SECONDS (60 s to 20 minutes), else KEEP_ALIVE_MS. */
+export function keepAliveOf(env: Env): number {
+  const seconds = Number((env as { BROWSER_KEEP_ALIVE_SECONDS?: string }).BROWSER_KEEP_ALIVE_SECONDS);
+  return Number.isFinite(seconds) && seconds >= 60 ? Math.min(seconds * 1000, MAX_KEEP_ALIVE_MS) : KEEP_ALIVE_MS;
+}

@@ -11,7 +11,7 @@
  * is a second request for the same lease. So a request that goes away gives up
  * the lease only if no other request is waiting for it or was answered with it.
  */
-import type { Failure } from "./machine";
+import type { Failure } from "../result";
 import type { AcquireView } from "./views";
 
 export type Answer = { ok: true; value: AcquireView } | { ok: false; failure: Failure };

@@ -23,14 +23,6 @@ import { z } from "zod";
 export const HARD_MAX_SESSIONS = 120;
 export const MAX_WAITERS_LIMIT = 10_000;
 export const MAX_TTL_LIMIT_SECONDS = 3600;
-/**
- * keep_alive passed to the platform at launch by default: the binding's
- * documented maximum, 10 minutes (the Worker var BROWSER_KEEP_ALIVE_SECONDS
- * changes it; see keepAliveOf in src/pool/object.ts).
- */
-export const KEEP_ALIVE_MS = 600_000;
-/** The longest keep_alive the platform accepts (its REST API: 20 minutes). */
-export const MAX_KEEP_ALIVE_MS = 1_200_000;
 
 export const DEFAULT_CONFIG = {
   maxSessions: 2,

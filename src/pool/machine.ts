@@ -21,17 +21,11 @@
  * carries a deadline, and every way the launch can end (success, failure,
  * timeout via `tick`, restart via `recover`) moves it out of `launching`.
  */
+import type { Failure } from "../result";
 import type { PoolConfig } from "./config";
 import type { LeaseRow, SessionRow } from "./schema";
 import type { Counts, PoolStore } from "./store";
 
-/** A request the pool answers with an error instead of a lease. */
-export interface Failure {
-  status: 400 | 401 | 403 | 404 | 409 | 429 | 502 | 503;
-  code: string;
-  detail: string;
-  retryAfter?: number;
-}
 
 export type Effect =
   | { kind: "launch"; row: number }

@@ -26,13 +26,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { providerFactory } from "../browser/factory";
 import type { BrowserProvider } from "../browser/provider";
-import { PlatformLimitError } from "../browser/provider";
+import { keepAliveOf, PlatformLimitError } from "../browser/provider";
 import { message, withDeadline } from "../deadline";
 import { log } from "../log";
-import { registryOf, tenantOf } from "../api/stubs";
+import { fail, type Failure, type Result } from "../result";
+import { registryOf, tenantOf } from "../stubs";
 import { AlarmSchedule } from "./alarm";
 import { Callers } from "./callers";
-import { DEFAULT_CONFIG, KEEP_ALIVE_MS, MAX_KEEP_ALIVE_MS, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
+import { DEFAULT_CONFIG, mergeConfig, type PoolConfig, type PoolConfigPatch } from "./config";
 import { checkInvariants, type InvariantReport } from "./invariants";
 import {
   abandonLease,
@@ -46,7 +47,6 @@ import {
   closeSucceeded,
   drain,
   type Effect,
-  type Failure,
   forceRelease,
   isDraining,
   launchFailed,
@@ -82,18 +82,16 @@ import {
   type AcquireView,
   type ConnectGrant,
   eventView,
-  fail,
   iso,
   type LeaseEvent,
   type LeaseView,
   leaseView,
   type PoolDashboard,
   type PoolMetrics,
-  type PoolResult,
   type PoolView,
 } from "./views";
 
-export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolResult, PoolView } from "./views";
+export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolView } from "./views";
 
 /** How often the pool compares its sessions with the platform's list. */
 export const RECONCILE_INTERVAL_MS = 60_000;
@@ -149,11 +147,6 @@ const beingDeleted = (): Failure => ({
   retryAfter: 1,
 });
 
-/** keep_alive browsers are launched with: BROWSER_KEEP_ALIVE_SECONDS (60 s to 20 minutes), else 10 minutes. */
-export function keepAliveOf(env: Env): number {
-  const seconds = Number((env as { BROWSER_KEEP_ALIVE_SECONDS?: string }).BROWSER_KEEP_ALIVE_SECONDS);
-  return Number.isFinite(seconds) && seconds >= 60 ? Math.min(seconds * 1000, MAX_KEEP_ALIVE_MS) : KEEP_ALIVE_MS;
-}
 
 /** Callbacks keyed by lease id, each called (and dropped) once. */
 class Signals<T> {
@@ -263,7 +256,7 @@ export class PoolObject extends DurableObject<Env> {
 
   // ---- RPC: the API -----------------------------------------------------------
 
-  async acquire(input: AcquireInput): Promise<PoolResult<AcquireView>> {
+  async acquire(input: AcquireInput): Promise<Result<AcquireView>> {
     if (this.deleting()) return fail(beingDeleted());
     if (!this.exists()) {
       // The first acquire creates the pool with the default config, if the tenant's quota allows it.
@@ -338,14 +331,14 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   /** The answer to a request for `lease`: at once if it is decided, else when it is. */
-  private answered(lease: LeaseRow, requestId: string, replayed: boolean): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
+  private answered(lease: LeaseRow, requestId: string, replayed: boolean): Promise<Result<AcquireView>> | Result<AcquireView> {
     if (lease.status === "waiting") return this.callers.wait(lease.id, requestId, replayed);
     if (lease.status === "active") this.callers.held(lease.id, requestId);
     return { ok: true, value: { lease: this.view(lease), replayed } };
   }
 
   /** An acquire retried with the lease id of its first attempt: that attempt's lease, or why it ended. */
-  private repeated(lease: LeaseRow, requestId: string): Promise<PoolResult<AcquireView>> | PoolResult<AcquireView> {
+  private repeated(lease: LeaseRow, requestId: string): Promise<Result<AcquireView>> | Result<AcquireView> {
     if (lease.status === "waiting" || lease.status === "active") return this.answered(lease, requestId, false);
     if (lease.status === "failed") {
       return fail({
@@ -388,13 +381,13 @@ export class PoolObject extends DurableObject<Env> {
     return lease?.end_reason === "abandoned";
   }
 
-  async getLease(leaseId: string): Promise<PoolResult<LeaseView>> {
+  async getLease(leaseId: string): Promise<Result<LeaseView>> {
     const lease = this.exists() ? this.db.lease(leaseId) : undefined;
     return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
   }
 
   /** A lease's audit trail: every journal row about it, oldest first. */
-  async leaseEvents(leaseId: string): Promise<PoolResult<{ lease: string; events: LeaseEvent[] }>> {
+  async leaseEvents(leaseId: string): Promise<Result<{ lease: string; events: LeaseEvent[] }>> {
     if (!this.exists() || !this.db.lease(leaseId)) return fail(notFound("lease"));
     const events = this.db.journalFor(leaseId).map((row) => ({
       ...eventView(row),
@@ -404,7 +397,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number }): Promise<
-    PoolResult<{ leases: LeaseView[]; nextCursor: number | null }>
+    Result<{ leases: LeaseView[]; nextCursor: number | null }>
   > {
     if (!this.exists()) return fail(notFound("pool"));
     const rows = this.db.listLeases(options.status, options.cursor, options.limit + 1);
@@ -413,7 +406,7 @@ export class PoolObject extends DurableObject<Env> {
     return { ok: true, value: { leases: page.map((row) => this.view(row)), nextCursor } };
   }
 
-  async renew(leaseId: string, ttlSeconds?: number): Promise<PoolResult<LeaseView>> {
+  async renew(leaseId: string, ttlSeconds?: number): Promise<Result<LeaseView>> {
     if (!this.exists()) return fail(notFound("lease"));
     const config = this.config();
     const ttl = ttlSeconds ?? config.defaultTtlSeconds;
@@ -424,19 +417,19 @@ export class PoolObject extends DurableObject<Env> {
     return "failure" in result ? fail(result.failure) : { ok: true, value: this.view(result.lease) };
   }
 
-  async release(leaseId: string): Promise<PoolResult<LeaseView>> {
+  async release(leaseId: string): Promise<Result<LeaseView>> {
     if (!this.exists()) return fail(notFound("lease"));
     const lease = this.transition((step) => releaseLease(step, leaseId));
     return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
   }
 
   /** Releases the active leases of `owner` (one API key), or all of them without one. */
-  async releaseAll(owner?: string): Promise<PoolResult<{ released: number }>> {
+  async releaseAll(owner?: string): Promise<Result<{ released: number }>> {
     if (!this.exists()) return fail(notFound("pool"));
     return { ok: true, value: { released: this.transition((step) => releaseAll(step, owner)) } };
   }
 
-  async describe(): Promise<PoolResult<PoolView>> {
+  async describe(): Promise<Result<PoolView>> {
     if (!this.exists()) return fail(notFound("pool"));
     return { ok: true, value: this.poolView() };
   }
@@ -450,7 +443,7 @@ export class PoolObject extends DurableObject<Env> {
    * pool that existed when it arrived, and was deleted while it waited its
    * turn, is refused (404): it must not create the pool anew.
    */
-  async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
+  async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<Result<PoolView>> {
     if (this.deleting()) return fail(beingDeleted());
     const existed = this.exists();
     return this.serially(async () => {
@@ -490,7 +483,7 @@ export class PoolObject extends DurableObject<Env> {
    * `asTenant`/`asPool` are the names the caller addressed (a pool object that
    * was never created does not know its own).
    */
-  async deletePool(asTenant: string, asPool: string): Promise<PoolResult<{ pool: string; deleted: true; closedSessions: number }>> {
+  async deletePool(asTenant: string, asPool: string): Promise<Result<{ pool: string; deleted: true; closedSessions: number }>> {
     return this.serially(async () => {
       if (!this.exists()) {
         // Nothing to delete; but a creation that failed after the tenant granted
@@ -551,28 +544,28 @@ export class PoolObject extends DurableObject<Env> {
 
   // ---- RPC: operators' actions (admin token; the pool must exist) ----------------
 
-  async drain(): Promise<PoolResult<{ waitersTurnedAway: number; pool: PoolView }>> {
+  async drain(): Promise<Result<{ waitersTurnedAway: number; pool: PoolView }>> {
     if (!this.exists()) return fail(notFound("pool"));
     const waitersTurnedAway = this.transition(drain);
     log("pool_drained", { pool: this.name(), waitersTurnedAway });
     return { ok: true, value: { waitersTurnedAway, pool: this.poolView() } };
   }
 
-  async resume(): Promise<PoolResult<PoolView>> {
+  async resume(): Promise<Result<PoolView>> {
     if (!this.exists()) return fail(notFound("pool"));
     this.transition(resume);
     log("pool_resumed", { pool: this.name() });
     return { ok: true, value: this.poolView() };
   }
 
-  async forceRelease(leaseId: string): Promise<PoolResult<LeaseView>> {
+  async forceRelease(leaseId: string): Promise<Result<LeaseView>> {
     if (!this.exists()) return fail(notFound("lease"));
     const lease = this.transition((step) => forceRelease(step, leaseId));
     if (lease) log("lease_forced", { pool: this.name(), lease: leaseId });
     return lease ? { ok: true, value: this.view(lease) } : fail(notFound("lease"));
   }
 
-  async purgeIdle(): Promise<PoolResult<{ closed: number; pool: PoolView }>> {
+  async purgeIdle(): Promise<Result<{ closed: number; pool: PoolView }>> {
     if (!this.exists()) return fail(notFound("pool"));
     const closed = this.transition(purgeIdle);
     log("idle_purged", { pool: this.name(), closed });
@@ -580,13 +573,13 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   /** Resize or reconfigure an existing pool (never creates one). */
-  async reconfigure(patch: PoolConfigPatch): Promise<PoolResult<PoolView>> {
+  async reconfigure(patch: PoolConfigPatch): Promise<Result<PoolView>> {
     if (!this.exists()) return fail(notFound("pool"));
     return this.configure(this.tenant, this.poolName, patch);
   }
 
   /** Runs the full invariant check now (it reads the whole wait queue) and keeps its report for the pool's view. */
-  async checkNow(): Promise<PoolResult<InvariantReport & { checkedAt: string }>> {
+  async checkNow(): Promise<Result<InvariantReport & { checkedAt: string }>> {
     if (!this.exists()) return fail(notFound("pool"));
     const now = this.clock();
     const report = this.telemetry.checkNow(now);
@@ -622,7 +615,7 @@ export class PoolObject extends DurableObject<Env> {
    * finish: a platform that allows one connection per session would refuse the
    * client meanwhile.
    */
-  async openConnection(leaseId: string, tokenHash: string, register: boolean): Promise<PoolResult<ConnectGrant>> {
+  async openConnection(leaseId: string, tokenHash: string, register: boolean): Promise<Result<ConnectGrant>> {
     const lease = this.exists() ? this.db.lease(leaseId) : undefined;
     if (!lease) return fail(notFound("lease"));
     if (!lease.token_hash || !sameHash(lease.token_hash, tokenHash)) {
@@ -1070,9 +1063,9 @@ export class PoolObject extends DurableObject<Env> {
    * changed here, and the caller may retry (a claim is absolute, so a retry
    * never counts twice).
    */
-  private async claim(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
+  private async claim(tenant: string, pool: string, maxSessions: number): Promise<Result<null>> {
     try {
-      const claimed: PoolResult<null> = await this.rpc(async () => {
+      const claimed: Result<null> = await this.rpc(async () => {
         const answer = await tenantOf(this.env, tenant).claimPool(tenant, pool, maxSessions);
         return answer.ok ? { ok: true as const, value: null } : { ok: false as const, failure: answer.failure };
       }, "the tenant's object");

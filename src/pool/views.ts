@@ -4,12 +4,11 @@
  * them from rows. No decisions and no storage writes live here.
  */
 import type { PoolConfig } from "./config";
-import type { Failure, ReconcileReport } from "./machine";
+import type { ReconcileReport } from "./machine";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import type { JournalRow, LeaseRow, LeaseStatus } from "./schema";
 import type { Counts } from "./store";
 
-export type PoolResult<T> = { ok: true; value: T } | { ok: false; failure: Failure };
 
 export interface LeaseView {
   id: string;
@@ -126,10 +125,6 @@ export function eventView(row: JournalRow): { at: string; event: string; detail?
     event: row.event,
     ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
   };
-}
-
-export function fail<T>(failure: Failure): PoolResult<T> {
-  return { ok: false, failure };
 }
 
 export function iso(ms: number): string {

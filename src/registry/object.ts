@@ -26,10 +26,9 @@
  * whatever the sweep did.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { BrowserProvider, LiveSession } from "../browser/provider";
+import { type BrowserProvider, KEEP_ALIVE_MS, type LiveSession } from "../browser/provider";
 import { message, withDeadline } from "../deadline";
 import { log } from "../log";
-import { KEEP_ALIVE_MS } from "../pool/config";
 import { providerFactory } from "../browser/factory";
 
 /** An unregistered live session is never closed before it is this old (a registration may be on its way). */

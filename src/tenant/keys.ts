@@ -7,8 +7,8 @@
  * the secret is 256 random bits. The tenant object keeps only the key's SHA-256
  * (hex): the key is shown once, in the answer that creates or rotates it.
  */
-import { sha256Hex } from "../api/digest";
-import { tenantSecret, tokenTenant } from "../api/token";
+import { sha256Hex } from "../digest";
+import { tenantSecret, tokenTenant } from "../token";
 
 export const KEY_PREFIX = "bsk_";
 

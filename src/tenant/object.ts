@@ -21,9 +21,8 @@
  * `key_revoked`, `quota_set`): the audit trail, never with a secret.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { Failure } from "../pool/machine";
-import type { PoolResult } from "../pool/object";
-import { registryOf } from "../api/stubs";
+import type { Failure, Result } from "../result";
+import { registryOf } from "../stubs";
 import { log } from "../log";
 import { keyHint, mintKey, newKeyId } from "./keys";
 
@@ -193,7 +192,7 @@ export class TenantObject extends DurableObject<Env> {
 
   // ---- keys (admin API) ----------------------------------------------------------
 
-  async createKey(tenant: string, name: string): Promise<PoolResult<IssuedKey>> {
+  async createKey(tenant: string, name: string): Promise<Result<IssuedKey>> {
     this.remember(tenant);
     const active = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM keys WHERE revoked_at IS NULL`)[0]!.n;
     if (active >= MAX_ACTIVE_KEYS) {
@@ -220,7 +219,7 @@ export class TenantObject extends DurableObject<Env> {
     return { keys: rows.map((row) => this.viewOf(row)) };
   }
 
-  async getKey(id: string): Promise<PoolResult<KeyView>> {
+  async getKey(id: string): Promise<Result<KeyView>> {
     const view = this.keyView(id);
     return view ? { ok: true, value: view } : notFoundKey();
   }
@@ -230,7 +229,7 @@ export class TenantObject extends DurableObject<Env> {
    * stays valid for `graceSeconds` (0: not at all), so a fleet can roll over
    * without downtime; only the latest previous secret is kept.
    */
-  async rotateKey(id: string, graceSeconds: number): Promise<PoolResult<IssuedKey>> {
+  async rotateKey(id: string, graceSeconds: number): Promise<Result<IssuedKey>> {
     const row = this.row(id);
     if (!row) return notFoundKey();
     if (row.revoked_at !== null) return fail(409, "key_revoked", "a revoked key cannot be rotated; create a new key");
@@ -250,7 +249,7 @@ export class TenantObject extends DurableObject<Env> {
   }
 
   /** Revokes a key, both its secrets, at once (idempotent). Its leases keep running until they end or expire. */
-  async revokeKey(id: string): Promise<PoolResult<KeyView>> {
+  async revokeKey(id: string): Promise<Result<KeyView>> {
     const row = this.row(id);
     if (!row) return notFoundKey();
     if (row.revoked_at === null) {
@@ -298,7 +297,7 @@ export class TenantObject extends DurableObject<Env> {
    * within the quota. Idempotent: a claim states the pool's size, it does not
    * add to it, so a retried or repeated claim never counts twice.
    */
-  async claimPool(tenant: string, pool: string, maxSessions: number): Promise<PoolResult<null>> {
+  async claimPool(tenant: string, pool: string, maxSessions: number): Promise<Result<null>> {
     this.remember(tenant);
     const { quota } = this.quota();
     const current = this.sql<{ max_sessions: number }>(`SELECT max_sessions FROM pools WHERE pool = ?`, pool)[0];
@@ -429,10 +428,10 @@ export class TenantObject extends DurableObject<Env> {
   }
 }
 
-function fail<T>(status: Failure["status"], code: string, detail: string): PoolResult<T> {
+function fail<T>(status: Failure["status"], code: string, detail: string): Result<T> {
   return { ok: false, failure: { status, code, detail } };
 }
 
-function notFoundKey<T>(): PoolResult<T> {
+function notFoundKey<T>(): Result<T> {
   return fail(404, "not_found", "no such key for this tenant");
 }

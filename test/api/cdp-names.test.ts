@@ -8,7 +8,7 @@
  */
 import { createExecutionContext, env, listDurableObjectIds, runInDurableObject, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { encodeTenant } from "../../src/api/token";
+import { encodeTenant } from "../../src/token";
 import worker from "../../src/index";
 import { DEV2_KEY, newPool } from "../support/http";
 import { poolStub } from "../support/pool";

@@ -7,7 +7,7 @@
  */
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
-import { tokenHash } from "../../src/api/token";
+import { tokenHash } from "../../src/token";
 import type { PoolObject } from "../../src/pool/object";
 import { DISCONNECT_GRACE_MS, MAX_CONNECTIONS_PER_LEASE } from "../../src/pool/object";
 import { controlClock, expectConsistent, liveBrowsers, settled } from "../support/api";

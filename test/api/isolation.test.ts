@@ -10,7 +10,7 @@
  */
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeTenant } from "../../src/api/token";
+import { encodeTenant } from "../../src/token";
 import type { TenantObject } from "../../src/tenant/object";
 import { tryConnect } from "../support/cdp";
 import { call, DEV_KEY, DEV2_KEY, newPool, poolName, type Reply } from "../support/http";

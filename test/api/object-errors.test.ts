@@ -5,7 +5,7 @@
  * acquire and release are retried once (never an overloaded call), other
  * writes never; an acquire whose answer was lost is retried with the same
  * lease id and answers with that one lease. Faults are injected through
- * src/api/stubs.ts's hook (./stub-faults.ts); everything else is the real
+ * src/stubs.ts's hook (./stub-faults.ts); everything else is the real
  * Worker and real objects.
  */
 import { abortAllDurableObjects } from "cloudflare:test";

@@ -1,6 +1,6 @@
 /**
  * Makes the Worker's Durable Object calls fail on purpose, through the seam in
- * src/api/stubs.ts (`stubHooks.wrap`): every stub poolOf/tenantOf/registryOf
+ * src/stubs.ts (`stubHooks.wrap`): every stub poolOf/tenantOf/registryOf
  * return is wrapped in a Proxy, and a call matching a rule throws the rule's
  * error, `times` times, either instead of reaching the object ("before") or
  * after the object did the work and answered ("after": the answer is lost).
@@ -9,7 +9,7 @@
  * (a pool claiming capacity from its tenant) pass through the same hook:
  * rules name the object kind, the method and, usually, the object's name.
  */
-import { stubHooks, type StubKind } from "../../src/api/stubs";
+import { stubHooks, type StubKind } from "../../src/stubs";
 
 export interface FaultRule {
   kind: StubKind;

@@ -6,7 +6,7 @@ import puppeteer from "@cloudflare/puppeteer";
 import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RenderingProvider } from "../../src/browser/rendering";
-import { KEEP_ALIVE_MS } from "../../src/pool/config";
+import { KEEP_ALIVE_MS } from "../../src/browser/provider";
 import { ORPHAN_GRACE_MS, type SessionRegistry } from "../../src/registry/object";
 import { call, poolName } from "../support/http";
 

@@ -38,7 +38,7 @@ import {
   retryAfterSeconds,
   tick,
 } from "../../src/pool/machine";
-import { KEEP_ALIVE_MS } from "../../src/pool/config";
+import { KEEP_ALIVE_MS } from "../../src/browser/provider";
 import { effectsOf, type Machine, T0, withMachine } from "../support/machine";
 
 /** Releases a fresh lease with reuse on, then lets its reset succeed: one idle session. */

@@ -30,7 +30,8 @@
 import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import fc from "fast-check";
 import { afterEach, describe, expect, inject, it, vi } from "vitest";
-import type { AcquireView, PoolObject, PoolResult } from "../../src/pool/object";
+import type { AcquireView, PoolObject } from "../../src/pool/object";
+import type { Result } from "../../src/result";
 import type { PoolStore } from "../../src/pool/store";
 import { hasSchema } from "../../src/pool/schema";
 import { providerFactory } from "../../src/browser/factory";
@@ -71,7 +72,7 @@ interface Real {
   /** Deletions in flight or done, with their answers once they come. */
   deletions: { answer?: string; done: Promise<void> }[];
   /** Acquire calls in flight (by lease id) and their answers once they come. */
-  calls: Map<string, { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } }>;
+  calls: Map<string, { answer?: Result<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } }>;
   answered: Map<string, Promise<void>>;
   /** The pool's calls to the registry that fail next (RpcFails adds to `times`). */
   rpcFaults: Record<"track" | "forget" | "lostLaunches", FaultRule>;
@@ -189,7 +190,7 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
   check = () => true;
   async run(m: Model, r: Real) {
     const id = crypto.randomUUID();
-    const call: { answer?: PoolResult<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } } = {};
+    const call: { answer?: Result<AcquireView> | { ok: false; failure: { code: "rpc_failed" } } } = {};
     r.calls.set(id, call);
     r.answered.set(
       id,

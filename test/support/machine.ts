@@ -5,7 +5,8 @@
  * reports the effects the transition asked for and the journal rows it wrote.
  */
 import { env, runInDurableObject } from "cloudflare:test";
-import { DEFAULT_CONFIG, KEEP_ALIVE_MS, type PoolConfig } from "../../src/pool/config";
+import { KEEP_ALIVE_MS } from "../../src/browser/provider";
+import { DEFAULT_CONFIG, type PoolConfig } from "../../src/pool/config";
 import { checkInvariants } from "../../src/pool/invariants";
 import { type Effect, type LeaseRequest, launchSucceeded, registered, requestLease, type Step } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
