@@ -12,7 +12,8 @@ import { ADMIN_COOKIE, isAdminToken, rateRule, requireAdmin, requireApiKey, type
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
-import { renderReference } from "./reference";
+import { renderErrorCatalogue, renderReference } from "./reference";
+import { ERRORS_PATH } from "../problems";
 import { issueSession, SESSION_SECONDS } from "./session";
 import {
   AcquireBody,
@@ -217,9 +218,17 @@ app.onError(onError);
 app.notFound(notFound);
 app.get("/healthz", (c) => c.json({ status: "ok" }));
 app.get("/openapi.json", (c) => c.json(openApiDocument()));
+/** The /docs pages are static HTML: inline styles, no scripts, nothing loaded from anywhere. */
+const DOCS_CSP = "default-src 'none'; style-src 'unsafe-inline'";
 app.get("/docs", (c) => {
-  c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  c.header("Content-Security-Policy", DOCS_CSP);
   return c.html(renderReference(openApiDocument() as Record<string, unknown>));
+});
+// The error catalogue: every problem+json `type` is `<origin>/docs/errors#<code>` (src/problems.ts).
+const errorCatalogue = renderErrorCatalogue();
+app.get(ERRORS_PATH, (c) => {
+  c.header("Content-Security-Policy", DOCS_CSP);
+  return c.html(errorCatalogue);
 });
 // The CDP socket authenticates with the lease's connect token, not an API key
 // (WebSocket clients cannot be relied on to send headers), so it is routed

@@ -1,11 +1,14 @@
 /**
  * The one error path of the HTTP API. Handlers throw `ApiError(status, code,
  * detail)`; `onError` turns it into RFC 9457 `application/problem+json` with a
- * stable machine `code`. Anything else is a bug: it is logged with its stack and
- * answered as a bare 500 that shows no internals.
+ * stable machine `code` from the error catalogue (src/problems.ts), whose
+ * `type` is the absolute URL of the code's entry in the catalogue this broker
+ * serves (`https://<host>/docs/errors#<code>`). Anything else is a bug: it is
+ * logged with its stack and answered as a bare 500 that shows no internals.
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { type ErrorCode, problemType } from "../problems";
 
 const TITLES: Record<number, string> = {
   400: "Bad Request",
@@ -26,7 +29,7 @@ const TITLES: Record<number, string> = {
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly detail: string,
     readonly headers: Record<string, string> = {},
   ) {
@@ -35,14 +38,15 @@ export class ApiError extends Error {
   }
 
   /** An error that tells the client when to come back (429, 503). */
-  static retryable(status: number, code: string, detail: string, retryAfterSeconds: number): ApiError {
+  static retryable(status: number, code: ErrorCode, detail: string, retryAfterSeconds: number): ApiError {
     return new ApiError(status, code, detail, { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) });
   }
 }
 
-export function problem(error: ApiError, instance?: string): Response {
+/** The problem+json answer for `error` to a request for `url` (its origin makes the `type`, its path the `instance`). */
+export function problem(error: ApiError, url: string, instance?: string): Response {
   const body = {
-    type: `https://github.com/browser-session-broker/docs/errors#${error.code}`,
+    type: problemType(new URL(url).origin, error.code),
     title: TITLES[error.status] ?? "Error",
     status: error.status,
     detail: error.detail,
@@ -56,14 +60,14 @@ export function problem(error: ApiError, instance?: string): Response {
 }
 
 export function onError(err: Error, c: Context): Response {
-  if (err instanceof ApiError) return problem(err, new URL(c.req.url).pathname);
+  if (err instanceof ApiError) return problem(err, c.req.url, new URL(c.req.url).pathname);
   if (err instanceof HTTPException && err.status < 500) {
-    return problem(new ApiError(err.status, err.status === 413 ? "payload_too_large" : "invalid_request", err.message));
+    return problem(new ApiError(err.status, err.status === 413 ? "payload_too_large" : "invalid_request", err.message), c.req.url);
   }
   console.error(JSON.stringify({ event: "unhandled_error", path: new URL(c.req.url).pathname, error: err.message, stack: err.stack }));
-  return problem(new ApiError(500, "internal_error", "an unexpected error occurred; it has been logged"));
+  return problem(new ApiError(500, "internal_error", "an unexpected error occurred; it has been logged"), c.req.url);
 }
 
 export function notFound(c: Context): Response {
-  return problem(new ApiError(404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));
+  return problem(new ApiError(404, "not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), c.req.url);
 }

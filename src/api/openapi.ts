@@ -4,6 +4,7 @@
  * uses natively), so the contract cannot drift from the code.
  */
 import { z } from "zod";
+import { ERRORS_PATH, PROBLEMS } from "../problems";
 import {
   AcquireBody,
   ApiKey,
@@ -73,7 +74,7 @@ export function openApiDocument(): object {
         Lease: json(Lease),
         CreatedLease: json(CreatedLease),
         Pool: json(Pool),
-        Problem: json(Problem),
+        Problem: withCatalogue(json(Problem)),
         AcquireBody: json(AcquireBody, "input"),
         RenewBody: json(RenewBody, "input"),
         PoolConfig: json(PoolConfigBody, "input"),
@@ -92,6 +93,13 @@ export function openApiDocument(): object {
       "/healthz": { get: { summary: "Liveness", security: [], responses: { "200": { description: "OK" } } } },
       "/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
       "/docs": { get: { summary: "This document rendered as an HTML reference", security: [], responses: { "200": { description: "text/html" } } } },
+      [ERRORS_PATH]: {
+        get: {
+          summary: "The error catalogue, HTML: every problem code with its statuses, what it means and what to do; each problem's type is the URL of its entry here",
+          security: [],
+          responses: { "200": { description: "text/html" } },
+        },
+      },
       "/v1/pools/{pool}": {
         parameters: [poolParam],
         get: { summary: "Pool config, counts and consistency", responses: { "200": { description: "Pool", content: content(ref("Pool")) }, ...problems(400, 401, 404) } },
@@ -390,7 +398,7 @@ function withRateLimit<D extends { paths: Record<string, Record<string, unknown>
 }
 
 /** Paths served without calling any Durable Object. */
-const NO_OBJECT = new Set(["/healthz", "/openapi.json", "/docs", "/dashboard"]);
+const NO_OBJECT = new Set(["/healthz", "/openapi.json", "/docs", ERRORS_PATH, "/dashboard"]);
 
 /** Every other route calls a Durable Object, so each may answer 503 overloaded or unavailable (src/api/calls.ts). */
 function withObjectFailures<D extends { paths: Record<string, Record<string, unknown>> }>(doc: D): D {
@@ -402,4 +410,24 @@ function withObjectFailures<D extends { paths: Record<string, Record<string, unk
     }
   }
   return doc;
+}
+
+/** The Problem schema with the catalogue's codes: `code` is one of them (each described), `type` the URL of its entry. */
+function withCatalogue(schema: Record<string, any>): Record<string, unknown> {
+  const properties = { ...(schema.properties as Record<string, unknown>) };
+  properties.type = {
+    type: "string",
+    format: "uri",
+    description: `The absolute URL of the code's entry in the broker's error catalogue: https://<host>${ERRORS_PATH}#<code>`,
+  };
+  properties.code = {
+    type: "string",
+    description: `Stable machine code; see ${ERRORS_PATH}`,
+    oneOf: Object.entries(PROBLEMS).map(([code, entry]) => ({
+      const: code,
+      title: entry.title,
+      description: `${Object.entries(entry.statuses).map(([status, when]) => `${status}: ${when}`).join(" ")} What to do (${entry.next}): ${entry.todo}`,
+    })),
+  };
+  return { ...schema, properties };
 }

@@ -428,7 +428,7 @@ export class TenantObject extends DurableObject<Env> {
   }
 }
 
-function fail<T>(status: Failure["status"], code: string, detail: string): Result<T> {
+function fail<T>(status: Failure["status"], code: Failure["code"], detail: string): Result<T> {
   return { ok: false, failure: { status, code, detail } };
 }
 

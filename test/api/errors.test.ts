@@ -13,7 +13,7 @@ import { faultPool, poolStub } from "../support/pool";
 function expectProblem(reply: Reply, status: number, code: string, detail?: RegExp): void {
   expect({ status: reply.status, code: reply.body?.code }).toEqual({ status, code });
   expect(reply.headers.get("content-type")).toMatch(/^application\/problem\+json/);
-  expect(reply.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
+  expect(reply.body).toMatchObject({ type: `https://broker.test/docs/errors#${code}`, title: expect.any(String), status, detail: expect.any(String) });
   expect(JSON.stringify(reply.body)).not.toMatch(/\bat .*\.(ts|js):\d+/); // no stack trace
   if (detail) expect(reply.body.detail).toMatch(detail);
 }
