@@ -6,6 +6,8 @@
  * afterwards. The outcome of an effect comes back as another transition, which
  * re-reads the rows it needs: nothing decided before an await is trusted after it.
  *
+ * Pool:    (none) → created → deleting → (storage deleted), deleting → created
+ *          (a deletion taken back: its unregistering failed, or the object restarted).
  * Session: launching → idle → leased → (resetting → idle | closing) → closed,
  *          idle → resetting (checked alive before a borrow) → leased | closing,
  *          launching → failed.
@@ -59,6 +61,8 @@ export interface Step {
   effects: Effect[];
 }
 
+/** How often a pool compares its sessions with the platform's list (while it holds anything). */
+export const RECONCILE_INTERVAL_MS = 60_000;
 export const RESET_TIMEOUT_MS = 15_000;
 export const CLOSE_TIMEOUT_MS = 15_000;
 export const MAX_CLOSE_ATTEMPTS = 3;
@@ -684,14 +688,48 @@ export function purgeIdle(step: Step): number {
   return idle.length;
 }
 
+// ---- the pool's own lifecycle ---------------------------------------------------
+
+/** Where the pool is in its life: not created (no tables, or no creation yet), created, or being deleted. */
+export type PoolState = "none" | "created" | "deleting";
+
+export function poolState(db: PoolStore): PoolState {
+  const state = db.getMeta("lifecycle");
+  return state === "created" || state === "deleting" ? state : "none";
+}
+
+export interface Creation {
+  tenant: string;
+  pool: string;
+  config: PoolConfig;
+  /** The maxSessions the tenant's quota granted for it (recorded, so the pool does not report it again). */
+  claimed: number | undefined;
+}
+
+/** The pool is created: its identity, its config, and the first reconciliation a minute from now. */
+export function createPool(step: Step, creation: Creation): void {
+  const { db, now } = step;
+  if (poolState(db) !== "none") return;
+  db.setMeta("lifecycle", "created");
+  db.setMeta("tenant", creation.tenant);
+  db.setMeta("pool", creation.pool);
+  db.setMeta("created_at", String(now));
+  db.setMeta("config", JSON.stringify(creation.config));
+  db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
+  if (creation.claimed !== undefined) db.setMeta("tenant_claimed", String(creation.claimed));
+  db.journal(now, "pool_created", null, null, { tenant: creation.tenant, pool: creation.pool });
+}
+
 /**
  * The first step of deleting the pool: refused while anything is in use
  * (a lease active or waiting, a session launching, leased or resetting);
- * otherwise the pool stops granting and launching (drained) and closes every
- * idle session. The object deletes the pool's storage once the closes are done.
+ * otherwise the pool is `deleting`: it stops granting and launching (drained)
+ * and closes every idle session. The shell deletes the pool's storage once
+ * the closes are done and the registry and the tenant have let it go.
  */
 export function retire(step: Step): Failure | { closed: number } {
   const { db, now } = step;
+  if (poolState(db) !== "created") return notFound("pool");
   const counts = db.counts();
   const inUse = counts.launching + counts.leased + counts.resetting;
   if (inUse + counts.waiting > 0) {
@@ -704,11 +742,27 @@ export function retire(step: Step): Failure | { closed: number } {
       retryAfter: 1,
     };
   }
+  db.setMeta("lifecycle", "deleting");
   db.setMeta("draining", "1");
   db.journal(now, "retiring", null, null);
   const idle = db.sessionsIn("idle");
   for (const session of idle) startClosing(step, session, "pool_deleted");
   return { closed: idle.length };
+}
+
+/**
+ * A deletion is taken back (its unregistering failed, or the object restarted
+ * before the storage went): the pool exists again, drained, and registers with
+ * the registry and reports its size to the tenant again, since either may have
+ * forgotten it already. Delete it again, or resume it.
+ */
+export function undoDeletion(step: Step): void {
+  const { db, now } = step;
+  if (poolState(db) !== "deleting") return;
+  db.setMeta("lifecycle", "created");
+  db.setMeta("pool_registered", "0");
+  db.setMeta("tenant_claimed", "none");
+  db.journal(now, "deletion_undone", null, null);
 }
 
 /** Whether an operator has drained the pool (it grants nothing until resumed). */

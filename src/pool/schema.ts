@@ -221,6 +221,18 @@ const MIGRATIONS: Migration[] = [
          WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted')`,
     ],
   },
+  {
+    // The pool's own lifecycle is a state of the machine (meta 'lifecycle':
+    // created or deleting), instead of a 'created_at' row and a 'deleting' flag.
+    version: 7,
+    statements: [
+      `INSERT INTO meta (key, value)
+         SELECT 'lifecycle', CASE WHEN EXISTS (SELECT 1 FROM meta WHERE key = 'deleting' AND value = '1') THEN 'deleting' ELSE 'created' END
+         WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'created_at')
+       ON CONFLICT (key) DO NOTHING`,
+      `DELETE FROM meta WHERE key = 'deleting'`,
+    ],
+  },
 ];
 
 /**

@@ -122,7 +122,7 @@ describe("deleting a pool", () => {
     const stub = env.POOL.get(env.POOL.idFromName(`${tenant}/${pool}`));
     // As if the object died after retiring and unregistering, before deleting its storage.
     await runInDurableObject(stub, (_o: PoolObject, state) => {
-      state.storage.sql.exec(`INSERT INTO meta (key, value) VALUES ('draining', '1'), ('deleting', '1') ON CONFLICT (key) DO UPDATE SET value = excluded.value`);
+      state.storage.sql.exec(`INSERT INTO meta (key, value) VALUES ('draining', '1'), ('lifecycle', 'deleting') ON CONFLICT (key) DO UPDATE SET value = excluded.value`);
     });
     await env.REGISTRY.get(env.REGISTRY.idFromName("registry")).untrackPool(tenant, pool);
     await env.TENANT.get(env.TENANT.idFromName(tenant)).releasePool(pool);

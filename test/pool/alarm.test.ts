@@ -5,7 +5,8 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { HISTORY_RETENTION_MS, type PoolObject, PRUNE_BATCH } from "../../src/pool/object";
+import type { PoolObject } from "../../src/pool/object";
+import { HISTORY_RETENTION_MS, PRUNE_BATCH } from "../../src/pool/shell";
 import { PoolStore } from "../../src/pool/store";
 import { faultPool, granted } from "../support/pool";
 

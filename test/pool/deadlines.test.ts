@@ -8,7 +8,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { PoolObject } from "../../src/pool/object";
-import { RECONCILE_INTERVAL_MS, RECONCILE_RETRY_MS } from "../../src/pool/object";
+import { RECONCILE_INTERVAL_MS } from "../../src/pool/machine";
+import { RECONCILE_RETRY_MS } from "../../src/pool/shell";
 import { injectFaults } from "../api/stub-faults";
 import { faultPool, flush, granted, type TestPool } from "../support/pool";
 
@@ -26,7 +27,10 @@ function shortenTimeouts(pool: TestPool, timeouts: Partial<PoolObject["timeouts"
 
 const storedAlarm = (pool: TestPool) => runInDurableObject(pool.stub, (_o, state) => state.storage.getAlarm());
 const reconciling = (pool: TestPool) =>
-  runInDurableObject(pool.stub, (object: PoolObject) => (object as unknown as { reconciling?: Promise<void> }).reconciling !== undefined);
+  runInDurableObject(
+    pool.stub,
+    (object: PoolObject) => (object as unknown as { shell: { reconciling?: Promise<void> } }).shell.reconciling !== undefined,
+  );
 
 describe("no deadline waits on I/O", () => {
   it("a list() that never answers: a 1 s lease expires and a 1 s waiter is answered on time, and the next reconciliation is still tried", async () => {

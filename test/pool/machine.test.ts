@@ -8,6 +8,12 @@ import { describe, expect, it } from "vitest";
 import {
   ALIVE_BYPASS_MS,
   applyConfig,
+  createPool,
+  isDraining,
+  poolState,
+  RECONCILE_INTERVAL_MS,
+  retire,
+  undoDeletion,
   CHECK_TIMEOUT_MS,
   checkFailed,
   checkPassed,
@@ -949,6 +955,52 @@ describe("registration with the account's session registry", () => {
       expect(effectsOf(m.run(tick).effects, "forget")).toEqual([{ kind: "forget", row: session.id, sessionId: session.session_id }]);
       m.run((s) => registryDone(s, [session.id]));
       expect(effectsOf(m.run(tick).effects, "forget")).toEqual([]);
+    }));
+});
+
+describe("the pool's own lifecycle", () => {
+  it("is created once, with its identity, config and first reconciliation a minute later", () =>
+    withMachine({}, (m) => {
+      expect(poolState(m.db)).toBe("none");
+      const creation = { tenant: "acme", pool: "scrapers", config: m.config, claimed: 2 };
+      const ran = m.run((s) => createPool(s, creation));
+      expect(poolState(m.db)).toBe("created");
+      expect(ran.events).toEqual(["pool_created"]);
+      expect(ran.effects).toEqual([]);
+      expect(m.db.getMeta("tenant_claimed")).toBe("2");
+      expect(Number(m.db.getMeta("next_reconcile_at"))).toBe(m.now + RECONCILE_INTERVAL_MS);
+      // A second creation changes nothing.
+      expect(m.run((s) => createPool(s, { ...creation, pool: "other" })).events).toEqual([]);
+      expect(m.db.getMeta("pool")).toBe("scrapers");
+    }));
+
+  it("is retired into deleting (drained, idle sessions closing) only when nothing is in use, and can come back", () =>
+    withMachine({ maxSessions: 2 }, (m) => {
+      m.run((s) => createPool(s, { tenant: "acme", pool: "p", config: m.config, claimed: undefined }));
+      const { lease, session } = m.leased();
+      expect(m.run(retire).result).toMatchObject({ status: 409, code: "pool_busy" });
+      expect(poolState(m.db)).toBe("created");
+      m.run((s) => releaseLease(s, lease.id));
+      m.run((s) => resetSucceeded(s, session.id));
+      const ran = m.run(retire);
+      expect(ran.result).toEqual({ closed: 1 });
+      expect(poolState(m.db)).toBe("deleting");
+      expect(isDraining(m.db)).toBe(true);
+      expect(m.session(session.id).state).toBe("closing");
+      // The way back: its unregistering failed, or the object restarted before the storage went.
+      m.db.setMeta("pool_registered", "1");
+      const back = m.run(undoDeletion);
+      expect(back.events).toEqual(["deletion_undone"]);
+      expect(poolState(m.db)).toBe("created");
+      expect(isDraining(m.db)).toBe(true);
+      expect(m.db.getMeta("pool_registered")).toBe("0");
+      expect(m.db.getMeta("tenant_claimed")).toBe("none");
+      expect(m.run(undoDeletion).events).toEqual([]);
+    }));
+
+  it("a pool that is not created cannot be retired", () =>
+    withMachine({}, (m) => {
+      expect(m.run(retire).result).toMatchObject({ status: 404, code: "not_found" });
     }));
 });
 

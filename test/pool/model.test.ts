@@ -35,7 +35,7 @@ import type { Result } from "../../src/result";
 import type { PoolStore } from "../../src/pool/store";
 import { hasSchema } from "../../src/pool/schema";
 import { providerFactory } from "../../src/browser/factory";
-import { IO_TIMEOUTS } from "../../src/pool/object";
+import { IO_TIMEOUTS } from "../../src/pool/shell";
 import { type FaultRule, injectFaults } from "../api/stub-faults";
 import { FaultProvider } from "../support/fault-provider";
 import { faultPool, flush, type TestPool } from "../support/pool";

@@ -1,0 +1,592 @@
+/**
+ * The pool object's shell around machine.ts: it runs each transition inside
+ * one `transactionSync`, performs the effects the transition asked for (each
+ * on its own, with a deadline), feeds every outcome back as another
+ * transition, keeps the one alarm no later than the earliest deadline in SQL,
+ * and runs the alarm's work (reconciliation beside it, never in front of it).
+ *
+ * A Durable Object runs one event at a time only until it awaits, so every
+ * decision is made synchronously inside a transition; while I/O is awaited
+ * other requests run freely, and the transition that records the outcome
+ * re-reads the rows it touches. An outcome that arrives after the pool's
+ * storage was deleted (or deleted and created anew) is dropped: `epoch`.
+ */
+import { providerFactory } from "../browser/factory";
+import { keepAliveOf, PlatformLimitError, type BrowserProvider } from "../browser/provider";
+import { message, withDeadline } from "../deadline";
+import { log } from "../log";
+import { registryOf } from "../stubs";
+import { AlarmSchedule } from "./alarm";
+import { Callers } from "./callers";
+import { DEFAULT_CONFIG, type PoolConfig } from "./config";
+import {
+  CHECK_TIMEOUT_MS,
+  checkFailed,
+  checkPassed,
+  CLOSE_TIMEOUT_MS,
+  closeFailed,
+  closeSucceeded,
+  type Effect,
+  launchFailed,
+  launchSucceeded,
+  pingFailed,
+  pingSucceeded,
+  poolState,
+  type PoolState,
+  probeAnswered,
+  reconcile,
+  RECONCILE_INTERVAL_MS,
+  type ReconcileReport,
+  registered,
+  registryDone,
+  RESET_TIMEOUT_MS,
+  resetFailed,
+  resetSucceeded,
+  type Step,
+  tick,
+} from "./machine";
+import { hasSchema, type LeaseRow, migrate } from "./schema";
+import { Signals } from "./signals";
+import { PoolStore } from "./store";
+import { Telemetry } from "./telemetry";
+import { leaseView, type LeaseView } from "./views";
+
+/** How soon a reconciliation whose list failed or timed out is tried again. */
+export const RECONCILE_RETRY_MS = 10_000;
+/** Idempotency keys are honoured this long (24 h). */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Ended leases and closed sessions are kept this long (as long as an Idempotency-Key), then pruned by the alarm. */
+export const HISTORY_RETENTION_MS = IDEMPOTENCY_TTL_MS;
+/** How soon the alarm retries telling the registry or the tenant what they have not acknowledged. */
+export const REGISTER_RETRY_MS = 10_000;
+/** Rows of each kind one alarm prunes at most (the next alarm follows at once while more are due). */
+export const PRUNE_BATCH = 1000;
+/** Journal rows kept per pool; older history is pruned by the alarm. */
+export const JOURNAL_KEEP = 20_000;
+/**
+ * How long a released session waits for its lease's sockets to close before it
+ * is reset for the next lease. If a socket is still registered after this, the
+ * session is closed instead of reused: it is never handed on while a client of
+ * the previous lease may still be connected.
+ */
+export const DISCONNECT_GRACE_MS = 2_000;
+/** A connection row whose lease ended and that no Worker reported closed (it crashed) is forgotten after this. */
+const STALE_CONNECTION_MS = 5 * 60_000;
+
+/** Deadlines of the pool's I/O that is not an effect with its own (launch, close, reset, check, ping). */
+export const IO_TIMEOUTS = {
+  /** The platform's session list. */
+  list: 10_000,
+  /** A probe of one session. */
+  probe: 5_000,
+  /** A call to the account's registry or the tenant's object. */
+  rpc: 10_000,
+};
+
+export class PoolShell {
+  readonly db: PoolStore;
+  provider: BrowserProvider;
+  /** The time source for every transition; tests replace it to drive deadlines without sleeping. */
+  clock: () => number = providerFactory.now ?? (() => Date.now());
+  /** keep_alive given to the platform at launch; tests shorten it. */
+  keepAliveMs: number;
+  /** Deadlines of the pool's own I/O; tests shorten them. */
+  readonly timeouts = { ...IO_TIMEOUTS };
+  readonly callers = new Callers();
+  readonly telemetry: Telemetry;
+  /** Workers proxying a lease's CDP sockets, told when the lease ends. */
+  readonly leaseEnded = new Signals<{ reason: string }>();
+  /** Resets waiting for a lease's last socket to close. */
+  readonly leaseDrained = new Signals<boolean>();
+  /** The pool's own CDP conversation with a browser (ping, check, reset), by session id: a client's connect waits for it. */
+  readonly talking = new Map<string, Promise<unknown>>();
+  /** The pool's identity, kept in memory: views and logs never need storage for it. */
+  tenant = "";
+  poolName = "";
+  /** Whether the pool's tables exist: they are made by its creation, so a read of a pool that does not exist writes nothing. */
+  private schema = false;
+  /** Bumped when the pool's storage is deleted: outcomes of I/O started before are dropped. */
+  private epoch = 0;
+  private cachedConfig: PoolConfig | undefined;
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** Probes under way, so a reconciliation can answer once the suspects it found are decided. */
+  private readonly probes = new Set<Promise<unknown>>();
+  private readonly alarms: AlarmSchedule;
+  private reconciling: Promise<void> | undefined;
+
+  /** `env` is read at each use: operators' settings (alert thresholds, EVENT_LOGS) are the object's current env. */
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly env: () => Env,
+  ) {
+    this.db = new PoolStore(ctx.storage.sql);
+    this.provider = providerFactory.create(env());
+    this.keepAliveMs = keepAliveOf(env());
+    this.alarms = new AlarmSchedule(ctx.storage, () => this.name());
+    this.telemetry = new Telemetry({
+      env,
+      db: this.db,
+      clock: () => this.clock(),
+      tenant: () => this.tenant,
+      pool: () => this.poolName,
+      config: () => this.config(),
+      atomically: (fn) => this.atomically(fn),
+      track: (promise) => this.track(promise),
+    });
+  }
+
+  // ---- the pool's storage and identity ---------------------------------------
+
+  /** Loads a pool that has tables (after a restart): migrates them and reads its identity. False if it has none. */
+  open(): boolean {
+    if (!hasSchema(this.db.sql)) return false;
+    this.openTables();
+    this.tenant = this.db.getMeta("tenant") ?? "";
+    this.poolName = this.db.getMeta("pool") ?? "";
+    return true;
+  }
+
+  /** Makes (or upgrades) the pool's tables: at its creation, or when a pool that has them is loaded. */
+  openTables(): void {
+    migrate(this.ctx.storage);
+    this.schema = true;
+  }
+
+  /** Deletes the pool's storage; nothing started before writes or arms anything afterwards. */
+  async dropStorage(): Promise<void> {
+    this.epoch += 1;
+    this.alarms.cancel();
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.db.forgetCached();
+    this.schema = false;
+    this.cachedConfig = undefined;
+    this.tenant = "";
+    this.poolName = "";
+  }
+
+  /** The pool's place in its life (machine.ts): none before its creation (and without tables). */
+  state(): PoolState {
+    return this.schema ? poolState(this.db) : "none";
+  }
+
+  /** Created, and not being deleted: it serves requests. */
+  exists(): boolean {
+    return this.state() === "created";
+  }
+
+  /** "tenant/pool", for logs. */
+  name(): string {
+    return `${this.tenant}/${this.poolName}`;
+  }
+
+  config(): PoolConfig {
+    if (!this.cachedConfig) {
+      const stored = this.schema ? this.db.getMeta("config") : undefined;
+      this.cachedConfig = stored ? { ...DEFAULT_CONFIG, ...(JSON.parse(stored) as Partial<PoolConfig>) } : { ...DEFAULT_CONFIG };
+    }
+    return this.cachedConfig;
+  }
+
+  /** The config changed in storage (a creation or a config change committed). */
+  configChanged(config?: PoolConfig): void {
+    this.cachedConfig = config;
+  }
+
+  view(row: LeaseRow): LeaseView {
+    return leaseView(row, this.poolName);
+  }
+
+  // ---- running transitions -----------------------------------------------------
+
+  /** Runs a transition atomically, performs its effects, and keeps the alarm in step. */
+  transition<T>(fn: (step: Step) => T): T {
+    const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
+    const result = this.atomically(() => fn(step));
+    try {
+      this.perform(step.effects);
+    } finally {
+      this.arm(step.now);
+      this.telemetry.watchLaunchFailures();
+    }
+    return result;
+  }
+
+  /**
+   * Runs a transition that asks for no I/O and sets no deadline (a pool's
+   * creation) atomically, without touching the alarm: the pool's registration
+   * is still on its way, and arming now would only add an alarm for its retry.
+   */
+  record(fn: (step: Step) => void): void {
+    const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
+    this.atomically(() => fn(step));
+    if (step.effects.length > 0) throw new Error(`a recorded transition asked for I/O (${step.effects.map((e) => e.kind).join(", ")})`);
+  }
+
+  /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */
+  atomically<T>(fn: () => T): T {
+    let result: T;
+    try {
+      result = this.ctx.storage.transactionSync(fn);
+    } catch (error) {
+      this.db.forgetCached();
+      throw error;
+    }
+    this.telemetry.publish(this.db.takeWritten());
+    return result;
+  }
+
+  /** The generation of the pool's storage I/O starts in: `current(epoch)` later says whether its outcome may still be recorded. */
+  currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Whether I/O started at `epoch` may still record its outcome: the storage it was started for still exists. */
+  current(epoch: number): boolean {
+    return epoch === this.epoch && this.schema;
+  }
+
+  /** Records an effect's outcome, unless the pool's storage was deleted since the effect started. */
+  after(epoch: number, fn: (step: Step) => void): void {
+    if (!this.current(epoch)) {
+      log("late_outcome_dropped", { pool: this.name() });
+      return;
+    }
+    this.transition(fn);
+  }
+
+  // ---- effects -------------------------------------------------------------------
+
+  /** Performs each effect on its own: one that throws is logged and counted as failed, and the others still run. */
+  private perform(effects: Effect[]): void {
+    const epoch = this.epoch;
+    for (const effect of effects) {
+      try {
+        this.start(effect, epoch);
+      } catch (error) {
+        log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(error) });
+        this.startFailed(effect, epoch, message(error));
+      }
+    }
+  }
+
+  private start(effect: Effect, epoch: number): void {
+    switch (effect.kind) {
+      case "launch":
+        this.track(this.launch(effect.row, epoch));
+        break;
+      case "close":
+        this.track(
+          this.io(epoch, () => this.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, "a close", (s) => closeSucceeded(s, effect.row), (s, m) =>
+            closeFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "reset":
+        this.track(
+          this.io(
+            epoch,
+            async () => {
+              // Never clean (and so never hand on) a browser a client of the last lease still drives.
+              if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
+                throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
+              }
+              await this.talk(effect.sessionId, () => this.provider.reset(effect.sessionId));
+            },
+            RESET_TIMEOUT_MS,
+            "a reset",
+            (s) => resetSucceeded(s, effect.row),
+            (s, m) => resetFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "check":
+        this.track(
+          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CHECK_TIMEOUT_MS, "a check", (s) =>
+            checkPassed(s, effect.row), (s, m) => checkFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "ping":
+        this.track(
+          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CLOSE_TIMEOUT_MS, "a ping", (s) =>
+            pingSucceeded(s, effect.row), (s, m) => pingFailed(s, effect.row, m),
+          ),
+        );
+        break;
+      case "probe": {
+        const probe = this.probe(effect.sessionId).then(
+          (alive) => this.after(epoch, (s) => probeAnswered(s, effect.row, alive)),
+          // The platform did not say: the session stays suspect; a later list decides.
+          (error) => log("probe_failed", { pool: this.name(), sessionId: effect.sessionId, error: message(error) }),
+        );
+        this.probes.add(probe);
+        void probe.finally(() => this.probes.delete(probe));
+        this.track(probe);
+        break;
+      }
+      case "disconnect":
+        this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
+        this.callers.ended(effect.leaseId);
+        break;
+      // The registry calls are retried by tick until acknowledged.
+      case "register":
+        this.track(this.rpc(() => this.registry().track(effect.sessionId, this.name()), "the session registry").then(() => this.after(epoch, (s) => registered(s, effect.row))));
+        break;
+      case "forget":
+        this.track(this.rpc(() => this.registry().forget(effect.sessionId), "the session registry").then(() => this.after(epoch, (s) => registryDone(s, [effect.row]))));
+        break;
+      case "reportLost":
+        this.track(
+          this.rpc(() => this.registry().lostLaunches(this.name(), effect.windows), "the session registry").then(() =>
+            this.after(epoch, (s) => registryDone(s, effect.rows)),
+          ),
+        );
+        break;
+      case "grant": {
+        const lease = this.db.lease(effect.leaseId);
+        if (lease) this.callers.answer(effect.leaseId, { ok: true, value: { lease: this.view(lease), replayed: false } });
+        break;
+      }
+      case "reject":
+        this.callers.answer(effect.leaseId, { ok: false, failure: effect.failure });
+        break;
+    }
+  }
+
+  /** An effect could not even be started: its failure is recorded as if it had failed (the rest are retried by tick). */
+  private startFailed(effect: Effect, epoch: number, error: string): void {
+    const outcome: ((s: Step) => void) | undefined =
+      effect.kind === "launch"
+        ? (s) => launchFailed(s, effect.row, { message: error, platformLimited: false })
+        : effect.kind === "close"
+          ? (s) => closeFailed(s, effect.row, error)
+          : effect.kind === "reset"
+            ? (s) => resetFailed(s, effect.row, error)
+            : effect.kind === "check"
+              ? (s) => checkFailed(s, effect.row, error)
+              : effect.kind === "ping"
+                ? (s) => pingFailed(s, effect.row, error)
+                : undefined;
+    if (!outcome) return;
+    try {
+      this.after(epoch, outcome);
+    } catch (failure) {
+      log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(failure) });
+    }
+  }
+
+  /**
+   * Starts a launch. Its outcome is recorded whenever the platform answers, even
+   * after the deadline (a late browser is then closed). The deadline itself is
+   * enforced by `tick`, from the alarm and from a timer here, whichever is first.
+   */
+  private launch(row: number, epoch: number): Promise<unknown> {
+    const timeoutMs = this.config().launchTimeoutSeconds * 1000;
+    const attempt = (async () => this.provider.launch({ keepAliveMs: this.keepAliveMs }))().then(
+      (sessionId) => this.after(epoch, (s) => launchSucceeded(s, row, sessionId)),
+      (error) =>
+        this.after(epoch, (s) =>
+          launchFailed(s, row, {
+            message: message(error),
+            platformLimited: error instanceof PlatformLimitError,
+            ...(error instanceof PlatformLimitError ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
+          }),
+        ),
+    );
+    return raceDeadline(attempt, timeoutMs + 50, () => this.after(epoch, tick));
+  }
+
+  /** An effect's I/O with its deadline; its outcome (success, failure, or the deadline) becomes a transition. */
+  private io(
+    epoch: number,
+    op: () => Promise<void>,
+    timeoutMs: number,
+    what: string,
+    ok: (step: Step) => void,
+    failed: (step: Step, message: string) => void,
+  ): Promise<void> {
+    return withDeadline((async () => op())(), timeoutMs, what).then(
+      () => this.after(epoch, ok),
+      (error) => this.after(epoch, (s) => failed(s, message(error))),
+    );
+  }
+
+  /** Asks the platform whether a session still runs, with a deadline (rejects when it does not say). */
+  probe(sessionId: string): Promise<boolean> {
+    return withDeadline((async () => this.provider.probe(sessionId))(), this.timeouts.probe, "a probe of the session");
+  }
+
+  /** A call to another object (the registry, the tenant), with a deadline. */
+  rpc<T>(call: () => Promise<T>, what: string): Promise<T> {
+    return withDeadline((async () => call())(), this.timeouts.rpc, what);
+  }
+
+  /** Runs the pool's own CDP conversation with a browser, so a client's connect can wait for it to end. */
+  private talk<T>(sessionId: string, op: () => Promise<T>): Promise<T> {
+    const conversation = (async () => op())();
+    this.talking.set(sessionId, conversation);
+    const done = () => {
+      if (this.talking.get(sessionId) === conversation) this.talking.delete(sessionId);
+    };
+    conversation.then(done, done);
+    return conversation;
+  }
+
+  /** True once no socket of the lease is open; false if one still is after `ms`. */
+  private async untilDisconnected(leaseId: string, ms: number): Promise<boolean> {
+    if (this.db.connectionsOf(leaseId) === 0) return true;
+    return this.leaseDrained.waitAtMost(leaseId, ms, false);
+  }
+
+  /** Keeps I/O the pool started alive with the object, and logs how it failed (never touching storage). */
+  track(promise: Promise<unknown>): void {
+    const tracked = promise
+      .catch((error) => log("effect_failed", { pool: this.name(), error: message(error) }))
+      .finally(() => this.inflight.delete(tracked));
+    this.inflight.add(tracked);
+  }
+
+  /** Resolves when no effect is in flight any more. */
+  async effectsDone(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Resolves when the reconciliation in flight, if any, has finished. */
+  async reconciliationDone(): Promise<void> {
+    await this.reconciling;
+  }
+
+  private registry() {
+    return registryOf(this.env());
+  }
+
+  // ---- the alarm ----------------------------------------------------------------
+
+  /** Makes sure the alarm fires no later than the earliest deadline in SQL (see AlarmSchedule: never trusted from memory). */
+  arm(now: number): void {
+    if (this.state() === "none") return;
+    const next = this.nextDeadline(now);
+    if (next !== null) void this.alarms.request(next);
+  }
+
+  private nextDeadline(now: number): number | null {
+    const { earliest, idempotency, history, unconnected, registryOwed } = this.db.deadlines();
+    const config = this.config();
+    const candidates = earliest === null ? [] : [earliest];
+    const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
+    if (blocked > now) candidates.push(blocked);
+    // Reconcile periodically while the pool holds anything, or may have left a
+    // browser running (see keepReconciling); otherwise an empty pool sleeps.
+    if (earliest !== null || Number(this.db.getMeta("reconcile_until") ?? 0) > now) {
+      candidates.push(Number(this.db.getMeta("next_reconcile_at") ?? now));
+    }
+    if (unconnected !== null && config.connectWithinSeconds > 0) candidates.push(unconnected + config.connectWithinSeconds * 1000);
+    if (idempotency !== null) candidates.push(idempotency + IDEMPOTENCY_TTL_MS);
+    if (history !== null) candidates.push(history + HISTORY_RETENTION_MS);
+    if (registryOwed || this.db.getMeta("pool_registered") !== "1" || this.db.getMeta("tenant_claimed") !== String(config.maxSessions)) {
+      candidates.push(now + REGISTER_RETRY_MS);
+    }
+    const exhaustion = this.telemetry.exhaustionDeadline();
+    if (exhaustion !== null) candidates.push(exhaustion);
+    return candidates.length === 0 ? null : Math.min(...candidates);
+  }
+
+  /**
+   * The alarm's own work: everything due (tick), history pruned, health
+   * watched, then re-armed in a `finally`, so a step that throws never leaves
+   * the pool without its next alarm. Reconciliation, whose list can hang, is
+   * started beside it (with its own deadline), never awaited in front of it.
+   * (Registering the pool and reporting its size to the tenant are the
+   * lifecycle's, run by the object's alarm beside this.)
+   */
+  async alarm(): Promise<void> {
+    try {
+      if (!this.exists()) return;
+      this.transition(tick);
+      const now = this.clock();
+      if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) {
+        this.reconcileNow().catch((error) => log("reconcile_failed", { pool: this.name(), error: message(error) }));
+      }
+      const pruned = this.atomically(() => {
+        this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
+        this.db.pruneJournal(JOURNAL_KEEP);
+        this.db.pruneConnections(now - STALE_CONNECTION_MS);
+        return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
+      });
+      if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
+      this.telemetry.watchHealth(now);
+    } finally {
+      if (this.exists()) await this.alarms.rearm(this.nextDeadline(this.clock()));
+    }
+  }
+
+  // ---- reconciliation ------------------------------------------------------------
+
+  /**
+   * Compares SQL with the platform's live sessions; one at a time. The list has
+   * a deadline; whatever happens to it, the next one is already scheduled (a
+   * full interval later, or sooner after a failure), so a list that hangs can
+   * neither stall the alarm nor make it fire in a loop. Answers once the
+   * suspects it found have been probed.
+   */
+  async reconcileNow(): Promise<ReconcileReport | undefined> {
+    if (!this.exists()) return undefined;
+    this.reconciling ??= this.reconcileOnce().finally(() => {
+      this.reconciling = undefined;
+    });
+    await this.reconciling;
+    const last = this.exists() ? this.db.getMeta("last_reconcile") : undefined;
+    return last ? (JSON.parse(last) as ReconcileReport) : undefined;
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const epoch = this.epoch;
+    const listedAt = this.clock();
+    this.atomically(() => this.db.setMeta("next_reconcile_at", String(listedAt + RECONCILE_INTERVAL_MS)));
+    this.arm(listedAt);
+    let live: Set<string>;
+    try {
+      live = new Set((await withDeadline(this.provider.list(), this.timeouts.list, "the platform's session list")).map((s) => s.sessionId));
+    } catch (error) {
+      log("reconcile_failed", { pool: this.name(), error: message(error) });
+      if (this.current(epoch)) {
+        this.atomically(() => this.db.setMeta("next_reconcile_at", String(this.clock() + RECONCILE_RETRY_MS)));
+        this.arm(this.clock());
+      }
+      return;
+    }
+    if (!this.current(epoch)) return;
+    const vanishedBefore = this.reconciledTotal().vanished;
+    const report = this.transition((step) => reconcile(step, live, listedAt));
+    // The suspects it found are probed; those the platform says are gone count as vanished too.
+    await Promise.allSettled([...this.probes]);
+    if (!this.current(epoch)) return;
+    report.vanished = this.reconciledTotal().vanished - vanishedBefore;
+    this.atomically(() => this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report })));
+    if (report.vanished || report.reclosed || report.suspect || report.untrusted) log("reconciled", { pool: this.name(), ...report });
+    if (report.vanished) {
+      this.telemetry.alert("capacity_reclaimed", `reconciliation freed ${report.vanished} session(s) whose browsers were gone`, { ...report });
+    }
+  }
+
+  /** Reconciliation's fixes since the pool was created. */
+  reconciledTotal(): { vanished: number; reclosed: number } {
+    return { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) };
+  }
+}
+
+/** Settles with `work`, or with `onDeadline()` if `work` takes longer than `ms`; the timer never outlives the race. */
+function raceDeadline<T>(work: Promise<T>, ms: number, onDeadline: () => T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<T>((resolve, reject) => {
+    timer = setTimeout(() => {
+      try {
+        resolve(onDeadline());
+      } catch (error) {
+        reject(error);
+      }
+    }, ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
