@@ -34,14 +34,14 @@ export class Connections {
    */
   async open(leaseId: string, tokenHash: string, register: boolean): Promise<Result<ConnectGrant>> {
     const { shell } = this;
-    const lease = shell.exists() ? shell.db.lease(leaseId) : undefined;
+    const lease = shell.serving() ? shell.db.lease(leaseId) : undefined;
     if (!lease) return fail(notFound("lease"));
     if (!lease.token_hash || !sameHash(lease.token_hash, tokenHash)) {
       return fail({ status: 401, code: "unauthorized", detail: "the connect token is not valid for this lease" });
     }
     const talk = lease.session_id ? shell.talking.get(lease.session_id) : undefined;
     if (register && talk) await withDeadline(talk, TALK_WAIT_MS, "the pool's own CDP conversation").catch(() => undefined);
-    if (!shell.exists()) return fail(notFound("lease"));
+    if (!shell.serving()) return fail(notFound("lease"));
     const before = shell.db.lease(leaseId)!;
     if (before.status === "active" && before.expires_at! <= shell.clock()) shell.transition(tick);
     const current = shell.db.lease(leaseId)!;
@@ -75,7 +75,7 @@ export class Connections {
    */
   async failed(connectionId: string): Promise<{ gone: boolean }> {
     const { shell } = this;
-    const row = shell.exists() ? shell.db.connection(connectionId) : undefined;
+    const row = shell.serving() ? shell.db.connection(connectionId) : undefined;
     if (!row) return { gone: false };
     const lease = shell.db.lease(row.lease_id);
     shell.atomically(() => {
@@ -101,7 +101,7 @@ export class Connections {
    */
   async watch(connectionId: string): Promise<{ reason: string }> {
     const { shell } = this;
-    const row = shell.exists() ? shell.db.connection(connectionId) : undefined;
+    const row = shell.serving() ? shell.db.connection(connectionId) : undefined;
     if (!row) return { reason: "disconnected" };
     const lease = shell.db.lease(row.lease_id);
     if (lease?.status !== "active") return { reason: lease?.end_reason ?? "ended" };

@@ -53,7 +53,7 @@ export class Lifecycle {
   restore(): void {
     const shell = this.shell;
     if (shell.state() === "deleting") shell.transition(undoDeletion);
-    if (!shell.exists()) return;
+    if (!shell.serving()) return;
     shell.track(this.register());
     shell.track(this.reportSize());
     shell.transition(recover);
@@ -71,7 +71,7 @@ export class Lifecycle {
   /** The first acquire of a pool that does not exist creates it with the default config, if the tenant's quota allows it. */
   async createForAcquire(tenant: string, pool: string): Promise<Result<null>> {
     return this.serially(async () => {
-      if (this.shell.exists()) return { ok: true as const, value: null };
+      if (this.shell.serving()) return { ok: true as const, value: null };
       const claimed = await this.claim(tenant, pool, DEFAULT_CONFIG.maxSessions);
       if (claimed.ok) this.create(tenant, pool);
       return claimed;
@@ -88,14 +88,14 @@ export class Lifecycle {
   async configure(tenant: string, pool: string, patch: PoolConfigPatch, maxSessionsLimit: number): Promise<Result<null>> {
     const shell = this.shell;
     if (shell.state() === "deleting") return fail(beingDeleted());
-    const existed = shell.exists();
+    const existed = shell.serving();
     return this.serially(async () => {
-      if (existed && !shell.exists()) return fail({ status: 404, code: "not_found", detail: "the pool was deleted while this change waited its turn" });
+      if (existed && !shell.serving()) return fail({ status: 404, code: "not_found", detail: "the pool was deleted while this change waited its turn" });
       const merged = mergeConfig(shell.config(), patch, maxSessionsLimit);
       if ("problem" in merged) {
         return fail({ status: 400, code: "invalid_request", detail: `${merged.problem.field}: ${merged.problem.detail}` });
       }
-      const before = shell.exists() ? shell.config().maxSessions : null;
+      const before = shell.serving() ? shell.config().maxSessions : null;
       const after = merged.config.maxSessions;
       if (before === null || after > before) {
         const claimed = await this.claim(tenant, pool, after);
@@ -128,7 +128,7 @@ export class Lifecycle {
   async delete(asTenant: string, asPool: string): Promise<Result<{ pool: string; deleted: true; closedSessions: number }>> {
     const shell = this.shell;
     return this.serially(async () => {
-      if (!shell.exists()) {
+      if (!shell.serving()) {
         // Nothing to delete; but a creation that failed after the tenant granted
         // its claim (the answer lost, the object gone before it recorded the
         // pool) left that claim counted. No creation of this name can be under
@@ -160,7 +160,7 @@ export class Lifecycle {
   /** Records the pool's creation (after the tenant's quota granted it). Its tables are made here. */
   private create(tenant: string, pool: string): void {
     const shell = this.shell;
-    if (shell.exists()) return;
+    if (shell.serving()) return;
     shell.openTables();
     shell.tenant = tenant;
     shell.poolName = pool;
@@ -178,7 +178,7 @@ export class Lifecycle {
    */
   private register(): Promise<void> {
     const shell = this.shell;
-    if (!shell.exists() || shell.db.getMeta("pool_registered") === "1") return Promise.resolve();
+    if (!shell.serving() || shell.db.getMeta("pool_registered") === "1") return Promise.resolve();
     const epoch = shell.currentEpoch();
     this.registering ??= (async () => {
       try {
@@ -206,7 +206,7 @@ export class Lifecycle {
         const answer = await tenantOf(this.env(), tenant).claimPool(tenant, pool, maxSessions);
         return answer.ok ? { ok: true as const, value: null } : { ok: false as const, failure: answer.failure };
       }, "the tenant's object");
-      if (claimed.ok && shell.exists()) shell.atomically(() => shell.db.setMeta("tenant_claimed", String(maxSessions)));
+      if (claimed.ok && shell.serving()) shell.atomically(() => shell.db.setMeta("tenant_claimed", String(maxSessions)));
       else if (claimed.ok) this.claimedBeforeCreation = maxSessions;
       return claimed;
     } catch (error) {
@@ -233,7 +233,7 @@ export class Lifecycle {
   /** reportSize, for a caller already running in turn (configure). */
   private async reportSizeNow(): Promise<void> {
     const shell = this.shell;
-    if (!shell.exists()) return;
+    if (!shell.serving()) return;
     const size = shell.config().maxSessions;
     if (shell.db.getMeta("tenant_claimed") === String(size)) return;
     const epoch = shell.currentEpoch();

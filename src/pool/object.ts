@@ -104,7 +104,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   /** Resolves when no effect is in flight any more (tests await this instead of sleeping). */
-  async settled(): Promise<void> {
+  async effectsDone(): Promise<void> {
     await this.shell.effectsDone();
   }
 
@@ -118,10 +118,10 @@ export class PoolObject extends DurableObject<Env> {
   async acquire(input: AcquireInput): Promise<Result<AcquireView>> {
     const shell = this.shell;
     if (shell.state() === "deleting") return fail(beingDeleted());
-    if (!shell.exists()) {
+    if (!shell.serving()) {
       const created = await this.lifecycle.createForAcquire(input.tenant, input.pool);
       if (!created.ok) return created;
-      if (!shell.exists()) return fail(beingDeleted());
+      if (!shell.serving()) return fail(beingDeleted());
     }
     const config = shell.config();
     const ttlSeconds = input.ttlSeconds ?? config.defaultTtlSeconds;
@@ -216,10 +216,10 @@ export class PoolObject extends DurableObject<Env> {
     if (leaving.kind === "others") return false;
     if (leaving.kind === "unknown") {
       // Its acquire has not arrived yet (the two calls race), or was answered already.
-      if (!shell.exists() || !shell.db.lease(requestId)) shell.callers.cancelEarly(requestId);
+      if (!shell.serving() || !shell.db.lease(requestId)) shell.callers.cancelEarly(requestId);
       return false;
     }
-    if (!shell.exists()) return false;
+    if (!shell.serving()) return false;
     return shell.transition((step) => cancelWaiter(step, leaving.leaseId));
   }
 
@@ -230,7 +230,7 @@ export class PoolObject extends DurableObject<Env> {
    */
   async abandon(requestId: string): Promise<boolean> {
     const shell = this.shell;
-    if (!shell.exists()) return false;
+    if (!shell.serving()) return false;
     const leaseId = shell.callers.abandon(requestId, (id) => (shell.db.lease(id) ? id : undefined));
     if (leaseId === undefined) return false;
     const lease = shell.transition((step) => abandonLease(step, leaseId));
@@ -238,13 +238,13 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   async getLease(leaseId: string): Promise<Result<LeaseView>> {
-    const lease = this.shell.exists() ? this.db.lease(leaseId) : undefined;
+    const lease = this.shell.serving() ? this.db.lease(leaseId) : undefined;
     return lease ? { ok: true, value: this.shell.view(lease) } : fail(notFound("lease"));
   }
 
   /** A lease's audit trail: every journal row about it, oldest first. */
   async leaseEvents(leaseId: string): Promise<Result<{ lease: string; events: LeaseEvent[] }>> {
-    if (!this.shell.exists() || !this.db.lease(leaseId)) return fail(notFound("lease"));
+    if (!this.shell.serving() || !this.db.lease(leaseId)) return fail(notFound("lease"));
     const events = this.db.journalFor(leaseId).map((row) => ({
       ...eventView(row),
       ...(row.session_row === null ? {} : { sessionRow: row.session_row }),
@@ -253,7 +253,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number }): Promise<Result<{ leases: LeaseView[]; nextCursor: number | null }>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     const rows = this.db.listLeases(options.status, options.cursor, options.limit + 1);
     const page = rows.slice(0, options.limit);
     const nextCursor = rows.length > options.limit ? page[page.length - 1]!.seq : null;
@@ -261,7 +261,7 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   async renew(leaseId: string, ttlSeconds?: number): Promise<Result<LeaseView>> {
-    if (!this.shell.exists()) return fail(notFound("lease"));
+    if (!this.shell.serving()) return fail(notFound("lease"));
     const config = this.shell.config();
     const ttl = ttlSeconds ?? config.defaultTtlSeconds;
     if (ttl > config.maxTtlSeconds) {
@@ -272,21 +272,21 @@ export class PoolObject extends DurableObject<Env> {
   }
 
   async release(leaseId: string): Promise<Result<LeaseView>> {
-    if (!this.shell.exists()) return fail(notFound("lease"));
+    if (!this.shell.serving()) return fail(notFound("lease"));
     const lease = this.shell.transition((step) => releaseLease(step, leaseId));
     return lease ? { ok: true, value: this.shell.view(lease) } : fail(notFound("lease"));
   }
 
   /** Releases the active leases of `owner` (one API key), or all of them without one. */
   async releaseAll(owner?: string): Promise<Result<{ released: number }>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     return { ok: true, value: { released: this.shell.transition((step) => releaseAll(step, owner)) } };
   }
 
   // ---- RPC: the pool ------------------------------------------------------------------
 
   async describe(): Promise<Result<PoolView>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     return { ok: true, value: this.poolView() };
   }
 
@@ -298,7 +298,7 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Resize or reconfigure an existing pool (never creates one). */
   async reconfigure(patch: PoolConfigPatch): Promise<Result<PoolView>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     return this.configure(this.shell.tenant, this.shell.poolName, patch);
   }
 
@@ -309,7 +309,7 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Everything GET /metrics shows for this pool; undefined if it was never created. */
   async metrics(): Promise<PoolMetrics | undefined> {
-    if (!this.shell.exists()) return undefined;
+    if (!this.shell.serving()) return undefined;
     const config = this.shell.config();
     return {
       tenant: this.shell.tenant,
@@ -350,28 +350,28 @@ export class PoolObject extends DurableObject<Env> {
   // ---- RPC: operators' actions (admin token; the pool must exist) ---------------------
 
   async drain(): Promise<Result<{ waitersTurnedAway: number; pool: PoolView }>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     const waitersTurnedAway = this.shell.transition(drain);
     log("pool_drained", { pool: this.shell.name(), waitersTurnedAway });
     return { ok: true, value: { waitersTurnedAway, pool: this.poolView() } };
   }
 
   async resume(): Promise<Result<PoolView>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     this.shell.transition(resume);
     log("pool_resumed", { pool: this.shell.name() });
     return { ok: true, value: this.poolView() };
   }
 
   async forceRelease(leaseId: string): Promise<Result<LeaseView>> {
-    if (!this.shell.exists()) return fail(notFound("lease"));
+    if (!this.shell.serving()) return fail(notFound("lease"));
     const lease = this.shell.transition((step) => forceRelease(step, leaseId));
     if (lease) log("lease_forced", { pool: this.shell.name(), lease: leaseId });
     return lease ? { ok: true, value: this.shell.view(lease) } : fail(notFound("lease"));
   }
 
   async purgeIdle(): Promise<Result<{ closed: number; pool: PoolView }>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     const closed = this.shell.transition(purgeIdle);
     log("idle_purged", { pool: this.shell.name(), closed });
     return { ok: true, value: { closed, pool: this.poolView() } };
@@ -379,7 +379,7 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Runs the full invariant check now (it reads the whole wait queue) and keeps its report for the pool's view. */
   async checkNow(): Promise<Result<InvariantReport & { checkedAt: string }>> {
-    if (!this.shell.exists()) return fail(notFound("pool"));
+    if (!this.shell.serving()) return fail(notFound("pool"));
     const now = this.shell.clock();
     const report = this.telemetry.checkNow(now);
     return { ok: true, value: { ...report, checkedAt: iso(now) } };
@@ -406,7 +406,7 @@ export class PoolObject extends DurableObject<Env> {
   // ---- alarm ----------------------------------------------------------------------------
 
   override async alarm(): Promise<void> {
-    if (this.shell.exists()) this.lifecycle.retryOwed();
+    if (this.shell.serving()) this.lifecycle.retryOwed();
     await this.shell.alarm();
   }
 

@@ -170,8 +170,8 @@ export class PoolShell {
     return this.schema ? poolState(this.db) : "none";
   }
 
-  /** Created, and not being deleted: it serves requests. */
-  exists(): boolean {
+  /** Created and not being deleted: the pool serves requests. */
+  serving(): boolean {
     return this.state() === "created";
   }
 
@@ -502,7 +502,7 @@ export class PoolShell {
    */
   async alarm(): Promise<void> {
     try {
-      if (!this.exists()) return;
+      if (!this.serving()) return;
       this.transition(tick);
       const now = this.clock();
       if (Number(this.db.getMeta("next_reconcile_at") ?? 0) <= now) {
@@ -517,7 +517,7 @@ export class PoolShell {
       if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });
       this.telemetry.watchHealth(now);
     } finally {
-      if (this.exists()) await this.alarms.rearm(this.nextDeadline(this.clock()));
+      if (this.serving()) await this.alarms.rearm(this.nextDeadline(this.clock()));
     }
   }
 
@@ -531,12 +531,12 @@ export class PoolShell {
    * suspects it found have been probed.
    */
   async reconcileNow(): Promise<ReconcileReport | undefined> {
-    if (!this.exists()) return undefined;
+    if (!this.serving()) return undefined;
     this.reconciling ??= this.reconcileOnce().finally(() => {
       this.reconciling = undefined;
     });
     await this.reconciling;
-    const last = this.exists() ? this.db.getMeta("last_reconcile") : undefined;
+    const last = this.serving() ? this.db.getMeta("last_reconcile") : undefined;
     return last ? (JSON.parse(last) as ReconcileReport) : undefined;
   }
 

@@ -9,7 +9,7 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { settled, until } from "../support/api";
+import { effectsDone, until } from "../support/api";
 import { call, DEV_KEY, newPool } from "../support/http";
 import { injectFaults } from "./stub-faults";
 
@@ -52,7 +52,7 @@ describe("a caller that gave up", () => {
     const released = await call(`/v1/pools/${pool}/leases?status=released`);
     const abandoned = released.body.leases.find((l: { id: string }) => l.id !== holder.body.id);
     expect(abandoned).toMatchObject({ status: "released", endReason: "abandoned", sessionId: holder.body.sessionId });
-    await settled("dev", pool);
+    await effectsDone("dev", pool);
     const next = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: {} });
     expect(next.status).toBe(201);
     expect(next.body.sessionId).toBe(holder.body.sessionId);

@@ -4,7 +4,7 @@
  * a lease's events, on any tenant's pool.
  */
 import { describe, expect, it } from "vitest";
-import { expectConsistent, liveBrowsers, settled, until } from "../support/api";
+import { expectConsistent, liveBrowsers, effectsDone, until } from "../support/api";
 import { call, newPool, poolName } from "../support/http";
 
 const ADMIN = "dev-admin";
@@ -46,7 +46,7 @@ describe("operators' actions", () => {
     expect(refused.body).toMatchObject({ code: "pool_draining" });
     expect((await call(`/v1/pools/${name}/leases/${held.body.id}`)).body).toMatchObject({ status: "active" });
     expect((await call(`/v1/pools/${name}/leases/${held.body.id}`, { method: "DELETE" })).status).toBe(200);
-    await settled("dev", name);
+    await effectsDone("dev", name);
 
     const resumed = await call(`${adminPath(name)}/resume`, { method: "POST", key: ADMIN });
     expect(resumed.body).toMatchObject({ draining: false });
@@ -67,7 +67,7 @@ describe("operators' actions", () => {
     expect((await call(`/v1/pools/${name}/leases/${lease.body.id}`)).body).toMatchObject({ endReason: "forced" });
     const events = await call(`${adminPath(name)}/leases/${lease.body.id}/events`, { key: ADMIN });
     expect(events.body.events.map((e: { event: string }) => e.event)).toContain("forced");
-    await settled("dev", name);
+    await effectsDone("dev", name);
     expect(await liveBrowsers()).not.toContain(lease.body.sessionId);
     const next = await call(`/v1/pools/${name}/leases`, { method: "POST", body: {} });
     expect(next.status).toBe(201);
@@ -87,7 +87,7 @@ describe("operators' actions", () => {
     const purged = await call(`${adminPath(name)}/purge-idle`, { method: "POST", key: ADMIN });
     expect(purged.status).toBe(200);
     expect(purged.body.closed).toBe(1);
-    await settled("dev", name);
+    await effectsDone("dev", name);
     const after = await until("dev", name, (view) => view.counts.idle === 1 && view.counts.closing === 0 && view.counts.launching === 0);
     expect(after.counts.idle).toBe(1);
     const lease = await call(`/v1/pools/${name}/leases`, { method: "POST", body: {} });
@@ -96,7 +96,7 @@ describe("operators' actions", () => {
     await expectConsistent("dev", name);
     // No warm target left behind to launch while the test runtime shuts down.
     await call(`/v1/pools/${name}`, { method: "PUT", body: { minIdle: 0 } });
-    await settled("dev", name);
+    await effectsDone("dev", name);
   });
 
   it("resizes an existing pool, and never creates one", async () => {

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { ALIVE_BYPASS_MS } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
 import type { PoolStore } from "../../src/pool/store";
-import { settled, until } from "../support/api";
+import { effectsDone, until } from "../support/api";
 import { tryConnect } from "../support/cdp";
 import { crashBrowser } from "../support/crash";
 import { call, newPool } from "../support/http";
@@ -46,7 +46,7 @@ describe("dead idle browsers", () => {
       cdp!.socket.close(1000, "done");
       expect((await call(`/v1/pools/${pool}/leases/${lease.id}`, { method: "DELETE" })).status).toBe(200);
     }
-    await settled("dev", pool);
+    await effectsDone("dev", pool);
     const events = await Promise.all(leases.map((l) => call(`/v1/pools/${pool}/leases/${l.id}/events`)));
     // The first acquire found both dead (checked, closed) before it launched.
     expect(events[0]!.body.events.map((e: { event: string }) => e.event)).toEqual(expect.arrayContaining(["check_started", "launch_reserved", "granted"]));

@@ -4,7 +4,7 @@
  * the other 48 are told to come back; nothing is left reserved.
  */
 import { describe, expect, it } from "vitest";
-import { describePool, expectConsistent, liveBrowsers, settled } from "../support/api";
+import { describePool, expectConsistent, liveBrowsers, effectsDone } from "../support/api";
 import { call, poolName } from "../support/http";
 
 describe("50 concurrent acquires on a pool of 2", () => {
@@ -33,7 +33,7 @@ describe("50 concurrent acquires on a pool of 2", () => {
 
     await call(`/v1/pools/${name}`, { method: "PUT", body: { reuse: false } });
     expect((await call(`/v1/pools/${name}/leases`, { method: "DELETE" })).body).toEqual({ released: 2 });
-    await settled("dev", name);
+    await effectsDone("dev", name);
     const after = await liveBrowsers();
     for (const id of sessions) expect(after).not.toContain(id);
   });

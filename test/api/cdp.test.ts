@@ -11,7 +11,7 @@ import { tokenHash } from "../../src/token";
 import type { PoolObject } from "../../src/pool/object";
 import { MAX_CONNECTIONS_PER_LEASE } from "../../src/pool/connections";
 import { DISCONNECT_GRACE_MS } from "../../src/pool/shell";
-import { controlClock, expectConsistent, liveBrowsers, settled } from "../support/api";
+import { controlClock, expectConsistent, liveBrowsers, effectsDone } from "../support/api";
 import { connect, openPage, pageUrls, tryConnect } from "../support/cdp";
 import { call, DEV2_KEY, poolName } from "../support/http";
 import { poolStub } from "../support/pool";
@@ -224,7 +224,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
     expect(closed.at - at).toBeLessThan(1000);
     expect(await tryConnect(old.connectUrl)).toMatchObject({ status: 409, body: { code: "lease_not_active" } });
 
-    await settled("dev", name);
+    await effectsDone("dev", name);
     expect(await liveBrowsers()).not.toContain(old.sessionId);
     const next = await acquire(name);
     expect(next.sessionId).not.toBe(old.sessionId);
@@ -241,7 +241,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
     await openPage(cdp, "<title>left-behind</title>");
     await release(name, old.id);
     await cdp.closed;
-    await settled("dev", name);
+    await effectsDone("dev", name);
 
     const next = await acquire(name);
     expect(next.sessionId).toBe(old.sessionId);
@@ -270,7 +270,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
 
     const releasedAt = Date.now();
     await release(name, old.id);
-    await settled("dev", name);
+    await effectsDone("dev", name);
     expect(Date.now() - releasedAt).toBeGreaterThanOrEqual(DISCONNECT_GRACE_MS - 50);
     expect(await liveBrowsers()).not.toContain(old.sessionId);
     const next = await acquire(name);
@@ -293,7 +293,7 @@ describe("every way a lease ends closes its sockets within 1 s", () => {
     // And a watch that starts after the end answers at once.
     expect(await poolStub("dev", name).watchConnection(opened.value.connectionId!)).toEqual({ reason: "released" });
     await poolStub("dev", name).closeConnection(opened.value.connectionId!);
-    await settled("dev", name);
+    await effectsDone("dev", name);
     await expectConsistent("dev", name);
   });
 });

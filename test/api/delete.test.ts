@@ -128,7 +128,7 @@ describe("deleting a pool", () => {
     await env.TENANT.get(env.TENANT.idFromName(tenant)).releasePool(pool);
     await evictDurableObject(stub);
     const back = env.POOL.get(env.POOL.idFromName(`${tenant}/${pool}`));
-    await back.settled();
+    await back.effectsDone();
     expect((await call(`/v1/pools/${pool}`, { key })).body).toMatchObject({ draining: true, config: { maxSessions: 2 } });
     expect((await call(`/v1/pools`, { key })).body.pools.map((p: { pool: string }) => p.pool)).toEqual([pool]);
     expect(await tenantUsage(tenant)).toEqual({ pools: 1, sessions: 2 });

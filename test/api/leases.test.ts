@@ -6,7 +6,7 @@ import puppeteer from "@cloudflare/puppeteer";
 import { env } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
 import { app } from "../../src/api/app";
-import { controlClock, describePool, expectConsistent, liveBrowsers, settled, until } from "../support/api";
+import { controlClock, describePool, expectConsistent, liveBrowsers, effectsDone, until } from "../support/api";
 import { call, poolName } from "../support/http";
 import { newKey, newTenant } from "../support/tenants";
 
@@ -81,7 +81,7 @@ describe("a lease's life over HTTP with real Chromium", () => {
     expect(late.status).toBe(409);
     expect(late.body.code).toBe("lease_not_active");
 
-    await settled("dev", name);
+    await effectsDone("dev", name);
     expect((await describePool("dev", name)).counts).toMatchObject({ leased: 0, idle: 1, waiting: 0 });
     await expectConsistent("dev", name);
   });
@@ -97,7 +97,7 @@ describe("a lease's life over HTTP with real Chromium", () => {
     client.disconnect();
 
     await call(`${leases(name)}/${first.id}`, { method: "DELETE" });
-    await settled("dev", name);
+    await effectsDone("dev", name);
 
     const t0 = Date.now();
     const second = await call(leases(name), { method: "POST" });
@@ -121,7 +121,7 @@ describe("a lease's life over HTTP with real Chromium", () => {
     await call(`/v1/pools/${name}`, { method: "PUT", body: { maxSessions: 1, reuse: false } });
     const first = (await call(leases(name), { method: "POST" })).body;
     await call(`${leases(name)}/${first.id}`, { method: "DELETE" });
-    await settled("dev", name);
+    await effectsDone("dev", name);
     expect(await liveBrowsers()).not.toContain(first.sessionId);
 
     const second = await call(leases(name), { method: "POST" });
@@ -139,7 +139,7 @@ describe("a lease's life over HTTP with real Chromium", () => {
     expect((await call(`${leases(name)}/${lease.id}`)).body.status).toBe("active");
 
     await clock.advance(1_000);
-    await settled("dev", name);
+    await effectsDone("dev", name);
     const expired = await call(`${leases(name)}/${lease.id}`);
     expect(expired.body).toMatchObject({ status: "expired", endReason: "expired" });
     expect(Date.parse(expired.body.endedAt)).toBe(Date.parse(lease.expiresAt));
@@ -232,7 +232,7 @@ describe("listing leases", () => {
       ids.push(lease.id);
       if (i < 2) {
         await call(`${leases(name)}/${lease.id}`, { method: "DELETE" });
-        await settled("dev", name);
+        await effectsDone("dev", name);
       }
     }
     const seen: string[] = [];

@@ -80,7 +80,7 @@ describe("listing pools", () => {
     const name = poolName("lost");
     await createPool(name);
     const stub = env.POOL.get(env.POOL.idFromName(`dev/${name}`));
-    await stub.settled();
+    await stub.effectsDone();
     // Lose it: the registry forgets the pool and the pool forgets it was registered.
     const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
     await runInDurableObject(registry, (_r, state) => state.storage.sql.exec(`DELETE FROM pools WHERE tenant = 'dev' AND pool = ?`, name));
@@ -89,7 +89,7 @@ describe("listing pools", () => {
     });
     expect((await allPages("/v1/pools", "dev-key", 100)).map((p) => p.pool)).not.toContain(name);
     await runInDurableObject(stub, (object: PoolObject) => object.alarm());
-    await stub.settled();
+    await stub.effectsDone();
     expect((await allPages("/v1/pools", "dev-key", 100)).map((p) => p.pool)).toContain(name);
   });
 });

@@ -148,7 +148,7 @@ describe("tenant quotas", () => {
     });
     const grow = put(key, pool, { maxSessions: 5 });
     // The growth is recorded at the tenant (its answer held back). Watched from here, through
-    // the API: promises settled inside another object carry that object's context.
+    // the API: promises effectsDone inside another object carry that object's context.
     for (let i = 0; i < 500 && (await tenantView(tenant)).usage.sessions !== 5; i++) await scheduler.wait(10);
     // The alarm's retry of the owed report runs while the growth's claim is held up.
     // Let the pool's own alarm fire, and wait until it has run.
@@ -161,7 +161,7 @@ describe("tenant quotas", () => {
     // Released from inside the tenant object, so its answer continues in its own context.
     await runInDurableObject(tenantStub, () => release());
     expect((await grow).status).toBe(200);
-    await poolStub.settled();
+    await poolStub.effectsDone();
     await expectUsageMatchesPools(tenant, key);
     expect((await tenantView(tenant)).usage.sessions).toBe(5);
   });
@@ -228,7 +228,7 @@ describe("tenant quotas", () => {
     });
     expect((await tenantView(tenant)).usage).toEqual({ pools: 0, sessions: 0 });
     await runInDurableObject(poolStub, (object: PoolObject) => object.alarm());
-    await poolStub.settled();
+    await poolStub.effectsDone();
     expect((await tenantView(tenant)).usage).toEqual({ pools: 1, sessions: 3 });
   });
 });

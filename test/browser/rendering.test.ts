@@ -74,7 +74,7 @@ describe("orphaned real browsers", () => {
     const name = poolName("orphan");
     const acquired = await call(`/v1/pools/${name}/leases`, { method: "POST", body: { waitSeconds: 20 } });
     expect(acquired.status).toBe(201);
-    await env.POOL.get(env.POOL.idFromName(`dev/${name}`)).settled();
+    await env.POOL.get(env.POOL.idFromName(`dev/${name}`)).effectsDone();
     // …a browser whose launch a pool lost (it never learned the session id) and reported…
     const lost = await launch();
     const lostStart = (await provider.list()).find((s) => s.sessionId === lost)!.startTime;

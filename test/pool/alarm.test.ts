@@ -31,16 +31,16 @@ describe("the pool's alarm", () => {
 
   it("closes idle sessions beyond minIdle after idleTimeoutSeconds and pings the ones it keeps", async () => {
     const pool = await faultPool({ maxSessions: 2, minIdle: 1, idleTimeoutSeconds: 60 });
-    await pool.settled();
+    await pool.effectsDone();
     const a = granted(await pool.acquire());
     const b = granted(await pool.acquire());
     await pool.stub.release(a.id);
     await pool.stub.release(b.id);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ idle: 2 });
 
     await pool.advance(60_000);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ idle: 1, closing: 0 });
     expect(pool.provider.closed).toHaveLength(1);
     expect(pool.provider.pings).toHaveLength(1);
@@ -49,11 +49,11 @@ describe("the pool's alarm", () => {
 
   it("closes and replaces a warm session whose browser died, found by its keep-alive ping", async () => {
     const pool = await faultPool({ maxSessions: 2, minIdle: 1, idleTimeoutSeconds: 60 });
-    await pool.settled();
+    await pool.effectsDone();
     const [warm] = [...pool.provider.live.keys()];
     pool.provider.crash(warm!);
     await pool.advance(60_000);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ idle: 1, launching: 0, closing: 0 });
     const [replacement] = [...pool.provider.live.keys()];
     expect(replacement).not.toBe(warm);
@@ -80,18 +80,18 @@ describe("the pool's alarm", () => {
     const lease = granted(await pool.acquire());
     pool.provider.failCloses = 3;
     await pool.stub.release(lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ closing: 1 });
     await pool.advance(2_000); // second attempt after 2 s
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ closing: 1 });
     await pool.advance(4_000); // third attempt after 4 s: gives up, frees the slot
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ closing: 0 });
     expect(pool.provider.live.has(lease.sessionId!)).toBe(true);
 
     await pool.advance(60_000); // reconciliation finds the ended session still running
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.live.has(lease.sessionId!)).toBe(false);
     await pool.expectConsistent();
   });
@@ -126,11 +126,11 @@ describe("the pool's alarm", () => {
     const pool = await faultPool({ maxSessions: 2, reuse: false });
     const old = [granted(await pool.acquire()), granted(await pool.acquire())];
     for (const lease of old) await pool.stub.release(lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     await pool.advance(12 * 60 * 60 * 1000);
     const recent = granted(await pool.acquire());
     await pool.stub.release(recent.id);
-    await pool.settled();
+    await pool.effectsDone();
     const rows = () =>
       runInDurableObject(pool.stub, (_object, state) => ({
         leases: state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM leases`).one().n,
@@ -181,7 +181,7 @@ describe("the pool's alarm", () => {
     const pool = await faultPool({ maxSessions: 1, reuse: false });
     const lease = granted(await pool.acquire());
     await pool.stub.release(lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     await runInDurableObject(pool.stub, (_object, state) => {
       const sql = state.storage.sql;
       const db = new PoolStore(sql);

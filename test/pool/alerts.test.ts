@@ -46,7 +46,7 @@ describe("alerts", () => {
 
     // The episode ends when a session is free again; a new one alerts again.
     if (held.ok) await pool.stub.release(held.value.lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     const again = await pool.acquire({ ttlSeconds: 300 });
     expect(again.ok).toBe(true);
     await pool.acquire({ waitSeconds: 0 });
@@ -60,7 +60,7 @@ describe("alerts", () => {
     const held = await pool.acquire({ ttlSeconds: 300 });
     await pool.acquire({ waitSeconds: 0 });
     if (held.ok) await pool.stub.release(held.value.lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     await pool.advance(6_000);
     expect(await alerts(pool)).toEqual([]);
   });
@@ -73,7 +73,7 @@ describe("alerts", () => {
       await pool.acquire({ waitSeconds: 0 });
       await pool.advance(1_000);
       if (held.ok) await pool.stub.release(held.value.lease.id);
-      await pool.settled();
+      await pool.effectsDone();
     }
     expect(await alerts(pool)).toHaveLength(1);
   });
@@ -87,10 +87,10 @@ describe("alerts", () => {
     expect((await pool.acquire()).ok).toBe(true);
     pool.provider.plan = [{ kind: "fail" }, { kind: "fail" }, { kind: "fail" }];
     await pool.stub.releaseAll();
-    await pool.settled();
+    await pool.effectsDone();
     // No idle session left, so every acquire launches (and fails).
     await pool.stub.purgeIdle();
-    await pool.settled();
+    await pool.effectsDone();
     for (let i = 0; i < 3; i += 1) expect(await pool.acquire()).toMatchObject({ ok: false, failure: { code: "browser_unavailable" } });
     expect((await alerts(pool)).map((a) => a.kind)).toEqual(["launch_failure_streak", "launch_failure_streak"]);
   });

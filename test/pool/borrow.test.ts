@@ -15,7 +15,7 @@ describe("validate on borrow", () => {
     const pool = await faultPool({ maxSessions: 1 });
     const first = granted(await pool.acquire());
     await pool.stub.release(first.id);
-    await pool.settled();
+    await pool.effectsDone();
     pool.clock.now += ALIVE_BYPASS_MS;
     expect(granted(await pool.acquire()).sessionId).toBe(first.sessionId);
     expect(pool.provider.pings).toEqual([]);
@@ -25,7 +25,7 @@ describe("validate on borrow", () => {
     const pool = await faultPool({ maxSessions: 1 });
     const first = granted(await pool.acquire());
     await pool.stub.release(first.id);
-    await pool.settled();
+    await pool.effectsDone();
     pool.clock.now += ALIVE_BYPASS_MS + 1;
     expect(granted(await pool.acquire()).sessionId).toBe(first.sessionId);
     expect(pool.provider.pings).toEqual([first.sessionId]);
@@ -34,7 +34,7 @@ describe("validate on borrow", () => {
 
   it("closes dead idle sessions and serves the caller with a launch within the same acquire (waitSeconds 0)", async () => {
     const pool = await faultPool({ maxSessions: 3, minIdle: 2 });
-    await pool.settled();
+    await pool.effectsDone();
     const dead = [...pool.provider.live.keys()];
     expect(dead).toHaveLength(2);
     for (const sessionId of dead) pool.provider.crash(sessionId);
@@ -43,7 +43,7 @@ describe("validate on borrow", () => {
     const first = granted(await pool.acquire());
     expect(dead).not.toContain(first.sessionId);
     expect(pool.provider.live.has(first.sessionId!)).toBe(true);
-    await pool.settled();
+    await pool.effectsDone();
     const second = granted(await pool.acquire());
     expect([...dead, first.sessionId]).not.toContain(second.sessionId);
     expect(pool.provider.live.has(second.sessionId!)).toBe(true);
@@ -54,7 +54,7 @@ describe("validate on borrow", () => {
 
   it("hands the next live idle session to a caller whose first pick was dead", async () => {
     const pool = await faultPool({ maxSessions: 2, minIdle: 2 });
-    await pool.settled();
+    await pool.effectsDone();
     const [older, newer] = [...pool.provider.live.keys()];
     pool.provider.crash(older!);
     pool.clock.now += ALIVE_BYPASS_MS + 1;
@@ -66,7 +66,7 @@ describe("validate on borrow", () => {
 
   it("a check that does not answer within CHECK_TIMEOUT_MS counts as dead", async () => {
     const pool = await faultPool({ maxSessions: 1, minIdle: 1 });
-    await pool.settled();
+    await pool.effectsDone();
     const [stale] = [...pool.provider.live.keys()];
     pool.clock.now += ALIVE_BYPASS_MS + 1;
     pool.provider.manualIo = true;

@@ -71,7 +71,7 @@ describe("no deadline waits on I/O", () => {
     const lease = granted(await pool.acquire());
     expect(faults.calls(track)).toBeGreaterThan(0);
     await pool.stub.release(lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ idle: 1, leased: 0 });
 
     const first = await pool.stub.deletePool(pool.tenant, pool.name);
@@ -153,7 +153,7 @@ describe("the alarm heals itself", () => {
     pool.provider.throwNext = ["reset"];
     await runInDurableObject(pool.stub, (_o, state) => state.storage.deleteAlarm());
     expect(await pool.stub.releaseAll()).toMatchObject({ ok: true, value: { released: 2 } });
-    await pool.settled();
+    await pool.effectsDone();
     const served = granted(await waiter);
     expect([a.sessionId, b.sessionId]).toContain(served.sessionId);
     // The browser whose reset threw is closed (a failed reset), never handed out dirty.

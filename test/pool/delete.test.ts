@@ -12,7 +12,7 @@ import { faultPool, flush } from "../support/pool";
 describe("a pool being deleted", () => {
   it("answers 404 to reads and 409 pool_busy to acquires while its browsers close; afterwards the name is a new pool", async () => {
     const pool = await faultPool({ maxSessions: 2, minIdle: 1 });
-    await pool.settled();
+    await pool.effectsDone();
     expect((await pool.counts()).idle).toBe(1);
     const provider = pool.provider;
     provider.manualIo = true;
@@ -42,7 +42,7 @@ describe("a pool being deleted", () => {
 
   it("a close that fails still lets the deletion finish: the registry closes the abandoned browser at its next sweep", async () => {
     const pool = await faultPool({ maxSessions: 1, minIdle: 1 });
-    await pool.settled();
+    await pool.effectsDone();
     const [alive] = [...pool.provider.live.keys()];
     const registry = env.REGISTRY.get(env.REGISTRY.idFromName("registry"));
     await runInDurableObject(registry, (object: SessionRegistry) => {
@@ -112,7 +112,7 @@ describe("a pool being deleted", () => {
     // The platform's list answers only now, for a pool that is gone.
     expect(await pool.inside(() => pool.provider.answerList())).toBe(true);
     expect(await reconciling).toBeUndefined();
-    await pool.settled();
+    await pool.effectsDone();
     const left = await runInDurableObject(pool.stub, async (_object, state) => ({
       tables: state.storage.sql.exec(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'`).toArray(),
       alarm: await state.storage.getAlarm(),

@@ -28,7 +28,7 @@ describe("lifecycle events", () => {
       leaseId = acquired.value.lease.id;
       pool.clock.now += 1_500;
       await pool.stub.release(leaseId);
-      await pool.settled();
+      await pool.effectsDone();
     });
     const mine = lines.filter((l) => l.lease === leaseId);
     expect(mine.map((l) => l.event)).toEqual(["requested", "launch_reserved", "launched", "granted", "released"]);
@@ -51,7 +51,7 @@ describe("lifecycle events", () => {
       const acquired = await pool.acquire({ ttlSeconds: 1 });
       if (!acquired.ok) throw new Error(acquired.failure.detail);
       await pool.advance(1_000);
-      await pool.settled();
+      await pool.effectsDone();
     });
     const events = lines.filter((l) => l.pool === pool.name).map((l) => l.event);
     expect(events).toContain("expired");

@@ -73,7 +73,7 @@ describe("launch hangs past its timeout", () => {
     await pool.expectConsistent();
 
     const lateId = await pool.inside(() => launch.succeed());
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.closed).toContain(lateId);
     expect(await pool.counts()).toMatchObject({ launching: 0, idle: 0, leased: 0 });
     await pool.expectConsistent();
@@ -106,7 +106,7 @@ describe("release while launching", () => {
     await pool.stub.release(served.id);
 
     const lateId = await pool.inside(() => launch.succeed());
-    await pool.settled();
+    await pool.effectsDone();
     const lease = await pool.stub.getLease(served.id);
     expect(lease).toMatchObject({ ok: true, value: { status: "released", sessionId: holder.sessionId } });
     expect(await pool.counts()).toMatchObject({ launching: 0, idle: 2, leased: 0, waiting: 0 });
@@ -126,7 +126,7 @@ describe("release while launching", () => {
     expect(await pool.stub.release(leaseId)).toMatchObject({ ok: true, value: { status: "failed", endReason: "cancelled" } });
     expect((await waiting).ok).toBe(false);
     await pool.inside(() => launch.succeed());
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ launching: 0, idle: 1, leased: 0, waiting: 0 });
     await pool.expectConsistent();
   });
@@ -147,7 +147,7 @@ describe("client disconnects while waiting", () => {
     expect(await pool.counts()).toMatchObject({ waiting: 1 });
 
     await pool.stub.release(holder.id);
-    await pool.settled();
+    await pool.effectsDone();
     expect(granted(await next).sessionId).toBe(holder.sessionId);
     const cancelled = await pool.stub.getLease(goneId);
     expect(cancelled).toMatchObject({ ok: true, value: { status: "failed", endReason: "cancelled" } });
@@ -171,7 +171,7 @@ describe("client vanishes after the grant", () => {
     await pool.advance(19_000);
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "active" } });
     await pool.advance(1_000);
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "expired", endReason: "expired" } });
     expect(pool.provider.closed).toContain(lease.sessionId);
     expect(await pool.counts()).toMatchObject({ leased: 0, closing: 0, idle: 0 });
@@ -189,7 +189,7 @@ describe("renew after expiry", () => {
     pool.clock.now += 6_000; // the alarm has not run yet
     expect(await pool.stub.renew(lease.id, 30)).toMatchObject({ ok: false, failure: { status: 409, code: "lease_not_active" } });
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "expired" } });
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.closed).toContain(lease.sessionId);
     await pool.expectConsistent();
   });
@@ -213,7 +213,7 @@ describe("concurrent acquires racing for capacity", () => {
       await pool.stub.release(lease.id);
     };
     await Promise.all(Array.from({ length: 50 }, client));
-    await pool.settled();
+    await pool.effectsDone();
     expect(served).toHaveLength(50);
     expect(new Set(served).size).toBe(50);
     expect(maxHeld).toBeLessThanOrEqual(2);
@@ -266,7 +266,7 @@ describe("object restart in the middle of a launch", () => {
     await abortAllDurableObjects();
     pool.reconnect();
     // The restarted object ended the lost launch and started a new one for minIdle.
-    await pool.settled();
+    await pool.effectsDone();
     expect(await pool.counts()).toMatchObject({ launching: 0, idle: 1 });
     await pool.expectConsistent();
   });
@@ -276,7 +276,7 @@ describe("object restart in the middle of a launch", () => {
     const pool = await faultPool({ maxSessions: 2 }, provider);
     providerFactory.create = () => provider;
     const lease = granted(await pool.acquire({ ttlSeconds: 120 }));
-    await pool.settled();
+    await pool.effectsDone();
     await evictDurableObject(pool.stub);
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "active", sessionId: lease.sessionId } });
     expect(await pool.counts()).toMatchObject({ leased: 1, launching: 0 });

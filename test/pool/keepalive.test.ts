@@ -35,7 +35,7 @@ describe("a lease longer than the keep-alive", () => {
     await shortKeepAlive(pool);
     const lease = granted(await pool.acquire({ ttlSeconds: 300 }));
     for (let t = 0; t < 290_000; t += 10_000) await pool.advance(10_000);
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.live.has(lease.sessionId!)).toBe(true);
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "active", sessionId: lease.sessionId } });
     expect(pool.provider.pings.length).toBeGreaterThanOrEqual(290_000 / (KEEP_ALIVE_MS / 2) - 1);
@@ -49,7 +49,7 @@ describe("a lease longer than the keep-alive", () => {
     const opened = await pool.stub.openConnection(lease.id, token, true);
     expect(opened.ok).toBe(true);
     await pool.advance(KEEP_ALIVE_MS);
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.pings).toEqual([]);
   });
 

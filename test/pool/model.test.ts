@@ -613,7 +613,7 @@ async function drain(m: Model, r: Real): Promise<void> {
   await r.pool.stub.resume();
   await r.pool.stub.releaseAll();
   for (let i = 0; i < 3; i += 1) await r.pool.advance(61_000);
-  await r.pool.settled();
+  await r.pool.effectsDone();
   for (const id of m.order) {
     if (m.leases.get(id)!.state === "waiting") await answerOf(r, id, "a caller at the end");
   }

@@ -10,13 +10,13 @@ import { faultPool, granted } from "../support/pool";
 describe("recycling", () => {
   it("closes a browser after maxSessionUses leases and launches its replacement", async () => {
     const pool = await faultPool({ maxSessions: 1, minIdle: 1, maxSessionUses: 2 });
-    await pool.settled();
+    await pool.effectsDone();
     const [first] = [...pool.provider.live.keys()];
     for (let use = 1; use <= 2; use += 1) {
       const lease = granted(await pool.acquire());
       expect(lease.sessionId).toBe(first);
       await pool.stub.release(lease.id);
-      await pool.settled();
+      await pool.effectsDone();
     }
     // Its second release closed it instead of resetting it; the warm target launched a new one.
     expect(pool.provider.closed).toEqual([first]);
@@ -28,12 +28,12 @@ describe("recycling", () => {
 
   it("closes an idle browser once it is maxSessionAgeSeconds old, and replaces it", async () => {
     const pool = await faultPool({ maxSessions: 1, minIdle: 1, maxSessionAgeSeconds: 120, idleTimeoutSeconds: 300 });
-    await pool.settled();
+    await pool.effectsDone();
     const [first] = [...pool.provider.live.keys()];
     await pool.advance(119_000);
     expect(pool.provider.closed).toEqual([]);
     await pool.advance(1_000);
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.closed).toEqual([first]);
     expect(await pool.counts()).toMatchObject({ idle: 1 });
     expect([...pool.provider.live.keys()]).not.toContain(first);
@@ -46,7 +46,7 @@ describe("recycling", () => {
     await pool.advance(120_000);
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "active" } });
     await pool.stub.release(lease.id);
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.closed).toEqual([lease.sessionId]);
     expect(pool.provider.resets).toEqual([]);
   });
@@ -56,7 +56,7 @@ describe("recycling", () => {
     const first = granted(await pool.acquire());
     await pool.stub.release(first.id);
     for (let use = 0; use < 5; use += 1) {
-      await pool.settled();
+      await pool.effectsDone();
       const lease = granted(await pool.acquire());
       expect(lease.sessionId).toBe(first.sessionId);
       await pool.stub.release(lease.id);

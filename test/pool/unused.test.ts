@@ -16,7 +16,7 @@ describe("connectWithinSeconds", () => {
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "active" } });
     await pool.advance(1);
     expect(await pool.stub.getLease(lease.id)).toMatchObject({ ok: true, value: { status: "released", endReason: "not_connected" } });
-    await pool.settled();
+    await pool.effectsDone();
     expect(pool.provider.closed).toEqual([]);
     // The same browser, reset, serves the next caller.
     expect(granted(await pool.acquire()).sessionId).toBe(lease.sessionId);
@@ -69,7 +69,7 @@ describe("a caller that goes away", () => {
     const lease = granted(await pool.acquire({ leaseId }));
     expect(await pool.stub.abandon(leaseId)).toBe(true);
     expect(await pool.stub.getLease(leaseId)).toMatchObject({ ok: true, value: { status: "released", endReason: "abandoned" } });
-    await pool.settled();
+    await pool.effectsDone();
     expect(granted(await pool.acquire()).sessionId).toBe(lease.sessionId);
   });
 

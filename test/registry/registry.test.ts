@@ -316,7 +316,7 @@ describe("SessionRegistry", () => {
     await controlRegistry(provider, pool.clock, "all");
     const acquired = await pool.acquire();
     if (!acquired.ok) throw new Error(acquired.failure.detail);
-    await pool.settled();
+    await pool.effectsDone();
     pool.clock.now += 10 * ORPHAN_GRACE_MS;
     provider.live.get(acquired.value.lease.sessionId!)!.startTime = pool.clock.now - 10 * ORPHAN_GRACE_MS;
     const report = await registry().sweep();

@@ -58,8 +58,8 @@ export async function until(
 }
 
 /** Waits until every launch, close and reset the pool started has finished. */
-export function settled(tenant: string, name: string): Promise<void> {
-  return poolStub(tenant, name).settled();
+export function effectsDone(tenant: string, name: string): Promise<void> {
+  return poolStub(tenant, name).effectsDone();
 }
 
 /** Session ids of the browsers alive on the platform (local Chromium processes). */

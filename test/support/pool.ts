@@ -22,7 +22,7 @@ export interface TestPool {
   /** Moves the pool's clock forward and runs its alarm, as the platform would at that time, and waits for the reconciliation it started. */
   advance(ms: number): Promise<void>;
   /** Waits until every launch, close and reset the pool started has finished. */
-  settled(): Promise<void>;
+  effectsDone(): Promise<void>;
   counts(): Promise<Record<string, number>>;
   /**
    * Runs `fn` inside the pool object's I/O context. Workerd runs a promise's
@@ -71,7 +71,7 @@ export async function faultPool(config: PoolConfigPatch = {}, provider = new Fau
       // Reconciliation runs beside the alarm, not inside it.
       await stub.reconciled();
     },
-    settled: () => stub.settled(),
+    effectsDone: () => stub.effectsDone(),
     inside: (fn) => runInDurableObject(stub, () => fn()),
     nextLaunch: () => runInDurableObject(stub, () => provider.nextLaunch()),
     async counts() {
