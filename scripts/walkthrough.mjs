@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Walks every row of the API table (DESIGN.md) against a running broker, the
+ * Walks every row of the API table (docs/api.md) against a running broker, the
  * way a client would, checking each answer. Start the broker with `npm start`,
  * then: node scripts/walkthrough.mjs [--url http://127.0.0.1:8787] [--key dev-key]
  * Loopback only. Exits 0 when every step answered as the contract says.

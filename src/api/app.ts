@@ -1,5 +1,5 @@
 /**
- * The HTTP API (DESIGN.md, "HTTP API (v1)"). The Worker is stateless: it
+ * The HTTP API (docs/api.md, and /openapi.json). The Worker is stateless: it
  * authenticates the key, validates input with the zod schemas, picks the pool
  * object `idFromName(tenant + "/" + pool)` and calls it over RPC. Every
  * decision about sessions and leases is the pool object's.

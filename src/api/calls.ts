@@ -3,7 +3,7 @@
  * failure of the call itself (not an answer of the object: those are
  * `Result`s) reaches the caller as `503` + `Retry-After`, never as a 500.
  *
- * A stub call can throw for reasons that are nobody's bug (PLATFORM.md,
+ * A stub call can throw for reasons that are nobody's bug (Cloudflare's Durable Objects documentation,
  * "Durable Objects facts that matter for correctness"):
  * - `.overloaded === true`: too many requests are queued on the object. Not
  *   retried here (more load is the last thing it needs); `503 overloaded` with

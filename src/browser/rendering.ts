@@ -1,7 +1,7 @@
 /**
  * The real provider: Cloudflare Browser Rendering through the `BROWSER` binding,
  * via @cloudflare/puppeteer. Locally, wrangler/Miniflare serve the binding with
- * a real Chromium (see ../shared/PLATFORM.md and scripts/setup.mjs).
+ * a real Chromium (scripts/setup.mjs installs it and the shim; docs/development.md).
  *
  * - launch uses `acquire`, which starts a browser without holding a devtools
  *   connection, so the lease's client can connect to it later.

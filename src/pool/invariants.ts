@@ -1,5 +1,5 @@
 /**
- * The invariants of DESIGN.md, checked against SQL. Tests run this after every
+ * The invariants of docs/reliability.md, checked against SQL. Tests run this after every
  * step; `GET /v1/pools/{pool}` reports it as `consistent` and `violations`, so
  * an operator sees a broken pool instead of a silently exhausted one.
  */

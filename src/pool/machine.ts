@@ -290,7 +290,7 @@ export function abandonLease(step: Step, leaseId: string): LeaseRow | undefined 
 }
 
 /**
- * Ends every active lease of the pool held by `owner` (DESIGN.md: "the
+ * Ends every active lease of the pool held by `owner` (the API: "the
  * caller's"; an owner is one API key), or of everyone when no owner is given
  * (tests, operators). Returns how many were released.
  */

@@ -73,7 +73,7 @@ export function injectFaults(...rules: FaultRule[]): Faults {
   };
 }
 
-/** Errors as Durable Object calls throw them (PLATFORM.md: `.overloaded`, `.retryable`, resets, storage timeouts). */
+/** Errors as Durable Object calls throw them (as the platform documents them: `.overloaded`, `.retryable`, resets, storage timeouts). */
 export const objectErrors = {
   overloaded: () => Object.assign(new Error("Durable Object is overloaded. Too many requests queued."), { overloaded: true }),
   retryable: () => Object.assign(new Error("Network connection lost."), { retryable: true }),

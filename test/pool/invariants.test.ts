@@ -1,6 +1,6 @@
 /**
  * checkInvariants() against real SQLite: a pool built by the transitions is
- * consistent, and each invariant of DESIGN.md, broken on purpose with one
+ * consistent, and each invariant of docs/reliability.md, broken on purpose with one
  * direct SQL write (the kind of damage a bug would do), is reported by name.
  */
 import { describe, expect, it } from "vitest";
