@@ -7,7 +7,8 @@ import { env, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { RenderingProvider } from "../../src/browser/rendering";
 import { KEEP_ALIVE_MS } from "../../src/browser/provider";
-import { ORPHAN_GRACE_MS, type SessionRegistry } from "../../src/registry/object";
+import type { SessionRegistry } from "../../src/registry/object";
+import { ORPHAN_GRACE_MS } from "../../src/registry/sweep";
 import { call, poolName } from "../support/http";
 
 const provider = new RenderingProvider(env.BROWSER);

@@ -10,8 +10,8 @@
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { providerFactory } from "../../src/browser/factory";
+import { ABANDONED_SWEEP_DELAY_MS, type SessionRegistry } from "../../src/registry/object";
 import {
-  ABANDONED_SWEEP_DELAY_MS,
   LAUNCH_SKEW_MS,
   LIST_TIMEOUT_MS,
   ORPHAN_GRACE_MS,
@@ -19,8 +19,7 @@ import {
   type OrphanPolicy,
   STALE_REGISTRATION_MS,
   SWEEP_INTERVAL_MS,
-  type SessionRegistry,
-} from "../../src/registry/object";
+} from "../../src/registry/sweep";
 import { FaultProvider } from "../support/fault-provider";
 import { call } from "../support/http";
 import { logged } from "../support/logs";
