@@ -39,7 +39,7 @@ export class Connections {
     if (!lease.token_hash || !sameHash(lease.token_hash, tokenHash)) {
       return fail({ status: 401, code: "unauthorized", detail: "the connect token is not valid for this lease" });
     }
-    const talk = lease.session_id ? shell.talking.get(lease.session_id) : undefined;
+    const talk = lease.session_id ? shell.effects.talking.get(lease.session_id) : undefined;
     if (register && talk) await withDeadline(talk, TALK_WAIT_MS, "the pool's own CDP conversation").catch(() => undefined);
     if (!shell.serving()) return fail(notFound("lease"));
     const before = shell.db.lease(leaseId)!;

@@ -25,7 +25,6 @@ import {
   drain,
   forceRelease,
   isDraining,
-  liveOf,
   notFound,
   purgeIdle,
   type ReconcileReport,
@@ -50,6 +49,7 @@ import {
   type PoolDashboard,
   type PoolMetrics,
   type PoolView,
+  poolView,
 } from "./views";
 
 export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolView } from "./views";
@@ -287,13 +287,13 @@ export class PoolObject extends DurableObject<Env> {
 
   async describe(): Promise<Result<PoolView>> {
     if (!this.shell.serving()) return fail(notFound("pool"));
-    return { ok: true, value: this.poolView() };
+    return { ok: true, value: poolView(this.shell) };
   }
 
   /** Creates the pool or changes its config (lifecycle.ts: quota claims, one change at a time). */
   async configure(tenant: string, pool: string, patch: PoolConfigPatch): Promise<Result<PoolView>> {
     const configured = await this.lifecycle.configure(tenant, pool, patch, this.maxSessionsLimit());
-    return configured.ok ? { ok: true, value: this.poolView() } : configured;
+    return configured.ok ? { ok: true, value: poolView(this.shell) } : configured;
   }
 
   /** Resize or reconfigure an existing pool (never creates one). */
@@ -353,14 +353,14 @@ export class PoolObject extends DurableObject<Env> {
     if (!this.shell.serving()) return fail(notFound("pool"));
     const waitersTurnedAway = this.shell.transition(drain);
     log("pool_drained", { pool: this.shell.name(), waitersTurnedAway });
-    return { ok: true, value: { waitersTurnedAway, pool: this.poolView() } };
+    return { ok: true, value: { waitersTurnedAway, pool: poolView(this.shell) } };
   }
 
   async resume(): Promise<Result<PoolView>> {
     if (!this.shell.serving()) return fail(notFound("pool"));
     this.shell.transition(resume);
     log("pool_resumed", { pool: this.shell.name() });
-    return { ok: true, value: this.poolView() };
+    return { ok: true, value: poolView(this.shell) };
   }
 
   async forceRelease(leaseId: string): Promise<Result<LeaseView>> {
@@ -374,7 +374,7 @@ export class PoolObject extends DurableObject<Env> {
     if (!this.shell.serving()) return fail(notFound("pool"));
     const closed = this.shell.transition(purgeIdle);
     log("idle_purged", { pool: this.shell.name(), closed });
-    return { ok: true, value: { closed, pool: this.poolView() } };
+    return { ok: true, value: { closed, pool: poolView(this.shell) } };
   }
 
   /** Runs the full invariant check now (it reads the whole wait queue) and keeps its report for the pool's view. */
@@ -410,50 +410,8 @@ export class PoolObject extends DurableObject<Env> {
     await this.shell.alarm();
   }
 
-  // ---- views ----------------------------------------------------------------------------
-
   private maxSessionsLimit(): number {
     const configured = Number(this.env.MAX_SESSIONS_PER_POOL);
     return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_CONFIG.maxSessions;
-  }
-
-  /**
-   * The pool as GET /v1/pools/{pool} shows it. O(1) in the pool's size: counts
-   * come from the tallies, and `consistent`/`violations` from the last full
-   * invariant check (the alarm's, or an operator's), which reads the whole wait
-   * queue and so never runs on the read path; a capacity overrun, the one
-   * violation the tallies show, is added at once.
-   */
-  private poolView(): PoolView {
-    const config = this.shell.config();
-    const counts = this.db.counts();
-    const inUse = liveOf(counts);
-    const check = this.telemetry.lastCheck();
-    const violations = [...(check?.violations ?? [])];
-    if (inUse > config.maxSessions) violations.push(`${inUse} sessions hold capacity, above maxSessions ${config.maxSessions}`);
-    const last = this.db.getMeta("last_reconcile");
-    const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
-    return {
-      pool: this.shell.poolName,
-      config,
-      counts,
-      capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
-      draining: isDraining(this.db),
-      consistent: violations.length === 0,
-      violations,
-      checkedAt: check ? iso(check.at) : null,
-      createdAt: iso(Number(this.db.getMeta("created_at"))),
-      lastReconciledAt: lastReport ? iso(lastReport.at) : null,
-      lastReconcile: lastReport
-        ? {
-            vanished: lastReport.vanished,
-            suspect: lastReport.suspect ?? 0,
-            reclosed: lastReport.reclosed,
-            unknown: lastReport.unknown,
-            untrusted: lastReport.untrusted ?? false,
-          }
-        : null,
-      reconciledTotal: this.shell.reconciledTotal(),
-    };
   }
 }

@@ -1,9 +1,11 @@
 /**
  * The pool object's shell around machine.ts: it runs each transition inside
- * one `transactionSync`, performs the effects the transition asked for (each
- * on its own, with a deadline), feeds every outcome back as another
- * transition, keeps the one alarm no later than the earliest deadline in SQL,
- * and runs the alarm's work (reconciliation beside it, never in front of it).
+ * one `transactionSync` and hands the effects the transition asked for to
+ * effects.ts (which feeds every outcome back here as another transition),
+ * keeps the one alarm no later than the earliest deadline in SQL, and runs the
+ * alarm's work (reconciliation beside it, never in front of it). It also owns
+ * the pool's storage and identity, and the deadlines on its calls to other
+ * objects and to the platform.
  *
  * A Durable Object runs one event at a time only until it awaits, so every
  * decision is made synchronously inside a transition; while I/O is awaited
@@ -12,36 +14,20 @@
  * storage was deleted (or deleted and created anew) is dropped: `epoch`.
  */
 import { providerFactory } from "../browser/factory";
-import { keepAliveOf, PlatformLimitError, type BrowserProvider } from "../browser/provider";
+import { keepAliveOf, type BrowserProvider } from "../browser/provider";
 import { message, withDeadline } from "../deadline";
 import { log } from "../log";
 import { registryOf } from "../stubs";
 import { AlarmSchedule } from "./alarm";
 import { Callers } from "./callers";
+import { Effects } from "./effects";
 import { DEFAULT_CONFIG, type PoolConfig } from "./config";
 import {
-  CHECK_TIMEOUT_MS,
-  checkFailed,
-  checkPassed,
-  CLOSE_TIMEOUT_MS,
-  closeFailed,
-  closeSucceeded,
-  type Effect,
-  launchFailed,
-  launchSucceeded,
-  pingFailed,
-  pingSucceeded,
   poolState,
   type PoolState,
-  probeAnswered,
   reconcile,
   RECONCILE_INTERVAL_MS,
   type ReconcileReport,
-  registered,
-  registryDone,
-  RESET_TIMEOUT_MS,
-  resetFailed,
-  resetSucceeded,
   type Step,
   tick,
 } from "./machine";
@@ -63,13 +49,6 @@ export const REGISTER_RETRY_MS = 10_000;
 export const PRUNE_BATCH = 1000;
 /** Journal rows kept per pool; older history is pruned by the alarm. */
 export const JOURNAL_KEEP = 20_000;
-/**
- * How long a released session waits for its lease's sockets to close before it
- * is reset for the next lease. If a socket is still registered after this, the
- * session is closed instead of reused: it is never handed on while a client of
- * the previous lease may still be connected.
- */
-export const DISCONNECT_GRACE_MS = 2_000;
 /** A connection row whose lease ended and that no Worker reported closed (it crashed) is forgotten after this. */
 const STALE_CONNECTION_MS = 5 * 60_000;
 
@@ -94,12 +73,12 @@ export class PoolShell {
   readonly timeouts = { ...IO_TIMEOUTS };
   readonly callers = new Callers();
   readonly telemetry: Telemetry;
+  /** Performs the effects transitions ask for (effects.ts). */
+  readonly effects: Effects;
   /** Workers proxying a lease's CDP sockets, told when the lease ends. */
   readonly leaseEnded = new Signals<{ reason: string }>();
   /** Resets waiting for a lease's last socket to close. */
   readonly leaseDrained = new Signals<boolean>();
-  /** The pool's own CDP conversation with a browser (ping, check, reset), by session id: a client's connect waits for it. */
-  readonly talking = new Map<string, Promise<unknown>>();
   /** The pool's identity, kept in memory: views and logs never need storage for it. */
   tenant = "";
   poolName = "";
@@ -109,8 +88,6 @@ export class PoolShell {
   private epoch = 0;
   private cachedConfig: PoolConfig | undefined;
   private readonly inflight = new Set<Promise<unknown>>();
-  /** Probes under way, so a reconciliation can answer once the suspects it found are decided. */
-  private readonly probes = new Set<Promise<unknown>>();
   private readonly alarms: AlarmSchedule;
   private reconciling: Promise<void> | undefined;
 
@@ -123,6 +100,7 @@ export class PoolShell {
     this.provider = providerFactory.create(env());
     this.keepAliveMs = keepAliveOf(env());
     this.alarms = new AlarmSchedule(ctx.storage, () => this.name());
+    this.effects = new Effects(this);
     this.telemetry = new Telemetry({
       env,
       db: this.db,
@@ -204,7 +182,7 @@ export class PoolShell {
     const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
     const result = this.atomically(() => fn(step));
     try {
-      this.perform(step.effects);
+      this.effects.perform(step.effects);
     } finally {
       this.arm(step.now);
       this.telemetry.watchLaunchFailures();
@@ -255,162 +233,7 @@ export class PoolShell {
     this.transition(fn);
   }
 
-  // ---- effects -------------------------------------------------------------------
-
-  /** Performs each effect on its own: one that throws is logged and counted as failed, and the others still run. */
-  private perform(effects: Effect[]): void {
-    const epoch = this.epoch;
-    for (const effect of effects) {
-      try {
-        this.start(effect, epoch);
-      } catch (error) {
-        log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(error) });
-        this.startFailed(effect, epoch, message(error));
-      }
-    }
-  }
-
-  private start(effect: Effect, epoch: number): void {
-    switch (effect.kind) {
-      case "launch":
-        this.track(this.launch(effect.row, epoch));
-        break;
-      case "close":
-        this.track(
-          this.io(epoch, () => this.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, "a close", (s) => closeSucceeded(s, effect.row), (s, m) =>
-            closeFailed(s, effect.row, m),
-          ),
-        );
-        break;
-      case "reset":
-        this.track(
-          this.io(
-            epoch,
-            async () => {
-              // Never clean (and so never hand on) a browser a client of the last lease still drives.
-              if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
-                throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
-              }
-              await this.talk(effect.sessionId, () => this.provider.reset(effect.sessionId));
-            },
-            RESET_TIMEOUT_MS,
-            "a reset",
-            (s) => resetSucceeded(s, effect.row),
-            (s, m) => resetFailed(s, effect.row, m),
-          ),
-        );
-        break;
-      case "check":
-        this.track(
-          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CHECK_TIMEOUT_MS, "a check", (s) =>
-            checkPassed(s, effect.row), (s, m) => checkFailed(s, effect.row, m),
-          ),
-        );
-        break;
-      case "ping":
-        this.track(
-          this.io(epoch, () => this.talk(effect.sessionId, () => this.provider.ping(effect.sessionId)), CLOSE_TIMEOUT_MS, "a ping", (s) =>
-            pingSucceeded(s, effect.row), (s, m) => pingFailed(s, effect.row, m),
-          ),
-        );
-        break;
-      case "probe": {
-        const probe = this.probe(effect.sessionId).then(
-          (alive) => this.after(epoch, (s) => probeAnswered(s, effect.row, alive)),
-          // The platform did not say: the session stays suspect; a later list decides.
-          (error) => log("probe_failed", { pool: this.name(), sessionId: effect.sessionId, error: message(error) }),
-        );
-        this.probes.add(probe);
-        void probe.finally(() => this.probes.delete(probe));
-        this.track(probe);
-        break;
-      }
-      case "disconnect":
-        this.leaseEnded.signal(effect.leaseId, { reason: effect.reason });
-        this.callers.ended(effect.leaseId);
-        break;
-      // The registry calls are retried by tick until acknowledged.
-      case "register":
-        this.track(this.rpc(() => this.registry().track(effect.sessionId, this.name()), "the session registry").then(() => this.after(epoch, (s) => registered(s, effect.row))));
-        break;
-      case "forget":
-        this.track(this.rpc(() => this.registry().forget(effect.sessionId), "the session registry").then(() => this.after(epoch, (s) => registryDone(s, [effect.row]))));
-        break;
-      case "reportLost":
-        this.track(
-          this.rpc(() => this.registry().lostLaunches(this.name(), effect.windows), "the session registry").then(() =>
-            this.after(epoch, (s) => registryDone(s, effect.rows)),
-          ),
-        );
-        break;
-      case "grant": {
-        const lease = this.db.lease(effect.leaseId);
-        if (lease) this.callers.answer(effect.leaseId, { ok: true, value: { lease: this.view(lease), replayed: false } });
-        break;
-      }
-      case "reject":
-        this.callers.answer(effect.leaseId, { ok: false, failure: effect.failure });
-        break;
-    }
-  }
-
-  /** An effect could not even be started: its failure is recorded as if it had failed (the rest are retried by tick). */
-  private startFailed(effect: Effect, epoch: number, error: string): void {
-    const outcome: ((s: Step) => void) | undefined =
-      effect.kind === "launch"
-        ? (s) => launchFailed(s, effect.row, { message: error, platformLimited: false })
-        : effect.kind === "close"
-          ? (s) => closeFailed(s, effect.row, error)
-          : effect.kind === "reset"
-            ? (s) => resetFailed(s, effect.row, error)
-            : effect.kind === "check"
-              ? (s) => checkFailed(s, effect.row, error)
-              : effect.kind === "ping"
-                ? (s) => pingFailed(s, effect.row, error)
-                : undefined;
-    if (!outcome) return;
-    try {
-      this.after(epoch, outcome);
-    } catch (failure) {
-      log("effect_failed", { pool: this.name(), effect: effect.kind, error: message(failure) });
-    }
-  }
-
-  /**
-   * Starts a launch. Its outcome is recorded whenever the platform answers, even
-   * after the deadline (a late browser is then closed). The deadline itself is
-   * enforced by `tick`, from the alarm and from a timer here, whichever is first.
-   */
-  private launch(row: number, epoch: number): Promise<unknown> {
-    const timeoutMs = this.config().launchTimeoutSeconds * 1000;
-    const attempt = (async () => this.provider.launch({ keepAliveMs: this.keepAliveMs }))().then(
-      (sessionId) => this.after(epoch, (s) => launchSucceeded(s, row, sessionId)),
-      (error) =>
-        this.after(epoch, (s) =>
-          launchFailed(s, row, {
-            message: message(error),
-            platformLimited: error instanceof PlatformLimitError,
-            ...(error instanceof PlatformLimitError ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
-          }),
-        ),
-    );
-    return raceDeadline(attempt, timeoutMs + 50, () => this.after(epoch, tick));
-  }
-
-  /** An effect's I/O with its deadline; its outcome (success, failure, or the deadline) becomes a transition. */
-  private io(
-    epoch: number,
-    op: () => Promise<void>,
-    timeoutMs: number,
-    what: string,
-    ok: (step: Step) => void,
-    failed: (step: Step, message: string) => void,
-  ): Promise<void> {
-    return withDeadline((async () => op())(), timeoutMs, what).then(
-      () => this.after(epoch, ok),
-      (error) => this.after(epoch, (s) => failed(s, message(error))),
-    );
-  }
+  // ---- I/O helpers -------------------------------------------------------------
 
   /** Asks the platform whether a session still runs, with a deadline (rejects when it does not say). */
   probe(sessionId: string): Promise<boolean> {
@@ -420,23 +243,6 @@ export class PoolShell {
   /** A call to another object (the registry, the tenant), with a deadline. */
   rpc<T>(call: () => Promise<T>, what: string): Promise<T> {
     return withDeadline((async () => call())(), this.timeouts.rpc, what);
-  }
-
-  /** Runs the pool's own CDP conversation with a browser, so a client's connect can wait for it to end. */
-  private talk<T>(sessionId: string, op: () => Promise<T>): Promise<T> {
-    const conversation = (async () => op())();
-    this.talking.set(sessionId, conversation);
-    const done = () => {
-      if (this.talking.get(sessionId) === conversation) this.talking.delete(sessionId);
-    };
-    conversation.then(done, done);
-    return conversation;
-  }
-
-  /** True once no socket of the lease is open; false if one still is after `ms`. */
-  private async untilDisconnected(leaseId: string, ms: number): Promise<boolean> {
-    if (this.db.connectionsOf(leaseId) === 0) return true;
-    return this.leaseDrained.waitAtMost(leaseId, ms, false);
   }
 
   /** Keeps I/O the pool started alive with the object, and logs how it failed (never touching storage). */
@@ -457,7 +263,8 @@ export class PoolShell {
     await this.reconciling;
   }
 
-  private registry() {
+  /** The account's registry (a fresh stub per call). */
+  registry() {
     return registryOf(this.env());
   }
 
@@ -560,7 +367,7 @@ export class PoolShell {
     const vanishedBefore = this.reconciledTotal().vanished;
     const report = this.transition((step) => reconcile(step, live, listedAt));
     // The suspects it found are probed; those the platform says are gone count as vanished too.
-    await Promise.allSettled([...this.probes]);
+    await this.effects.probesDone();
     if (!this.current(epoch)) return;
     report.vanished = this.reconciledTotal().vanished - vanishedBefore;
     this.atomically(() => this.db.setMeta("last_reconcile", JSON.stringify({ at: listedAt, ...report })));
@@ -574,19 +381,4 @@ export class PoolShell {
   reconciledTotal(): { vanished: number; reclosed: number } {
     return { vanished: Number(this.db.getMeta("vanished_total") ?? 0), reclosed: Number(this.db.getMeta("reclosed_total") ?? 0) };
   }
-}
-
-/** Settles with `work`, or with `onDeadline()` if `work` takes longer than `ms`; the timer never outlives the race. */
-function raceDeadline<T>(work: Promise<T>, ms: number, onDeadline: () => T): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<T>((resolve, reject) => {
-    timer = setTimeout(() => {
-      try {
-        resolve(onDeadline());
-      } catch (error) {
-        reject(error);
-      }
-    }, ms);
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

@@ -4,7 +4,8 @@
  * them from rows. No decisions and no storage writes live here.
  */
 import type { PoolConfig } from "./config";
-import type { ReconcileReport } from "./machine";
+import { isDraining, liveOf, type ReconcileReport } from "./machine";
+import type { PoolShell } from "./shell";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import type { JournalRow, LeaseRow, LeaseStatus } from "./schema";
 import type { Counts } from "./store";
@@ -129,4 +130,44 @@ export function eventView(row: JournalRow): { at: string; event: string; detail?
 
 export function iso(ms: number): string {
   return new Date(ms).toISOString();
+}
+
+/**
+ * The pool as GET /v1/pools/{pool} shows it. O(1) in the pool's size: counts
+ * come from the tallies, and `consistent`/`violations` from the last full
+ * invariant check (the alarm's, or an operator's), which reads the whole wait
+ * queue and so never runs on the read path; a capacity overrun, the one
+ * violation the tallies show, is added at once.
+ */
+export function poolView(shell: PoolShell): PoolView {
+  const config = shell.config();
+  const counts = shell.db.counts();
+  const inUse = liveOf(counts);
+  const check = shell.telemetry.lastCheck();
+  const violations = [...(check?.violations ?? [])];
+  if (inUse > config.maxSessions) violations.push(`${inUse} sessions hold capacity, above maxSessions ${config.maxSessions}`);
+  const last = shell.db.getMeta("last_reconcile");
+  const lastReport = last ? (JSON.parse(last) as ReconcileReport & { at: number }) : null;
+  return {
+    pool: shell.poolName,
+    config,
+    counts,
+    capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
+    draining: isDraining(shell.db),
+    consistent: violations.length === 0,
+    violations,
+    checkedAt: check ? iso(check.at) : null,
+    createdAt: iso(Number(shell.db.getMeta("created_at"))),
+    lastReconciledAt: lastReport ? iso(lastReport.at) : null,
+    lastReconcile: lastReport
+      ? {
+          vanished: lastReport.vanished,
+          suspect: lastReport.suspect ?? 0,
+          reclosed: lastReport.reclosed,
+          unknown: lastReport.unknown,
+          untrusted: lastReport.untrusted ?? false,
+        }
+      : null,
+    reconciledTotal: shell.reconciledTotal(),
+  };
 }

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { tokenHash } from "../../src/token";
 import type { PoolObject } from "../../src/pool/object";
 import { MAX_CONNECTIONS_PER_LEASE } from "../../src/pool/connections";
-import { DISCONNECT_GRACE_MS } from "../../src/pool/shell";
+import { DISCONNECT_GRACE_MS } from "../../src/pool/effects";
 import { controlClock, expectConsistent, liveBrowsers, effectsDone } from "../support/api";
 import { connect, openPage, pageUrls, tryConnect } from "../support/cdp";
 import { call, DEV2_KEY, poolName } from "../support/http";
