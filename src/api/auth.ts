@@ -56,8 +56,8 @@ function keyEntries(source: string | undefined): KeyEntry[] {
  * from its tenant's object, which lists it (API_KEYS tenants' pools too), so a
  * listed pool also means the tenant exists. Connect tokens name their tenant;
  * a made-up tenant or pool name is answered here, by a read of the tenant's
- * object that creates no storage, so arbitrary names never instantiate pool
- * objects.
+ * object that creates no storage, so on the CDP route no name reaches (or
+ * instantiates) a pool object unless its tenant lists that pool.
  */
 export async function isTenantPool(env: Env, tenant: string, pool: string): Promise<boolean> {
   const configured = keyEntries(env.API_KEYS).some((entry) => entry.tenant === tenant);

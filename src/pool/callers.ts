@@ -2,9 +2,10 @@
  * The callers of `acquire`, kept in memory: who is waiting for which lease, and
  * who was answered with which lease. This is the only place the pool object
  * keeps anything about a caller in memory, and all of it may be lost with the
- * object without harm: a restart also ends the callers' HTTP requests, and
- * `recover` fails the leases they were waiting for; a lease whose caller is
- * not known any more is reclaimed by `connectWithinSeconds` or its TTL.
+ * object without breaking a guarantee: a restart also ends the callers' HTTP
+ * requests, and `recover` fails the leases they were waiting for; a lease
+ * whose caller is not known any more is reclaimed by `connectWithinSeconds`
+ * (or, where a pool turned that off, by its TTL).
  *
  * A caller is named by its request id: the lease id the Worker minted for the
  * HTTP request. Usually that is also the lease's id; an Idempotency-Key replay
