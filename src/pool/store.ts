@@ -1,28 +1,15 @@
 /**
- * Typed reads and writes over the pool object's SQLite tables. No decisions
- * live here: machine.ts decides, this module only knows how rows are stored.
+ * Typed reads and writes over the pool object's meta, sessions and leases: the
+ * rows machine.ts decides over, the deadlines the alarm is set from, and the
+ * pruning of ended history. No decisions live here: machine.ts decides, this
+ * module only knows how rows are stored. The journal, idempotency keys, CDP
+ * connections and metrics are in the base class, `PoolRecords` (records.ts).
  * Every query that runs on the hot path is served by an index in schema.ts, so
  * its cost does not grow with the pool's history of ended leases and sessions.
  */
-import type { ConnectionRow, JournalRow, LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
+import { PoolRecords } from "./records";
+import type { LeaseRow, LeaseStatus, SessionRow, SessionState } from "./schema";
 import { LIVE_SESSION_STATES } from "./schema";
-import {
-  bucketOf,
-  type CounterName,
-  type CounterSnapshot,
-  type HistogramName,
-  type HistogramSnapshot,
-  histogramSnapshots,
-  labelKey,
-} from "./metrics";
-
-export interface JournalEntry {
-  at: number;
-  event: string;
-  leaseId: string | null;
-  sessionRow: number | null;
-  detail?: Record<string, unknown>;
-}
 
 /** What the alarm must be no later than, as one statement reads it (see deadlines()). */
 export type Deadlines = {
@@ -47,15 +34,13 @@ export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "clo
 const NEVER = Number.MAX_SAFE_INTEGER;
 const LIVE = LIVE_SESSION_STATES.map((s) => `'${s}'`).join(",");
 
-export class PoolStore {
+export class PoolStore extends PoolRecords {
   /**
    * Meta values read so far (a missing key is cached as undefined). Only this
    * class writes `meta`, so the cache stays exact, except across a rolled-back
    * transaction: whoever runs one calls `forgetCached()` when it throws.
    */
   private readonly metaCache = new Map<string, string | undefined>();
-
-  constructor(readonly sql: SqlStorage) {}
 
   // ---- meta ---------------------------------------------------------------
 
@@ -72,9 +57,9 @@ export class PoolStore {
   }
 
   /** A transaction rolled back: what was cached may no longer be what is stored. */
-  forgetCached(): void {
+  override forgetCached(): void {
     this.metaCache.clear();
-    this.written = [];
+    super.forgetCached();
   }
 
   // ---- sessions -----------------------------------------------------------
@@ -369,137 +354,5 @@ export class PoolStore {
       limit,
     ).toArray().length;
     return { leases, sessions };
-  }
-
-  // ---- connections (CDP sockets the Worker proxies) -------------------------
-
-  connection(id: string): ConnectionRow | undefined {
-    return this.sql.exec<ConnectionRow>(`SELECT * FROM connections WHERE id = ?`, id).toArray()[0];
-  }
-
-  connectionsOf(leaseId: string): number {
-    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM connections WHERE lease_id = ?`, leaseId).one().n;
-  }
-
-  insertConnection(row: ConnectionRow): void {
-    this.sql.exec(`INSERT INTO connections (id, lease_id, opened_at) VALUES (?, ?, ?)`, row.id, row.lease_id, row.opened_at);
-  }
-
-  deleteConnection(id: string): boolean {
-    return this.sql.exec(`DELETE FROM connections WHERE id = ?`, id).rowsWritten > 0;
-  }
-
-  /** Forgets connections whose lease has ended and that no Worker reported closed (it crashed). */
-  pruneConnections(openedBefore: number): number {
-    return this.sql.exec(
-      `DELETE FROM connections WHERE opened_at < ?
-         AND lease_id NOT IN (SELECT id FROM leases WHERE status = 'active')`,
-      openedBefore,
-    ).rowsWritten;
-  }
-
-  // ---- idempotency --------------------------------------------------------
-
-  idempotent(key: string): { lease_id: string; fingerprint: string; created_at: number } | undefined {
-    return this.sql
-      .exec<{ lease_id: string; fingerprint: string; created_at: number }>(
-        `SELECT lease_id, fingerprint, created_at FROM idempotency WHERE key = ?`,
-        key,
-      )
-      .toArray()[0];
-  }
-
-  rememberIdempotent(key: string, leaseId: string, fingerprint: string, now: number): void {
-    this.sql.exec(
-      `INSERT INTO idempotency (key, lease_id, fingerprint, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET lease_id = excluded.lease_id, fingerprint = excluded.fingerprint, created_at = excluded.created_at`,
-      key,
-      leaseId,
-      fingerprint,
-      now,
-    );
-  }
-
-  forgetIdempotent(key: string): void {
-    this.sql.exec(`DELETE FROM idempotency WHERE key = ?`, key);
-  }
-
-  purgeIdempotentBefore(cutoff: number): number {
-    return this.sql.exec(`DELETE FROM idempotency WHERE created_at < ?`, cutoff).rowsWritten;
-  }
-
-  // ---- metrics ------------------------------------------------------------
-
-  count(name: CounterName, labels: Record<string, string>, by = 1): void {
-    this.sql.exec(
-      `INSERT INTO counters (name, labels, n) VALUES (?, ?, ?) ON CONFLICT (name, labels) DO UPDATE SET n = n + excluded.n`,
-      name,
-      labelKey(labels),
-      by,
-    );
-  }
-
-  observe(name: HistogramName, labels: Record<string, string>, seconds: number): void {
-    this.sql.exec(
-      `INSERT INTO histograms (name, labels, le, n, sum) VALUES (?, ?, ?, 1, ?)
-       ON CONFLICT (name, labels, le) DO UPDATE SET n = n + 1, sum = sum + excluded.sum`,
-      name,
-      labelKey(labels),
-      bucketOf(name, seconds),
-      seconds,
-    );
-  }
-
-  counters(): CounterSnapshot[] {
-    return this.sql
-      .exec<{ name: CounterName; labels: string; n: number }>(`SELECT name, labels, n FROM counters ORDER BY name, labels`)
-      .toArray()
-      .map((r) => ({ name: r.name, labels: JSON.parse(r.labels) as Record<string, string>, value: r.n }));
-  }
-
-  histograms(): HistogramSnapshot[] {
-    return histogramSnapshots(
-      this.sql.exec<{ name: string; labels: string; le: string; n: number; sum: number }>(`SELECT name, labels, le, n, sum FROM histograms`).toArray(),
-    );
-  }
-
-  // ---- journal ------------------------------------------------------------
-
-  /**
-   * Journal rows written since the last `takeWritten()`: the shell publishes
-   * them (logs, Analytics Engine) once their transaction has committed, and
-   * drops them if it rolled back.
-   */
-  private written: JournalEntry[] = [];
-
-  takeWritten(): JournalEntry[] {
-    const entries = this.written;
-    this.written = [];
-    return entries;
-  }
-
-  journal(at: number, event: string, leaseId: string | null, sessionRow: number | null, detail?: Record<string, unknown>): void {
-    this.written.push({ at, event, leaseId, sessionRow, ...(detail ? { detail } : {}) });
-    this.sql.exec(
-      `INSERT INTO journal (at, event, lease_id, session_row, detail) VALUES (?, ?, ?, ?, ?)`,
-      at,
-      event,
-      leaseId,
-      sessionRow,
-      detail ? JSON.stringify(detail) : null,
-    );
-  }
-
-  journalFor(leaseId: string): JournalRow[] {
-    return this.sql.exec<JournalRow>(`SELECT * FROM journal WHERE lease_id = ? ORDER BY seq`, leaseId).toArray();
-  }
-
-  recentJournal(limit: number): JournalRow[] {
-    return this.sql.exec<JournalRow>(`SELECT * FROM journal ORDER BY seq DESC LIMIT ?`, limit).toArray();
-  }
-
-  /** Keeps the newest `keep` journal rows; history beyond that is dropped. */
-  pruneJournal(keep: number): number {
-    return this.sql.exec(`DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?`, keep).rowsWritten;
   }
 }

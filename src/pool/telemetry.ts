@@ -11,7 +11,8 @@ import { type AlertKind, alertConfig, deliver } from "./alerts";
 import { checkInvariants, type InvariantReport } from "./invariants";
 import type { PoolConfig } from "./config";
 import { liveOf } from "./machine";
-import type { JournalEntry, PoolStore } from "./store";
+import type { JournalEntry } from "./records";
+import type { PoolStore } from "./store";
 import { iso } from "./views";
 
 /** Events logged even when EVENT_LOGS is "problems". */
