@@ -16,7 +16,8 @@ import { log } from "../log";
 import { fail, type Failure, type Result } from "../result";
 import { registryOf, tenantOf } from "../stubs";
 import { DEFAULT_CONFIG, mergeConfig, type PoolConfigPatch } from "./config";
-import { applyConfig, createPool, notFound, recover, retire, undoDeletion } from "./machine";
+import { notFound, recover } from "./machine";
+import { applyConfig, createPool, retire, undoDeletion } from "./operations";
 import type { PoolShell } from "./shell";
 
 /**

@@ -1,13 +1,17 @@
 /**
  * The pool's state machine: every decision the broker makes, as transitions
  * over SQL rows. A transition reads and writes only through `PoolStore`, runs
- * inside one `transactionSync` (the shell in object.ts guarantees that), never
- * awaits, and describes the I/O it needs as `Effect`s that the shell performs
- * afterwards. The outcome of an effect comes back as another transition, which
- * re-reads the rows it needs: nothing decided before an await is trusted after it.
+ * inside one `transactionSync` (shell.ts guarantees that), never awaits, and
+ * describes the I/O it needs as `Effect`s that effects.ts performs afterwards.
+ * The outcome of an effect comes back as another transition, which re-reads
+ * the rows it needs: nothing decided before an await is trusted after it.
  *
- * Pool:    (none) → created → deleting → (storage deleted), deleting → created
- *          (a deletion taken back: its unregistering failed, or the object restarted).
+ * This file holds the transitions of leases, sessions and waiters, and the
+ * building blocks every transition decides with. Two groups that change the
+ * pool itself live beside it and use those blocks: operations.ts (config,
+ * operators' actions, and the pool's own lifecycle: (none) → created →
+ * deleting → deleted, and back) and reconcile.ts (judging the platform's list).
+ *
  * Session: launching → idle → leased → (resetting → idle | closing) → closed,
  *          idle → resetting (checked alive before a borrow) → leased | closing,
  *          launching → failed.
@@ -545,232 +549,12 @@ export function recover(step: Step): void {
   pump(step);
 }
 
-export interface ReconcileReport {
-  /** Tracked sessions confirmed gone (missing from two lists, or probed): their capacity was freed. */
-  vanished: number;
-  /** Tracked sessions missing from this list for the first time: suspect, probed, still holding their slot. */
-  suspect: number;
-  /** Sessions this pool ended that the platform still runs: closed again. */
-  reclosed: number;
-  /** Live platform sessions this pool never launched (other pools' or other Workers'). */
-  unknown: number;
-  /** The list was empty while this pool tracks live sessions: nothing was judged from it. */
-  untrusted: boolean;
-}
-
-/** How many sessions one untrusted list sends probes to. */
-const MAX_PROBES = 10;
-
-/**
- * Compares SQL with the platform's list of live sessions, taken at `listedAt`.
- * The list can lag or be partial, so it never destroys on its own: a session
- * missing once is suspect (it keeps its slot and its lease) and is probed; it
- * is gone once a probe says so or a later list misses it again. An empty list
- * while sessions are tracked is not trusted at all (the sessions are probed).
- * Only sessions launched before the list was taken are judged, so a launch that
- * completes while the list is in flight is never mistaken for a vanished one.
- */
-export function reconcile(step: Step, live: ReadonlySet<string>, listedAt: number): ReconcileReport {
-  const { db, now } = step;
-  const report: ReconcileReport = { vanished: 0, suspect: 0, reclosed: 0, unknown: 0, untrusted: false };
-  const judged = db.trackedAlive().filter((session) => (session.launched_at ?? now) < listedAt);
-  if (live.size === 0 && judged.length > 0) {
-    report.untrusted = true;
-    db.journal(now, "reconcile_untrusted", null, null, { tracked: judged.length });
-    for (const session of judged.slice(0, MAX_PROBES)) step.effects.push({ kind: "probe", row: session.id, sessionId: session.session_id! });
-    return report;
-  }
-  for (const session of judged) {
-    if (live.has(session.session_id!)) {
-      if (session.missed_at !== null) db.updateSession(session.id, { missed_at: null });
-    } else if (session.missed_at !== null && session.missed_at < listedAt) {
-      vanish(step, session);
-      report.vanished += 1;
-    } else if (session.missed_at === null) {
-      suspect(step, session, "unlisted", listedAt);
-      report.suspect += 1;
-    }
-  }
-  for (const sessionId of live) {
-    const session = db.sessionBySessionId(sessionId);
-    if (!session) {
-      report.unknown += 1;
-    } else if ((session.state === "closed" || session.state === "failed") && (session.ended_at ?? now) < listedAt) {
-      report.reclosed += 1;
-      db.journal(now, "reconciled_reclose", null, session.id, { sessionId });
-      step.effects.push({ kind: "close", row: session.id, sessionId });
-    }
-  }
-  if (report.reclosed > 0) db.setMeta("reclosed_total", String(Number(db.getMeta("reclosed_total") ?? 0) + report.reclosed));
-  pump(step);
-  return report;
-}
-
-/**
- * Applies a new config. Shrinking below the sessions in use (anything but idle)
- * is refused; idle sessions beyond the new maximum are retired at once.
- */
-export function applyConfig(step: Step, next: PoolConfig): Failure | undefined {
-  const { db, now } = step;
-  const counts = db.counts();
-  const busy = counts.launching + counts.leased + counts.resetting + counts.closing;
-  if (next.maxSessions < busy) {
-    return {
-      status: 409,
-      code: "pool_busy",
-      detail: `maxSessions ${next.maxSessions} is below the ${busy} sessions in use; release leases first or try again later`,
-      retryAfter: 1,
-    };
-  }
-  step.config = next;
-  let surplus = busy + counts.idle - next.maxSessions;
-  while (surplus > 0) {
-    const idle = db.oldestIdle()!;
-    // Retired without a closing phase so capacity matches the new maximum at
-    // once; the close itself is best effort and reconciliation re-closes it.
-    closed(step, idle, { end_reason: "resized" });
-    step.effects.push({ kind: "close", row: idle.id, sessionId: idle.session_id! });
-    surplus -= 1;
-    keepReconciling(step);
-  }
-  db.journal(now, "configured", null, null, { ...next });
-  pump(step);
-  return undefined;
-}
-
-// ---- operators' actions ------------------------------------------------------
-
-/**
- * Stops granting: every waiter is answered 503 `pool_draining` now, new
- * acquires get the same at once, no warm sessions are launched. Active leases
- * run on until they end. Returns how many waiters were turned away.
- */
-export function drain(step: Step): number {
-  const { db, now } = step;
-  db.setMeta("draining", "1");
-  db.journal(now, "drained", null, null);
-  let failed = 0;
-  for (const lease of db.leasesIn("waiting")) {
-    failWaiter(step, lease, "drained", draining());
-    failed += 1;
-  }
-  return failed;
-}
-
-export function resume(step: Step): void {
-  step.db.setMeta("draining", "0");
-  step.db.journal(step.now, "resumed", null, null);
-  pump(step);
-}
-
-/**
- * An operator ends an active lease. Its browser is closed, never reused: the
- * lease's client may still be connected. The lease ends `released` with
- * endReason `forced`. Undefined if there is no such lease.
- */
-export function forceRelease(step: Step, leaseId: string): LeaseRow | undefined {
-  const { db } = step;
-  const lease = db.lease(leaseId);
-  if (!lease) return undefined;
-  if (lease.status === "waiting") {
-    failWaiter(step, lease, "forced", { status: 409, code: "lease_not_active", detail: "the lease was released by an operator while waiting" });
-    pump(step);
-    return db.lease(leaseId);
-  }
-  return lease.status === "active" ? endActive(step, lease, "forced") : lease;
-}
-
-/** Closes every idle session (suspected bad browsers); the warm target launches fresh ones. Returns how many. */
-export function purgeIdle(step: Step): number {
-  const idle = step.db.sessionsIn("idle");
-  for (const session of idle) startClosing(step, session, "purged");
-  pump(step);
-  return idle.length;
-}
-
-// ---- the pool's own lifecycle ---------------------------------------------------
-
-/** Where the pool is in its life: not created (no tables, or no creation yet), created, or being deleted. */
-export type PoolState = "none" | "created" | "deleting";
-
-export function poolState(db: PoolStore): PoolState {
-  const state = db.getMeta("lifecycle");
-  return state === "created" || state === "deleting" ? state : "none";
-}
-
-export interface Creation {
-  tenant: string;
-  pool: string;
-  config: PoolConfig;
-  /** The maxSessions the tenant's quota granted for it (recorded, so the pool does not report it again). */
-  claimed: number | undefined;
-}
-
-/** The pool is created: its identity, its config, and the first reconciliation a minute from now. */
-export function createPool(step: Step, creation: Creation): void {
-  const { db, now } = step;
-  if (poolState(db) !== "none") return;
-  db.setMeta("lifecycle", "created");
-  db.setMeta("tenant", creation.tenant);
-  db.setMeta("pool", creation.pool);
-  db.setMeta("created_at", String(now));
-  db.setMeta("config", JSON.stringify(creation.config));
-  db.setMeta("next_reconcile_at", String(now + RECONCILE_INTERVAL_MS));
-  if (creation.claimed !== undefined) db.setMeta("tenant_claimed", String(creation.claimed));
-  db.journal(now, "pool_created", null, null, { tenant: creation.tenant, pool: creation.pool });
-}
-
-/**
- * The first step of deleting the pool: refused while anything is in use
- * (a lease active or waiting, a session launching, leased or resetting);
- * otherwise the pool is `deleting`: it stops granting and launching (drained)
- * and closes every idle session. The shell deletes the pool's storage once
- * the closes are done and the registry and the tenant have let it go.
- */
-export function retire(step: Step): Failure | { closed: number } {
-  const { db, now } = step;
-  if (poolState(db) !== "created") return notFound("pool");
-  const counts = db.counts();
-  const inUse = counts.launching + counts.leased + counts.resetting;
-  if (inUse + counts.waiting > 0) {
-    return {
-      status: 409,
-      code: "pool_busy",
-      detail:
-        `the pool has ${counts.leased} leased and ${counts.launching + counts.resetting} starting sessions and ${counts.waiting} waiting callers; ` +
-        `release its leases (DELETE /v1/pools/{pool}/leases) and try again`,
-      retryAfter: 1,
-    };
-  }
-  db.setMeta("lifecycle", "deleting");
-  db.setMeta("draining", "1");
-  db.journal(now, "retiring", null, null);
-  const idle = db.sessionsIn("idle");
-  for (const session of idle) startClosing(step, session, "pool_deleted");
-  return { closed: idle.length };
-}
-
-/**
- * A deletion is taken back (its unregistering failed, or the object restarted
- * before the storage went): the pool exists again, drained, and registers with
- * the registry and reports its size to the tenant again, since either may have
- * forgotten it already. Delete it again, or resume it.
- */
-export function undoDeletion(step: Step): void {
-  const { db, now } = step;
-  if (poolState(db) !== "deleting") return;
-  db.setMeta("lifecycle", "created");
-  db.setMeta("pool_registered", "0");
-  db.setMeta("tenant_claimed", "none");
-  db.journal(now, "deletion_undone", null, null);
-}
-
 /** Whether an operator has drained the pool (it grants nothing until resumed). */
 export function isDraining(db: PoolStore): boolean {
   return db.getMeta("draining") === "1";
 }
 
-function draining(): Failure {
+export function draining(): Failure {
   return { status: 503, code: "pool_draining", detail: "the pool is drained by an operator and grants no leases", retryAfter: 30 };
 }
 
@@ -825,7 +609,7 @@ export function liveOf(counts: Counts): number {
  * keep reconciling, even with nothing else to do, until the platform's
  * keep-alive would have killed it anyway.
  */
-function keepReconciling(step: Step): void {
+export function keepReconciling(step: Step): void {
   step.db.setMeta("reconcile_until", String(step.now + step.keepAliveMs));
 }
 
@@ -945,7 +729,7 @@ const TRACKED = new Set<SessionRow["state"]>(["idle", "leased", "resetting", "cl
  * failed ping of a leased session): it keeps its slot and its lease, and the
  * platform is asked directly. `since` is when it was first missed.
  */
-function suspect(step: Step, session: SessionRow, why: string, since = step.now): void {
+export function suspect(step: Step, session: SessionRow, why: string, since = step.now): void {
   const { db, now } = step;
   if (session.missed_at === null) db.updateSession(session.id, { missed_at: since });
   db.journal(now, "suspect", session.state === "leased" ? session.lease_id : null, session.id, { sessionId: session.session_id, why });
@@ -956,7 +740,7 @@ function suspect(step: Step, session: SessionRow, why: string, since = step.now)
  * A tracked session is confirmed gone: its slot is freed at once and its
  * lease, if any, fails with browser_gone (its CDP sockets are closed).
  */
-function vanish(step: Step, session: SessionRow): void {
+export function vanish(step: Step, session: SessionRow): void {
   const { db, now } = step;
   if (session.state === "leased" && session.lease_id) {
     const lease = db.lease(session.lease_id);
@@ -976,7 +760,7 @@ function vanish(step: Step, session: SessionRow): void {
 }
 
 /** A session's slot is free: it is closed, and a registered browser is forgotten by the registry. */
-function closed(step: Step, session: SessionRow, fields: Partial<SessionRow>): void {
+export function closed(step: Step, session: SessionRow, fields: Partial<SessionRow>): void {
   step.db.updateSession(session.id, { state: "closed", ended_at: step.now, deadline: null, lease_id: null, missed_at: null, ...fields });
   if (session.registered === 1 && session.session_id) step.effects.push({ kind: "forget", row: session.id, sessionId: session.session_id });
 }
@@ -1004,7 +788,7 @@ function clearExhausted(step: Step): void {
  * session on (after a reset); an expired one is closed, because its client may
  * still be connected and must never share a browser with the next lease.
  */
-function endActive(step: Step, lease: LeaseRow, reason: EndReason): LeaseRow {
+export function endActive(step: Step, lease: LeaseRow, reason: EndReason): LeaseRow {
   const { db, now, config } = step;
   // Only an expiry is "expired": the others end the lease as released, with the
   // endReason saying by whom (forced: an operator; not_connected: nobody
@@ -1032,7 +816,7 @@ function endActive(step: Step, lease: LeaseRow, reason: EndReason): LeaseRow {
 
 export type EndReason = "released" | "expired" | "forced" | "not_connected" | "abandoned";
 
-function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {
+export function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {
   const { db, now } = step;
   db.updateSession(session.id, { state: "closing", lease_id: null, end_reason: reason, deadline: now + CLOSE_TIMEOUT_MS });
   db.journal(now, "closing", null, session.id, { reason, ...detail });
@@ -1040,7 +824,7 @@ function startClosing(step: Step, session: SessionRow, reason: string, detail?: 
   else closeSucceeded(step, session.id);
 }
 
-function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failure): void {
+export function failWaiter(step: Step, lease: LeaseRow, reason: string, failure: Failure): void {
   const { db, now } = step;
   db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: reason, wait_deadline: null });
   for (const reserved of db.reservationsOf(lease.id)) db.updateSession(reserved.id, { lease_id: null });

@@ -22,18 +22,15 @@ import { beingDeleted, Lifecycle } from "./lifecycle";
 import {
   abandonLease,
   cancelWaiter,
-  drain,
-  forceRelease,
   isDraining,
   notFound,
-  purgeIdle,
-  type ReconcileReport,
   releaseAll,
   releaseLease,
   renewLease,
   requestLease,
-  resume,
 } from "./machine";
+import { drain, forceRelease, purgeIdle, resume } from "./operations";
+import { type ReconcileReport } from "./reconcile";
 import type { LeaseRow, LeaseStatus } from "./schema";
 import { IDEMPOTENCY_TTL_MS, PoolShell } from "./shell";
 import type { PoolStore } from "./store";

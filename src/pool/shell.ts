@@ -22,15 +22,9 @@ import { AlarmSchedule } from "./alarm";
 import { Callers } from "./callers";
 import { Effects } from "./effects";
 import { DEFAULT_CONFIG, type PoolConfig } from "./config";
-import {
-  poolState,
-  type PoolState,
-  reconcile,
-  RECONCILE_INTERVAL_MS,
-  type ReconcileReport,
-  type Step,
-  tick,
-} from "./machine";
+import { RECONCILE_INTERVAL_MS, type Step, tick } from "./machine";
+import { poolState, type PoolState } from "./operations";
+import { reconcile, type ReconcileReport } from "./reconcile";
 import { hasSchema, type LeaseRow, migrate } from "./schema";
 import { Signals } from "./signals";
 import { PoolStore } from "./store";

@@ -4,7 +4,8 @@
  * them from rows. No decisions and no storage writes live here.
  */
 import type { PoolConfig } from "./config";
-import { isDraining, liveOf, type ReconcileReport } from "./machine";
+import { isDraining, liveOf } from "./machine";
+import { type ReconcileReport } from "./reconcile";
 import type { PoolShell } from "./shell";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
 import type { JournalRow, LeaseRow, LeaseStatus } from "./schema";

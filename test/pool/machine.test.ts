@@ -7,13 +7,8 @@
 import { describe, expect, it } from "vitest";
 import {
   ALIVE_BYPASS_MS,
-  applyConfig,
-  createPool,
   isDraining,
-  poolState,
   RECONCILE_INTERVAL_MS,
-  retire,
-  undoDeletion,
   CHECK_TIMEOUT_MS,
   checkFailed,
   checkPassed,
@@ -21,16 +16,12 @@ import {
   CLOSE_TIMEOUT_MS,
   closeFailed,
   closeSucceeded,
-  drain,
-  forceRelease,
   launchFailed,
   launchSucceeded,
   MAX_CLOSE_ATTEMPTS,
   pingFailed,
   probeAnswered,
   pump,
-  purgeIdle,
-  reconcile,
   recover,
   registered,
   registryDone,
@@ -40,10 +31,21 @@ import {
   RESET_TIMEOUT_MS,
   resetFailed,
   resetSucceeded,
-  resume,
   retryAfterSeconds,
   tick,
 } from "../../src/pool/machine";
+import {
+  applyConfig,
+  createPool,
+  poolState,
+  retire,
+  undoDeletion,
+  drain,
+  forceRelease,
+  purgeIdle,
+  resume,
+} from "../../src/pool/operations";
+import { reconcile } from "../../src/pool/reconcile";
 import { KEEP_ALIVE_MS } from "../../src/browser/provider";
 import { effectsOf, type Machine, T0, withMachine } from "../support/machine";
 
