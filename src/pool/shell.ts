@@ -173,7 +173,7 @@ export class PoolShell {
 
   /** Runs a transition atomically, performs its effects, and keeps the alarm in step. */
   transition<T>(fn: (step: Step) => T): T {
-    const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
+    const step = this.newStep();
     const result = this.atomically(() => fn(step));
     try {
       this.effects.perform(step.effects);
@@ -190,9 +190,14 @@ export class PoolShell {
    * is still on its way, and arming now would only add an alarm for its retry.
    */
   record(fn: (step: Step) => void): void {
-    const step: Step = { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
+    const step = this.newStep();
     this.atomically(() => fn(step));
     if (step.effects.length > 0) throw new Error(`a recorded transition asked for I/O (${step.effects.map((e) => e.kind).join(", ")})`);
+  }
+
+  /** What a transition runs with: the store, the time now, the config, and no effects yet. */
+  private newStep(): Step {
+    return { db: this.db, now: this.clock(), config: this.config(), keepAliveMs: this.keepAliveMs, effects: [] };
   }
 
   /** One SQLite transaction; if it throws, everything it wrote is rolled back, in SQL and in the store's cache. */

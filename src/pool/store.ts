@@ -32,6 +32,13 @@ export type Deadlines = {
 export type Counts = Record<"launching" | "idle" | "leased" | "resetting" | "closing" | "waiting", number>;
 
 const NEVER = Number.MAX_SAFE_INTEGER;
+/**
+ * The predicates of the partial indexes sessions_unforgotten and sessions_lost
+ * (schema v6): a query that names one of those indexes must repeat its
+ * predicate exactly, so both the lists and the alarm's check use these.
+ */
+const UNFORGOTTEN = `registered = 1 AND state IN ('closed', 'failed')`;
+const LOST_LAUNCH = `registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted')`;
 const LIVE = LIVE_SESSION_STATES.map((s) => `'${s}'`).join(",");
 
 export class PoolStore extends PoolRecords {
@@ -135,7 +142,7 @@ export class PoolStore extends PoolRecords {
   unforgotten(limit = 100): SessionRow[] {
     return this.sql
       .exec<SessionRow>(
-        `SELECT * FROM sessions INDEXED BY sessions_unforgotten WHERE registered = 1 AND state IN ('closed', 'failed') ORDER BY id LIMIT ?`,
+        `SELECT * FROM sessions INDEXED BY sessions_unforgotten WHERE ${UNFORGOTTEN} ORDER BY id LIMIT ?`,
         limit,
       )
       .toArray()
@@ -147,7 +154,7 @@ export class PoolStore extends PoolRecords {
     return this.sql
       .exec<SessionRow>(
         `SELECT * FROM sessions INDEXED BY sessions_lost
-           WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted')
+           WHERE ${LOST_LAUNCH}
            ORDER BY id LIMIT ?`,
         limit,
       )
@@ -319,9 +326,9 @@ export class PoolStore extends PoolRecords {
                 (SELECT MIN(created_at) FROM idempotency) AS idempotency,
                 (SELECT MIN(granted_at) FROM leases INDEXED BY leases_unconnected WHERE status = 'active' AND connected_at IS NULL) AS unconnected,
                 (SELECT MIN(ended_at) FROM leases INDEXED BY leases_ended WHERE status IN ('released','expired','failed')) AS history,
-                EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_unforgotten WHERE registered = 1 AND state IN ('closed', 'failed'))
+                EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_unforgotten WHERE ${UNFORGOTTEN})
                   OR EXISTS (SELECT 1 FROM sessions INDEXED BY sessions_lost
-                               WHERE registered = 0 AND session_id IS NULL AND state = 'failed' AND end_reason IN ('launch_timeout', 'object_restarted'))
+                               WHERE ${LOST_LAUNCH})
                   AS registryOwed`,
       )
       .one();
