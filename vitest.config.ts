@@ -11,7 +11,9 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
-              bindings: { EVENT_LOGS: "problems" },
+              // The account's limits out of reach: the suite's pools share one governor, and must never be
+              // throttled by each other. test/governor/ uses governors of its own, with limits set per test.
+              bindings: { EVENT_LOGS: "problems", ACCOUNT_MAX_CONCURRENT_SESSIONS: "100000", ACCOUNT_LAUNCHES_PER_SECOND: "100000" },
               // The per-key limiter every test request passes through: as bound in production, but with a
               // limit the suite cannot reach (all tests share the dev keys). test/api/ratelimit.test.ts
               // runs the Worker against TIGHT_RATE_LIMITER, and against no binding (the fallback).

@@ -1,8 +1,11 @@
 /**
- * Worker entry: the HTTP API (src/api) and the pool Durable Object (src/pool).
+ * Worker entry: the HTTP API (src/api) and the Durable Objects: pools
+ * (src/pool), the session registry (src/registry), tenants (src/tenant) and
+ * the account's capacity governor (src/governor).
  */
 import { app } from "./api/app";
 
+export { CapacityGovernor } from "./governor/object";
 export { PoolObject } from "./pool/object";
 export { SessionRegistry } from "./registry/object";
 export { TenantObject } from "./tenant/object";

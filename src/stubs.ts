@@ -1,7 +1,7 @@
 /** The Durable Objects the Worker calls, named in one place. */
 
 /** Which kind of object a stub reaches. */
-export type StubKind = "pool" | "tenant" | "registry";
+export type StubKind = "pool" | "tenant" | "registry" | "governor";
 
 /**
  * A seam for tests: `wrap`, when set, is given every stub these functions
@@ -26,6 +26,11 @@ export function poolOf(env: Env, tenant: string, pool: string) {
 /** The account's registry of sessions and pools (one object). */
 export function registryOf(env: Env) {
   return hooked("registry", "registry", env.REGISTRY.get(env.REGISTRY.idFromName("registry")));
+}
+
+/** The account's capacity governor: launch permits within the account's limits, shared fairly among tenants (one object). */
+export function governorOf(env: Env) {
+  return hooked("governor", "account", env.GOVERNOR.get(env.GOVERNOR.idFromName("account")));
 }
 
 /** The tenant's object: its managed keys, quotas and fallback rate limiter (one object per tenant). */

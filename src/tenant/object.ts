@@ -13,6 +13,9 @@
  *   the acquire path crosses objects, so no acquire can leave a quota "reserved"
  *   and never given back: the incident this broker exists to prevent, moved up
  *   a level;
+ * - its weight: its share of the account's browsers, relative to other
+ *   tenants', when the account is full (the capacity governor, src/governor,
+ *   reads it with `weightOf` and caches it);
  * - the fallback per-key rate limiter, used where the Rate Limiting binding is
  *   absent (a fixed window per key, in memory: exact, since this object is the
  *   only place that counts for its tenant, and harmless to lose on eviction).
@@ -35,9 +38,16 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 /** Keys the fallback limiter tracks before it forgets those of past windows. */
 const RATE_WINDOWS_KEPT = 10_000;
 
+/** A tenant's weight unless set: every tenant counts the same. */
+export const DEFAULT_WEIGHT = 1;
+/** The largest weight a tenant may be given (weights are relative; this keeps shares meaningful). */
+export const MAX_WEIGHT = 1000;
+
 export interface Quota {
   maxPools: number;
   maxSessions: number;
+  /** Its share of the account's browsers when tenants compete, relative to other tenants' weights. */
+  weight: number;
 }
 
 export interface KeyView {
@@ -63,13 +73,13 @@ export interface IssuedKey extends KeyView {
 export interface TenantView {
   tenant: string;
   quota: Quota;
-  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS) rather than set for this tenant. */
-  defaults: { maxPools: boolean; maxSessions: boolean };
+  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS, weight 1) rather than set for this tenant. */
+  defaults: { maxPools: boolean; maxSessions: boolean; weight: boolean };
   usage: { pools: number; sessions: number };
   keys: { active: number; revoked: number };
 }
 
-export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null };
+export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null; weight?: number | null };
 
 export type Authentication =
   | { ok: true; keyId: string }
@@ -115,7 +125,7 @@ function positive(value: string | undefined, fallback: number): number {
 
 /** The deployment's default quota for tenants that have none of their own (vars TENANT_MAX_POOLS, TENANT_MAX_SESSIONS). */
 export function defaultQuota(env: Env): Quota {
-  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120) };
+  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120), weight: DEFAULT_WEIGHT };
 }
 
 export class TenantObject extends DurableObject<Env> {
@@ -281,7 +291,7 @@ export class TenantObject extends DurableObject<Env> {
   /** Sets (a number) or resets to the default (null) each quota field given. Lowering below usage refuses nothing that exists; it only refuses what comes next. */
   async setQuota(tenant: string, patch: QuotaPatch): Promise<TenantView> {
     this.remember(tenant);
-    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"]] as const) {
+    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"], ["weight", "weight"]] as const) {
       const value = patch[field];
       if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, column);
       else if (value !== undefined) this.setMeta(column, String(value));
@@ -289,6 +299,11 @@ export class TenantObject extends DurableObject<Env> {
     await this.register();
     log("quota_set", { tenant, ...patch });
     return this.describe(tenant);
+  }
+
+  /** The tenant's weight, for the account's capacity governor. Reads only: creates no storage. */
+  async weightOf(): Promise<number> {
+    return this.quota().quota.weight;
   }
 
   /**
@@ -366,12 +381,14 @@ export class TenantObject extends DurableObject<Env> {
     const fallback = defaultQuota(this.env);
     const maxPools = this.schema ? this.meta("max_pools") : undefined;
     const maxSessions = this.schema ? this.meta("max_sessions") : undefined;
+    const weight = this.schema ? this.meta("weight") : undefined;
     return {
       quota: {
         maxPools: maxPools === undefined ? fallback.maxPools : Number(maxPools),
         maxSessions: maxSessions === undefined ? fallback.maxSessions : Number(maxSessions),
+        weight: weight === undefined ? fallback.weight : Number(weight),
       },
-      defaults: { maxPools: maxPools === undefined, maxSessions: maxSessions === undefined },
+      defaults: { maxPools: maxPools === undefined, maxSessions: maxSessions === undefined, weight: weight === undefined },
     };
   }
 

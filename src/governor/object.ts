@@ -1,0 +1,574 @@
+/**
+ * CapacityGovernor: one Durable Object per account (name "account") that
+ * grants pools permission to run browsers within the account's limits. The
+ * platform's limits (concurrent browsers, new browsers per second) are the
+ * account's, shared by every pool of every tenant, while each pool object
+ * only sees itself: without one place that counts, pools launch into 429s,
+ * and one busy tenant can take every browser the account has.
+ *
+ * A permit is one browser the account runs, from the launch until its close
+ * (launching, idle, leased, resetting, closing all count). A pool asks for a
+ * permit before each launch (`acquire`), reports the launch's outcome
+ * (`settle`), gives permits back when browsers close (`release`), and every
+ * minute or so lists the permits it holds (`sync`). Permits expire unless
+ * renewed, so a pool that dies or forgets gives its permits back by expiry,
+ * and a pool that launched while the governor was unreachable is adopted by
+ * its next sync. The governor holds no browsers and awaits nothing on the
+ * grant path but tenants' weights it has never read: every decision is made
+ * in one synchronous transaction over its SQL, after any await.
+ *
+ * What a grant needs, in order: the platform's block (a 429's Retry-After)
+ * has passed; the breaker (breaker.ts) is not open; the account has room
+ * (used < limit); the tenant is within its fair share (share.ts) or, for a
+ * launch a caller waits for, no other tenant is starved; the launch rate
+ * (bucket.ts) has a token. The limit is the operator's (Worker vars, or
+ * PUT /v1/admin/capacity), capped by what the platform reported with its
+ * last 429. When a starved tenant finds the account full, pools of tenants
+ * above their shares are asked to close idle browsers (`shed`); when
+ * permits are given back and launches wait, the waiting pools are told
+ * (`capacityFreed`), most starved first. Both are fire-and-forget with a
+ * deadline: the pools' retries are what guarantee progress.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { message, withDeadline } from "../deadline";
+import { log } from "../log";
+import { poolOf } from "../stubs";
+import { type BreakerState, launchFailed, launchSucceeded, stateOf } from "./breaker";
+import { fullBucket, msUntilToken, refill } from "./bucket";
+import {
+  type AccountRow,
+  forgetPlatformMax,
+  migrate,
+  type PermitKind,
+  readAccount,
+  readBreaker,
+  readBucket,
+  writeBreaker,
+  writeBucket,
+  writeLimited,
+  writeOverrides,
+} from "./schema";
+import { EPSILON, fairShares, type ShedAsk, shedPlan, type Standing, starved } from "./share";
+import { tenantWeights, WeightCache } from "./weights";
+
+export type { BreakerState } from "./breaker";
+export type { PermitKind } from "./schema";
+
+/** A permit nobody renews (acquire again, sync) ends this long after its grant or last renewal. */
+export const PERMIT_TTL_MS = 5 * 60_000;
+/** A sync drops its pool's unlisted permits granted longer ago than this (a younger one may be a grant that crossed the list). */
+export const SYNC_GRACE_MS = 10_000;
+/** A refused launch counts as its tenant's unmet demand this long (pools ask again sooner while they still want it). */
+export const DEMAND_TTL_MS = 15_000;
+/** Retry-After of a refusal that no clock decides (account full, over share, a probe under way); pools are told sooner when room frees. */
+export const DENY_RETRY_MS = 1_000;
+/** The concurrency a platform 429 reported caps the limit this long (the account's plan may change). */
+export const PLATFORM_LIMIT_TTL_MS = 60 * 60_000;
+/** The longest a 429 may block grants, whatever it said. */
+export const MAX_BLOCK_MS = 10 * 60_000;
+/** Deadline of each call to a pool (shed, capacityFreed). */
+export const POOL_CALL_TIMEOUT_MS = 5_000;
+/** A shed asked of a pool counts as under way this long: it is not asked again meanwhile. */
+export const SHED_ASK_MS = 10_000;
+/** The limits when the Worker vars say nothing usable: Browser Run's on Workers Paid. */
+export const DEFAULT_MAX_CONCURRENT_SESSIONS = 120;
+export const DEFAULT_LAUNCHES_PER_SECOND = 1;
+
+export interface AccountGlance {
+  limit: number;
+  used: number;
+  headroom: number;
+  launchesPerSecond: number;
+  breaker: BreakerState;
+}
+
+export interface PermitRequest {
+  tenant: string;
+  /** The bare pool name. */
+  pool: string;
+  /** Minted by the pool, one per launch; asking again with the same id renews it. */
+  permitId: string;
+  /** demand: a caller waits for this launch; warm: minIdle, the warm target. */
+  kind: PermitKind;
+}
+
+export type DenyReason = "account_full" | "launch_rate" | "platform_limited" | "breaker_open" | "over_share";
+
+export type PermitAnswer =
+  | { granted: true; glance: AccountGlance }
+  | { granted: false; reason: DenyReason; retryAfterMs: number; glance: AccountGlance };
+
+export type LaunchOutcome =
+  | { kind: "launched" }
+  | { kind: "failed" }
+  | {
+      kind: "limited";
+      retryAfterMs: number;
+      platform?: { maxConcurrentSessions?: number; allowedBrowserAcquisitions?: number; timeUntilNextAllowedBrowserAcquisition?: number };
+    };
+
+export interface Limits {
+  maxConcurrentSessions: number;
+  launchesPerSecond: number;
+}
+
+export type LimitsPatch = { maxConcurrentSessions?: number | null; launchesPerSecond?: number | null };
+
+/** What GET /v1/admin/capacity shows (the Capacity schema in src/api/schemas.ts). */
+export interface CapacityView {
+  limits: Limits;
+  configured: Limits;
+  overrides: { maxConcurrentSessions: number | null; launchesPerSecond: number | null };
+  platform: { maxConcurrentSessions: number; at: string } | null;
+  usage: { used: number; headroom: number; launchTokens: number; blockedUntil: string | null };
+  breaker: { state: BreakerState; streak: number; retryAfterSeconds: number };
+  tenants: Array<{ tenant: string; weight: number; held: number; pending: number; share: number }>;
+}
+
+/** How the governor reaches pools. Production: the pool objects; tests replace it to see what the governor asks. */
+export interface PoolCalls {
+  /** Close up to `count` idle browsers (the pool releases their permits). */
+  shed(tenant: string, pool: string, count: number): Promise<unknown>;
+  /** Permits were given back while this pool's launches waited: ask again now. */
+  capacityFreed(tenant: string, pool: string): Promise<unknown>;
+}
+
+/** The pool object's methods the governor calls. */
+interface PoolCapacitySurface {
+  shed(count: number): Promise<number>;
+  capacityFreed(): Promise<unknown>;
+}
+
+export function poolCalls(env: Env): PoolCalls {
+  // Typed by the surface above rather than PoolObject's own declaration, which
+  // gains these methods with the pool's side of the governor (issue 16).
+  const pool = (tenant: string, name: string) => poolOf(env, tenant, name) as unknown as PoolCapacitySurface;
+  return {
+    shed: (tenant, name, count) => pool(tenant, name).shed(count),
+    capacityFreed: (tenant, name) => pool(tenant, name).capacityFreed(),
+  };
+}
+
+/** The limits the Worker vars configure (ACCOUNT_MAX_CONCURRENT_SESSIONS, ACCOUNT_LAUNCHES_PER_SECOND). */
+export function configuredLimits(env: Env): Limits {
+  const max = Number(env.ACCOUNT_MAX_CONCURRENT_SESSIONS);
+  const rate = Number(env.ACCOUNT_LAUNCHES_PER_SECOND);
+  return {
+    maxConcurrentSessions: Number.isInteger(max) && max > 0 ? max : DEFAULT_MAX_CONCURRENT_SESSIONS,
+    launchesPerSecond: Number.isFinite(rate) && rate > 0 ? rate : DEFAULT_LAUNCHES_PER_SECOND,
+  };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export class CapacityGovernor extends DurableObject<Env> {
+  /** The time source; tests replace it to move through cooldowns, expiries and the launch rate without sleeping. */
+  clock: () => number = () => Date.now();
+  /** How pools are reached; tests replace it. */
+  pools: PoolCalls;
+  private readonly weights: WeightCache;
+  /** Sheds asked of pools and still under way ("tenant/pool" → how many, until when), so a burst of refusals asks once. */
+  private readonly shedAsked = new Map<string, { count: number; until: number }>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.pools = poolCalls(env);
+    this.weights = new WeightCache(tenantWeights(env), (work) => ctx.waitUntil(work));
+    ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage.sql);
+    });
+  }
+
+  /** A permit for one launch, or why not and when to ask again. Asking again with a granted permit's id renews it. */
+  async acquire(req: PermitRequest): Promise<PermitAnswer> {
+    checkNames(req.tenant, req.pool, [req.permitId]);
+    if (req.kind !== "demand" && req.kind !== "warm") throw new TypeError(`permit kind must be "demand" or "warm"`);
+    // The weights of tenants never seen are read first; the decision re-reads everything after.
+    await this.weights.ensure([req.tenant, ...this.activeTenants()], this.clock());
+    const now = this.clock();
+    const { answer, freed, shed } = this.ctx.storage.transactionSync(() => this.decide(req, now));
+    this.askShed(shed, now);
+    this.pokeWaiters(freed, now);
+    return answer;
+  }
+
+  /** A granted launch's outcome. launched: the browser runs (a permit the governor forgot is adopted); failed and limited give the permit back. */
+  async settle(tenant: string, pool: string, permitId: string, outcome: LaunchOutcome): Promise<AccountGlance> {
+    checkNames(tenant, pool, [permitId]);
+    const now = this.clock();
+    const freed = this.ctx.storage.transactionSync(() => {
+      const sql = this.ctx.storage.sql;
+      let freed = this.purge(now);
+      const breaker = readBreaker(readAccount(sql));
+      switch (outcome.kind) {
+        case "launched": {
+          this.hold(tenant, pool, permitId, "adopted", now);
+          const next = launchSucceeded(breaker, now);
+          if (breaker.until !== null && next.until === null) log("governor_breaker_closed", { tenant, pool, permitId });
+          writeBreaker(sql, next);
+          break;
+        }
+        case "failed": {
+          freed += this.drop(tenant, pool, permitId);
+          const next = launchFailed(breaker, permitId, now);
+          if (next.until !== null && next.until !== breaker.until) log("governor_breaker_opened", { tenant, pool, permitId, cooldownMs: next.until - now, opens: next.opens });
+          writeBreaker(sql, next);
+          break;
+        }
+        case "limited": {
+          freed += this.drop(tenant, pool, permitId);
+          const platform = outcome.platform ?? {};
+          const waitMs = Math.min(MAX_BLOCK_MS, Math.max(0, finite(outcome.retryAfterMs), finite(platform.timeUntilNextAllowedBrowserAcquisition)));
+          const max = platform.maxConcurrentSessions;
+          const platformMax = max !== undefined && Number.isInteger(max) && max > 0 ? max : undefined;
+          writeLimited(sql, now + waitMs, platformMax, now);
+          // A probe the platform refused for its limits proved nothing: the next request probes.
+          if (breaker.probe === permitId) writeBreaker(sql, { ...breaker, probe: null });
+          log("governor_platform_limited", { tenant, pool, permitId, blockMs: waitMs, ...(platformMax === undefined ? {} : { platformMax }) });
+          break;
+        }
+      }
+      return freed;
+    });
+    this.pokeWaiters(freed, now);
+    return this.glance(now);
+  }
+
+  /** The pool closed these browsers (or gave up their launches). Idempotent. */
+  async release(tenant: string, pool: string, permitIds: string[]): Promise<void> {
+    checkNames(tenant, pool, permitIds);
+    const now = this.clock();
+    const freed = this.ctx.storage.transactionSync(() => {
+      let freed = this.purge(now);
+      for (const id of permitIds) freed += this.drop(tenant, pool, id);
+      return freed;
+    });
+    this.pokeWaiters(freed, now);
+  }
+
+  /**
+   * The pool's authoritative list of the permits it holds: each is renewed,
+   * or adopted if unknown (launched while the governor was unreachable, or
+   * expired meanwhile); the pool's other permits are dropped, except those
+   * granted within SYNC_GRACE_MS (a grant that crossed this list). `shed`:
+   * idle browsers the pool should close, when its tenant is above its share
+   * and another is starved.
+   */
+  async sync(tenant: string, pool: string, permitIds: string[]): Promise<{ shed: number; glance: AccountGlance }> {
+    checkNames(tenant, pool, permitIds);
+    await this.weights.ensure([tenant, ...this.activeTenants()], this.clock());
+    const now = this.clock();
+    const { freed, plan } = this.ctx.storage.transactionSync(() => {
+      const sql = this.ctx.storage.sql;
+      let freed = this.purge(now);
+      const listed = new Set(permitIds);
+      for (const id of listed) this.hold(tenant, pool, id, "adopted", now);
+      const held = sql.exec<{ permit_id: string; granted_at: number }>(`SELECT permit_id, granted_at FROM permits WHERE tenant = ? AND pool = ?`, tenant, pool).toArray();
+      for (const row of held) {
+        if (!listed.has(row.permit_id) && row.granted_at < now - SYNC_GRACE_MS) freed += this.drop(tenant, pool, row.permit_id);
+      }
+      const { limits } = this.limitsOf(readAccount(sql), now);
+      const standings = this.standings(limits.maxConcurrentSessions);
+      return { freed, plan: shedPlan(limits.maxConcurrentSessions, this.used(), standings) };
+    });
+    const mine = plan.filter((ask) => ask.tenant === tenant && ask.pool === pool);
+    const shed = this.claimShed(mine, now).reduce((sum, ask) => sum + ask.count, 0);
+    this.pokeWaiters(freed, now);
+    return { shed, glance: this.glance(now) };
+  }
+
+  /** The account's limits, usage, breaker and tenants' shares (GET /v1/admin/capacity). */
+  async describe(): Promise<CapacityView> {
+    await this.weights.ensure(this.activeTenants(), this.clock());
+    const now = this.clock();
+    const freed = this.ctx.storage.transactionSync(() => this.purge(now));
+    this.pokeWaiters(freed, now);
+    const sql = this.ctx.storage.sql;
+    const account = readAccount(sql);
+    const { limits, platform } = this.limitsOf(account, now);
+    const rate = limits.launchesPerSecond;
+    const bucket = refill(readBucket(account) ?? fullBucket(rate, now), rate, now);
+    const breaker = readBreaker(account);
+    const state = stateOf(breaker, now);
+    const used = this.used();
+    return {
+      limits,
+      configured: configuredLimits(this.env),
+      overrides: { maxConcurrentSessions: account.max_concurrent, launchesPerSecond: account.launches_per_second },
+      platform: platform === null ? null : { maxConcurrentSessions: platform.max, at: iso(platform.at) },
+      usage: {
+        used,
+        headroom: Math.max(0, limits.maxConcurrentSessions - used),
+        launchTokens: Math.floor(bucket.tokens * 1000) / 1000,
+        blockedUntil: account.blocked_until > now ? iso(account.blocked_until) : null,
+      },
+      breaker: { state, streak: breaker.streak, retryAfterSeconds: state === "open" ? Math.ceil((breaker.until! - now) / 1000) : 0 },
+      tenants: this.standings(limits.maxConcurrentSessions).map((t) => ({
+        tenant: t.tenant,
+        weight: this.weights.weightOf(t.tenant),
+        held: t.held,
+        pending: t.pending,
+        share: Math.round(t.share * 1000) / 1000,
+      })),
+    };
+  }
+
+  /** Overrides the Worker vars' limits (a number) or returns to them (null). */
+  async setLimits(patch: LimitsPatch): Promise<CapacityView> {
+    const { maxConcurrentSessions: max, launchesPerSecond: rate } = patch;
+    if (max !== undefined && max !== null && !(Number.isInteger(max) && max > 0)) throw new RangeError("maxConcurrentSessions must be a positive integer");
+    if (rate !== undefined && rate !== null && !(Number.isFinite(rate) && rate > 0)) throw new RangeError("launchesPerSecond must be a positive number");
+    const now = this.clock();
+    const headroom = this.ctx.storage.transactionSync(() => {
+      const sql = this.ctx.storage.sql;
+      // The bucket filled at the old rate until now; the new rate applies from now.
+      const before = this.limitsOf(readAccount(sql), now).limits.launchesPerSecond;
+      writeBucket(sql, refill(readBucket(readAccount(sql)) ?? fullBucket(before, now), before, now));
+      writeOverrides(sql, patch);
+      return this.glance(now).headroom;
+    });
+    log("capacity_limits_set", { ...patch });
+    this.pokeWaiters(headroom, now);
+    return this.describe();
+  }
+
+  /** The tenant's weight changed (PUT /v1/admin/tenants/{tenant}): it is read again before the next decision that involves it. */
+  async forgetWeight(tenant: string): Promise<void> {
+    this.weights.forget(tenant);
+  }
+
+  // ---- deciding -----------------------------------------------------------------
+
+  /** The grant decision, inside one transaction: re-reads everything it decides with. */
+  private decide(req: PermitRequest, now: number): { answer: PermitAnswer; freed: number; shed: ShedAsk[] } {
+    const sql = this.ctx.storage.sql;
+    const freed = this.purge(now);
+    if (this.renew(req.tenant, req.pool, req.permitId, now)) return { answer: { granted: true, glance: this.glance(now) }, freed, shed: [] };
+    const account = readAccount(sql);
+    const { limits } = this.limitsOf(account, now);
+    const deny = (reason: DenyReason, retryAfterMs: number, shed: ShedAsk[] = []) => {
+      // A refused launch a caller waits for is the tenant's unmet demand: it weighs in the shares until it goes stale.
+      if (req.kind === "demand") {
+        sql.exec(
+          `INSERT INTO demand (permit_id, tenant, pool, at) VALUES (?, ?, ?, ?) ON CONFLICT (permit_id) DO UPDATE SET at = excluded.at`,
+          req.permitId,
+          req.tenant,
+          req.pool,
+          now,
+        );
+      }
+      return { answer: { granted: false as const, reason, retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)), glance: this.glance(now) }, freed, shed };
+    };
+    if (account.blocked_until > now) return deny("platform_limited", account.blocked_until - now);
+    const breaker = readBreaker(account);
+    const state = stateOf(breaker, now);
+    if (state === "open") return deny("breaker_open", breaker.until! - now);
+    if (state === "half_open" && breaker.probe !== null && this.exists(breaker.probe)) return deny("breaker_open", DENY_RETRY_MS);
+
+    const capacity = limits.maxConcurrentSessions;
+    const standings = this.standings(capacity, req);
+    const mine = standings.find((t) => t.tenant === req.tenant)!;
+    const used = this.used();
+    if (used >= capacity) {
+      return deny("account_full", DENY_RETRY_MS, req.kind === "demand" && starved(mine) ? shedPlan(capacity, used, standings) : []);
+    }
+    if (mine.held + 1 > mine.share + EPSILON) {
+      // Warm browsers never go beyond the share; a waiting caller may, while no other tenant waits within its own.
+      if (req.kind === "warm" || standings.some((t) => t.tenant !== req.tenant && starved(t))) return deny("over_share", DENY_RETRY_MS);
+    }
+    const rate = limits.launchesPerSecond;
+    const bucket = refill(readBucket(account) ?? fullBucket(rate, now), rate, now);
+    if (bucket.tokens < 1) return deny("launch_rate", msUntilToken(bucket, rate));
+
+    writeBucket(sql, { tokens: bucket.tokens - 1, at: bucket.at });
+    this.hold(req.tenant, req.pool, req.permitId, req.kind, now);
+    if (state === "half_open") {
+      writeBreaker(sql, { ...breaker, probe: req.permitId });
+      log("governor_breaker_probe", { tenant: req.tenant, pool: req.pool, permitId: req.permitId });
+    }
+    return { answer: { granted: true, glance: this.glance(now) }, freed, shed: [] };
+  }
+
+  /**
+   * Every active tenant (holding permits, or with unmet demand) with what it
+   * holds (per pool), what it waits for, and its fair share of `capacity`.
+   * `asking`: a request being decided, counted as its tenant's demand if it
+   * is not already.
+   */
+  private standings(capacity: number, asking?: PermitRequest): Standing[] {
+    const sql = this.ctx.storage.sql;
+    const tenants = new Map<string, { held: number; pending: number; pools: Array<{ pool: string; held: number }> }>();
+    const entry = (tenant: string) => {
+      let t = tenants.get(tenant);
+      if (!t) tenants.set(tenant, (t = { held: 0, pending: 0, pools: [] }));
+      return t;
+    };
+    for (const row of sql.exec<{ tenant: string; pool: string; n: number }>(`SELECT tenant, pool, COUNT(*) AS n FROM permits GROUP BY tenant, pool`)) {
+      const t = entry(row.tenant);
+      t.held += row.n;
+      t.pools.push({ pool: row.pool, held: row.n });
+    }
+    for (const row of sql.exec<{ tenant: string; n: number }>(`SELECT tenant, COUNT(*) AS n FROM demand GROUP BY tenant`)) entry(row.tenant).pending += row.n;
+    if (asking) {
+      const recorded = sql.exec(`SELECT 1 FROM demand WHERE permit_id = ?`, asking.permitId).toArray().length > 0;
+      if (!recorded) entry(asking.tenant).pending += 1;
+    }
+    const claims = [...tenants].map(([tenant, t]) => ({ tenant, weight: this.weights.weightOf(tenant), demand: t.held + t.pending }));
+    const shares = fairShares(capacity, claims);
+    return [...tenants]
+      .map(([tenant, t]) => ({ tenant, ...t, share: shares.get(tenant) ?? 0 }))
+      .sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0));
+  }
+
+  /** The limits in force: the operator's or the vars', capped by the platform's report while it is fresh. */
+  private limitsOf(account: AccountRow, now: number): { limits: Limits; platform: { max: number; at: number } | null } {
+    const configured = configuredLimits(this.env);
+    const platform =
+      account.platform_max !== null && account.platform_at !== null && account.platform_at + PLATFORM_LIMIT_TTL_MS > now
+        ? { max: account.platform_max, at: account.platform_at }
+        : null;
+    const max = account.max_concurrent ?? configured.maxConcurrentSessions;
+    return {
+      limits: {
+        maxConcurrentSessions: platform === null ? max : Math.min(max, platform.max),
+        launchesPerSecond: account.launches_per_second ?? configured.launchesPerSecond,
+      },
+      platform,
+    };
+  }
+
+  private glance(now: number): AccountGlance {
+    const account = readAccount(this.ctx.storage.sql);
+    const { limits } = this.limitsOf(account, now);
+    const used = this.used();
+    return {
+      limit: limits.maxConcurrentSessions,
+      used,
+      headroom: Math.max(0, limits.maxConcurrentSessions - used),
+      launchesPerSecond: limits.launchesPerSecond,
+      breaker: stateOf(readBreaker(account), now),
+    };
+  }
+
+  // ---- storage ----------------------------------------------------------------
+
+  /** Ends expired permits, stale demand and a stale platform limit; how many permits ended. */
+  private purge(now: number): number {
+    const sql = this.ctx.storage.sql;
+    const expired = sql.exec(`DELETE FROM permits WHERE expires_at <= ? RETURNING permit_id`, now).toArray().length;
+    sql.exec(`DELETE FROM demand WHERE at <= ?`, now - DEMAND_TTL_MS);
+    const account = readAccount(sql);
+    if (account.platform_at !== null && account.platform_at + PLATFORM_LIMIT_TTL_MS <= now) forgetPlatformMax(sql);
+    if (expired > 0) log("governor_permits_expired", { count: expired });
+    return expired;
+  }
+
+  /** Records the permit as held (new, or renewed if it is this pool's already); a launch it was waited for is no longer pending. */
+  private hold(tenant: string, pool: string, permitId: string, kind: PermitKind | "adopted", now: number): void {
+    const sql = this.ctx.storage.sql;
+    sql.exec(
+      `INSERT INTO permits (permit_id, tenant, pool, kind, granted_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (permit_id) DO UPDATE SET expires_at = excluded.expires_at WHERE permits.tenant = excluded.tenant AND permits.pool = excluded.pool`,
+      permitId,
+      tenant,
+      pool,
+      kind,
+      now,
+      now + PERMIT_TTL_MS,
+    );
+    sql.exec(`DELETE FROM demand WHERE permit_id = ?`, permitId);
+  }
+
+  /** Renews the pool's permit if it holds it; whether it did. */
+  private renew(tenant: string, pool: string, permitId: string, now: number): boolean {
+    return (
+      this.ctx.storage.sql
+        .exec(`UPDATE permits SET expires_at = ? WHERE permit_id = ? AND tenant = ? AND pool = ? RETURNING permit_id`, now + PERMIT_TTL_MS, permitId, tenant, pool)
+        .toArray().length > 0
+    );
+  }
+
+  /** Ends the pool's permit; 1 if it held it, else 0. */
+  private drop(tenant: string, pool: string, permitId: string): number {
+    const sql = this.ctx.storage.sql;
+    sql.exec(`DELETE FROM demand WHERE permit_id = ?`, permitId);
+    return sql.exec(`DELETE FROM permits WHERE permit_id = ? AND tenant = ? AND pool = ? RETURNING permit_id`, permitId, tenant, pool).toArray().length;
+  }
+
+  private exists(permitId: string): boolean {
+    return this.ctx.storage.sql.exec(`SELECT 1 FROM permits WHERE permit_id = ?`, permitId).toArray().length > 0;
+  }
+
+  private used(): number {
+    return this.ctx.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM permits`).one().n;
+  }
+
+  private activeTenants(): string[] {
+    return this.ctx.storage.sql
+      .exec<{ tenant: string }>(`SELECT DISTINCT tenant FROM permits UNION SELECT DISTINCT tenant FROM demand`)
+      .toArray()
+      .map((r) => r.tenant);
+  }
+
+  // ---- telling pools ------------------------------------------------------------
+
+  /** The asks not already under way (less what each pool was asked recently), recorded as under way. */
+  private claimShed(plan: ShedAsk[], now: number): ShedAsk[] {
+    const asks: ShedAsk[] = [];
+    for (const ask of plan) {
+      const key = `${ask.tenant}/${ask.pool}`;
+      const previous = this.shedAsked.get(key);
+      const underway = previous && previous.until > now ? previous.count : 0;
+      if (ask.count <= underway) continue;
+      this.shedAsked.set(key, { count: ask.count, until: now + SHED_ASK_MS });
+      asks.push({ ...ask, count: ask.count - underway });
+    }
+    for (const [key, entry] of this.shedAsked) if (entry.until <= now) this.shedAsked.delete(key);
+    return asks;
+  }
+
+  /** Asks pools to close idle browsers (fire-and-forget). */
+  private askShed(plan: ShedAsk[], now: number): void {
+    for (const ask of this.claimShed(plan, now)) {
+      log("governor_shed_asked", { ...ask });
+      this.tell("shed", ask.tenant, ask.pool, () => this.pools.shed(ask.tenant, ask.pool, ask.count));
+    }
+  }
+
+  /**
+   * `freed` permits were given back: tells up to that many pools whose
+   * launches wait to ask again now, those of the most starved tenants (the
+   * furthest below their shares) first, then the longest waiting. Nothing
+   * while grants are blocked.
+   */
+  private pokeWaiters(freed: number, now: number): void {
+    if (freed <= 0) return;
+    const sql = this.ctx.storage.sql;
+    const account = readAccount(sql);
+    if (account.blocked_until > now || stateOf(readBreaker(account), now) === "open") return;
+    const waiting = sql.exec<{ tenant: string; pool: string; since: number }>(`SELECT tenant, pool, MIN(at) AS since FROM demand GROUP BY tenant, pool`).toArray();
+    if (waiting.length === 0) return;
+    const deficit = new Map(this.standings(this.limitsOf(account, now).limits.maxConcurrentSessions).map((t) => [t.tenant, t.share - t.held]));
+    waiting.sort((a, b) => (deficit.get(b.tenant) ?? 0) - (deficit.get(a.tenant) ?? 0) || a.since - b.since);
+    for (const { tenant, pool } of waiting.slice(0, freed)) this.tell("capacityFreed", tenant, pool, () => this.pools.capacityFreed(tenant, pool));
+  }
+
+  /** One call to a pool, fire-and-forget, with a deadline; a failure is logged (the pool's own retries are the guarantee). */
+  private tell(call: string, tenant: string, pool: string, work: () => Promise<unknown>): void {
+    this.ctx.waitUntil(
+      withDeadline(Promise.resolve().then(work), POOL_CALL_TIMEOUT_MS, `pool ${tenant}/${pool} ${call}`).catch((error) => {
+        log("governor_pool_call_failed", { call, tenant, pool, error: message(error) });
+      }),
+    );
+  }
+}
+
+function finite(value: number | undefined): number {
+  return value !== undefined && Number.isFinite(value) ? value : 0;
+}
+
+/** Pools are ours, so a malformed call is a bug: it throws rather than being decided on. */
+function checkNames(tenant: string, pool: string, permitIds: string[]): void {
+  if (typeof tenant !== "string" || tenant === "" || typeof pool !== "string" || pool === "") throw new TypeError("tenant and pool must be non-empty strings");
+  if (!Array.isArray(permitIds) || permitIds.some((id) => typeof id !== "string" || id === "")) throw new TypeError("permit ids must be non-empty strings");
+}
