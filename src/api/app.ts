@@ -37,25 +37,11 @@ import { poolOf, tenantOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken } from "../token";
-import { parse, unwrap } from "./validate";
+import { parse, readJson, unwrap } from "./validate";
+import { capacity, forgetWeight } from "./capacity";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
 type Ctx = Context<AppEnv>;
-
-/** Reads a JSON body. An empty body is `{}`; anything else must say it is JSON. */
-async function readJson(c: Ctx): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === "") return {};
-  const type = c.req.header("content-type") ?? "";
-  if (!/^application\/([\w.+-]+\+)?json\s*(;.*)?$/i.test(type)) {
-    throw new ApiError(415, "unsupported_media_type", "send the body as JSON with 'content-type: application/json'");
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError(400, "invalid_request", "body: not valid JSON");
-  }
-}
 
 /** One call to the caller's pool `pool` (calls.ts: a failed call answers 503; a repeatable one is retried once). */
 function onPool<R extends PromiseLike<unknown>>(c: Ctx, pool: string, method: string, repeat: Repeat, call: (stub: ReturnType<typeof poolOf>) => R): Promise<Awaited<R>> {
@@ -307,7 +293,9 @@ admin.get("/tenants/:tenant", async (c) => {
 admin.put("/tenants/:tenant", async (c) => {
   const tenant = tenantParam(c);
   const patch = parse(QuotaBody, await readJson(c), "body");
-  return c.json(await onTenant(c, tenant, "setQuota", "once", (stub) => stub.setQuota(tenant, patch)));
+  const view = await onTenant(c, tenant, "setQuota", "once", (stub) => stub.setQuota(tenant, patch));
+  if (patch.weight !== undefined) await forgetWeight(c.env, tenant);
+  return c.json(view);
 });
 admin.get("/tenants/:tenant/keys", async (c) => c.json(await onTenant(c, tenantParam(c), "listKeys", "repeatable", (stub) => stub.listKeys())));
 admin.post("/tenants/:tenant/keys", async (c) => {
@@ -363,6 +351,8 @@ app.get("/dashboard/data", requireAdmin(), async (c) => {
 });
 // Operators: every pool of every tenant.
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
+// Operators: the account's capacity (limits, usage, breaker, tenants' shares).
+admin.route("/capacity", capacity);
 // An operator's request that names no admin route is a 404, not a fall through to the API-key routes' 401.
 admin.all("*", (c) => notFound(c));
 app.route("/v1/admin", admin);

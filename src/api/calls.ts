@@ -24,7 +24,7 @@
  */
 import { log } from "../log";
 import { ApiError } from "./errors";
-import { poolOf, registryOf, tenantOf, type StubKind } from "../stubs";
+import { governorOf, poolOf, registryOf, tenantOf, type StubKind } from "../stubs";
 
 /** Whether a call may be made again when its first attempt failed. */
 export type Repeat = "repeatable" | "once";
@@ -51,7 +51,7 @@ export function classify(error: unknown): { code: "overloaded" | "unavailable"; 
 
 export interface Target {
   object: StubKind;
-  /** The object's name: `tenant/pool`, the tenant, or "registry". */
+  /** The object's name: `tenant/pool`, the tenant, "registry" or "account" (the governor). */
   name: string;
   method: string;
 }
@@ -101,6 +101,7 @@ export async function objectCall<R extends PromiseLike<unknown>>(target: Target,
 type PoolStub = ReturnType<typeof poolOf>;
 type TenantStub = ReturnType<typeof tenantOf>;
 type RegistryStub = ReturnType<typeof registryOf>;
+type GovernorStub = ReturnType<typeof governorOf>;
 
 /** One call to `tenant`'s pool `pool`; each attempt gets a fresh stub. */
 export function poolCall<R extends PromiseLike<unknown>>(env: Env, tenant: string, pool: string, method: string, repeat: Repeat, call: (stub: PoolStub) => R): Promise<Awaited<R>> {
@@ -115,4 +116,9 @@ export function tenantCall<R extends PromiseLike<unknown>>(env: Env, tenant: str
 /** One call to the account's registry; each attempt gets a fresh stub. */
 export function registryCall<R extends PromiseLike<unknown>>(env: Env, method: string, repeat: Repeat, call: (stub: RegistryStub) => R): Promise<Awaited<R>> {
   return objectCall({ object: "registry", name: "registry", method }, repeat, () => call(registryOf(env)));
+}
+
+/** One call to the account's capacity governor; each attempt gets a fresh stub. */
+export function governorCall<R extends PromiseLike<unknown>>(env: Env, method: string, repeat: Repeat, call: (stub: GovernorStub) => R): Promise<Awaited<R>> {
+  return objectCall({ object: "governor", name: "account", method }, repeat, () => call(governorOf(env)));
 }

@@ -8,6 +8,8 @@ import { ERRORS_PATH, PROBLEMS } from "../problems";
 import {
   AcquireBody,
   ApiKey,
+  Capacity,
+  CapacityBody,
   CreatedLease,
   CreateKeyBody,
   DeletedPool,
@@ -86,6 +88,8 @@ export function openApiDocument(): object {
         IssuedKey: json(IssuedKey),
         CreateKeyBody: json(CreateKeyBody, "input"),
         RotateKeyBody: json(RotateKeyBody, "input"),
+        Capacity: json(Capacity),
+        CapacityBody: json(CapacityBody, "input"),
       },
     },
     security: [{ apiKey: [] }],
@@ -270,7 +274,7 @@ export function openApiDocument(): object {
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401) },
         },
         put: {
-          summary: "Set a tenant's quota: maxPools, maxSessions (null: back to the deployment's default) (admin token)",
+          summary: "Set a tenant's quota: maxPools, maxSessions, weight (null: back to the deployment's default) (admin token)",
           requestBody: { content: content(ref("QuotaBody")) },
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401, 413, 415) },
         },
@@ -315,6 +319,18 @@ export function openApiDocument(): object {
       },
       "/dashboard/data": {
         get: { summary: "What the dashboard shows, JSON (admin token or its cookie)", responses: { "200": { description: "Pools" }, ...problems(401) } },
+      },
+      "/v1/admin/capacity": {
+        get: {
+          summary:
+            "The account's capacity: the limits launches are granted within (configured, overridden, reported by the platform), permits in use, the launch bucket, the breaker, and each active tenant's weight and fair share (admin token)",
+          responses: { "200": { description: "Capacity", content: content(ref("Capacity")) }, ...problems(401) },
+        },
+        put: {
+          summary: "Override the account's limits: maxConcurrentSessions, launchesPerSecond (null: back to the Worker var) (admin token)",
+          requestBody: { content: content(ref("CapacityBody")) },
+          responses: { "200": { description: "Capacity", content: content(ref("Capacity")) }, ...problems(400, 401, 413, 415) },
+        },
       },
       "/v1/admin/registry": {
         get: {

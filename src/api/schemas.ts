@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
-import { MAX_ROTATION_GRACE_SECONDS } from "../tenant/object";
+import { MAX_ROTATION_GRACE_SECONDS, MAX_WEIGHT } from "../tenant/object";
 
 /** The largest request body accepted (labels included). */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -155,6 +155,12 @@ export const QuotaBody = z
   .object({
     maxPools: z.number().int().min(1).max(MAX_TENANT_POOLS).nullable(),
     maxSessions: z.number().int().min(1).max(MAX_TENANT_SESSIONS).nullable(),
+    weight: z
+      .number()
+      .gt(0)
+      .max(MAX_WEIGHT)
+      .nullable()
+      .describe("the tenant's share of the account's browsers when tenants compete, relative to other tenants' weights (default 1)"),
   })
   .partial()
   .strict();
@@ -177,8 +183,8 @@ export const IssuedKey = ApiKey.extend({ key: z.string().describe("the API key; 
 
 export const Tenant = z.object({
   tenant: z.string(),
-  quota: z.object({ maxPools: Count, maxSessions: Count }),
-  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean() }),
+  quota: z.object({ maxPools: Count, maxSessions: Count, weight: z.number().gt(0).describe("share of the account's browsers when tenants compete, relative to other tenants'") }),
+  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean(), weight: z.boolean() }),
   usage: z.object({ pools: Count, sessions: Count.describe("the sum of the tenant's pools' maxSessions") }),
   keys: z.object({ active: Count, revoked: Count }),
 });
@@ -186,4 +192,58 @@ export const Tenant = z.object({
 /** What GET /v1/tenant tells a tenant about itself. */
 export const TenantSelf = Tenant.pick({ tenant: true, quota: true, usage: true }).extend({
   rateLimit: z.object({ requests: Count, periodSeconds: Count }).nullable().describe("the per-key limit; null when rate limiting is off"),
+});
+
+// ---- the account's capacity (admin API) ---------------------------------------
+
+export const MAX_ACCOUNT_SESSIONS = 100_000;
+export const MAX_LAUNCHES_PER_SECOND = 1_000;
+
+/** A number overrides the Worker var (ACCOUNT_MAX_CONCURRENT_SESSIONS, ACCOUNT_LAUNCHES_PER_SECOND); null returns to it. */
+export const CapacityBody = z
+  .object({
+    limits: z
+      .object({
+        maxConcurrentSessions: z.number().int().min(1).max(MAX_ACCOUNT_SESSIONS).nullable(),
+        launchesPerSecond: z
+          .number()
+          .gt(0)
+          .max(MAX_LAUNCHES_PER_SECOND)
+          .nullable()
+          .describe("may be fractional: 0.05 is one launch every 20 s"),
+      })
+      .partial()
+      .strict(),
+  })
+  .strict();
+
+const Limits = z.object({ maxConcurrentSessions: Count, launchesPerSecond: z.number().gt(0) });
+export const Capacity = z.object({
+  limits: Limits.describe("what the governor grants by: the operator's override or the Worker var, capped by what the platform reported"),
+  configured: Limits.describe("the Worker vars ACCOUNT_MAX_CONCURRENT_SESSIONS and ACCOUNT_LAUNCHES_PER_SECOND"),
+  overrides: z.object({ maxConcurrentSessions: Count.nullable(), launchesPerSecond: z.number().gt(0).nullable() }).describe("set with PUT /v1/admin/capacity; null: the var"),
+  platform: z
+    .object({ maxConcurrentSessions: Count, at: z.iso.datetime() })
+    .nullable()
+    .describe("the concurrency the platform reported with its last 429 (kept an hour); the effective limit is never above it"),
+  usage: z.object({
+    used: Count.describe("permits held: browsers launching, idle, leased, resetting or closing"),
+    headroom: Count,
+    launchTokens: z.number().min(0).describe("launches the rate allows right now (the bucket holds at most max(1, launchesPerSecond))"),
+    blockedUntil: z.iso.datetime().nullable().describe("no launch before this: the platform answered 429"),
+  }),
+  breaker: z.object({
+    state: z.enum(["closed", "open", "half_open"]),
+    streak: Count.describe("failed launches in a row"),
+    retryAfterSeconds: Count.describe("while open: until it half-opens"),
+  }),
+  tenants: z.array(
+    z.object({
+      tenant: z.string(),
+      weight: z.number().gt(0),
+      held: Count,
+      pending: Count.describe("launches asked for and refused in the last seconds"),
+      share: z.number().min(0).describe("weighted max-min fair share of the limit among active tenants"),
+    }),
+  ),
 });
