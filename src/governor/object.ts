@@ -26,13 +26,15 @@
  * last 429. When a starved tenant finds the account full, pools of tenants
  * above their shares are asked to close idle browsers (`shed`); when
  * permits are given back and launches wait, the waiting pools are told
- * (`capacityFreed`), most starved first. Both are fire-and-forget with a
- * deadline: the pools' retries are what guarantee progress.
+ * (`capacityFreed`), most starved first. Both are hints, fire-and-forget
+ * with a deadline (pools.ts): the pools' retries are what guarantee progress.
+ *
+ * Each call costs a few indexed statements and a GROUP BY over the permits
+ * (one row per browser: at most the account's limit, ~100s), well within one
+ * object's budget at the platform's launch rates.
  */
 import { DurableObject } from "cloudflare:workers";
-import { message, withDeadline } from "../deadline";
 import { log } from "../log";
-import { poolOf } from "../stubs";
 import { type BreakerState, launchFailed, launchSucceeded, stateOf } from "./breaker";
 import { fullBucket, msUntilToken, refill } from "./bucket";
 import {
@@ -49,9 +51,11 @@ import {
   writeOverrides,
 } from "./schema";
 import { EPSILON, fairShares, type ShedAsk, shedPlan, type Standing, starved } from "./share";
+import { type PoolCalls, PoolMessages, poolCalls } from "./pools";
 import { tenantWeights, WeightCache } from "./weights";
 
 export type { BreakerState } from "./breaker";
+export type { PoolCalls } from "./pools";
 export type { PermitKind } from "./schema";
 
 /** A permit nobody renews (acquire again, sync) ends this long after its grant or last renewal. */
@@ -66,10 +70,6 @@ export const DENY_RETRY_MS = 1_000;
 export const PLATFORM_LIMIT_TTL_MS = 60 * 60_000;
 /** The longest a 429 may block grants, whatever it said. */
 export const MAX_BLOCK_MS = 10 * 60_000;
-/** Deadline of each call to a pool (shed, capacityFreed). */
-export const POOL_CALL_TIMEOUT_MS = 5_000;
-/** A shed asked of a pool counts as under way this long: it is not asked again meanwhile. */
-export const SHED_ASK_MS = 10_000;
 /** The limits when the Worker vars say nothing usable: Browser Run's on Workers Paid. */
 export const DEFAULT_MAX_CONCURRENT_SESSIONS = 120;
 export const DEFAULT_LAUNCHES_PER_SECOND = 1;
@@ -125,30 +125,6 @@ export interface CapacityView {
   tenants: Array<{ tenant: string; weight: number; held: number; pending: number; share: number }>;
 }
 
-/** How the governor reaches pools. Production: the pool objects; tests replace it to see what the governor asks. */
-export interface PoolCalls {
-  /** Close up to `count` idle browsers (the pool releases their permits). */
-  shed(tenant: string, pool: string, count: number): Promise<unknown>;
-  /** Permits were given back while this pool's launches waited: ask again now. */
-  capacityFreed(tenant: string, pool: string): Promise<unknown>;
-}
-
-/** The pool object's methods the governor calls. */
-interface PoolCapacitySurface {
-  shed(count: number): Promise<number>;
-  capacityFreed(): Promise<unknown>;
-}
-
-export function poolCalls(env: Env): PoolCalls {
-  // Typed by the surface above rather than PoolObject's own declaration, which
-  // gains these methods with the pool's side of the governor (issue 16).
-  const pool = (tenant: string, name: string) => poolOf(env, tenant, name) as unknown as PoolCapacitySurface;
-  return {
-    shed: (tenant, name, count) => pool(tenant, name).shed(count),
-    capacityFreed: (tenant, name) => pool(tenant, name).capacityFreed(),
-  };
-}
-
 /** The limits the Worker vars configure (ACCOUNT_MAX_CONCURRENT_SESSIONS, ACCOUNT_LAUNCHES_PER_SECOND). */
 export function configuredLimits(env: Env): Limits {
   const max = Number(env.ACCOUNT_MAX_CONCURRENT_SESSIONS);
@@ -167,13 +143,13 @@ export class CapacityGovernor extends DurableObject<Env> {
   /** How pools are reached; tests replace it. */
   pools: PoolCalls;
   private readonly weights: WeightCache;
-  /** Sheds asked of pools and still under way ("tenant/pool" → how many, until when), so a burst of refusals asks once. */
-  private readonly shedAsked = new Map<string, { count: number; until: number }>();
+  private readonly messages: PoolMessages;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.pools = poolCalls(env);
     this.weights = new WeightCache(tenantWeights(env), (work) => ctx.waitUntil(work));
+    this.messages = new PoolMessages(() => this.pools, (work) => ctx.waitUntil(work));
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql);
     });
@@ -187,7 +163,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     await this.weights.ensure([req.tenant, ...this.activeTenants()], this.clock());
     const now = this.clock();
     const { answer, freed, shed } = this.ctx.storage.transactionSync(() => this.decide(req, now));
-    this.askShed(shed, now);
+    this.messages.shed(shed, now);
     this.pokeWaiters(freed, now);
     return answer;
   }
@@ -272,7 +248,7 @@ export class CapacityGovernor extends DurableObject<Env> {
       return { freed, plan: shedPlan(limits.maxConcurrentSessions, this.used(), standings) };
     });
     const mine = plan.filter((ask) => ask.tenant === tenant && ask.pool === pool);
-    const shed = this.claimShed(mine, now).reduce((sum, ask) => sum + ask.count, 0);
+    const shed = this.messages.claimShed(mine, now).reduce((sum, ask) => sum + ask.count, 0);
     this.pokeWaiters(freed, now);
     return { shed, glance: this.glance(now) };
   }
@@ -512,29 +488,6 @@ export class CapacityGovernor extends DurableObject<Env> {
 
   // ---- telling pools ------------------------------------------------------------
 
-  /** The asks not already under way (less what each pool was asked recently), recorded as under way. */
-  private claimShed(plan: ShedAsk[], now: number): ShedAsk[] {
-    const asks: ShedAsk[] = [];
-    for (const ask of plan) {
-      const key = `${ask.tenant}/${ask.pool}`;
-      const previous = this.shedAsked.get(key);
-      const underway = previous && previous.until > now ? previous.count : 0;
-      if (ask.count <= underway) continue;
-      this.shedAsked.set(key, { count: ask.count, until: now + SHED_ASK_MS });
-      asks.push({ ...ask, count: ask.count - underway });
-    }
-    for (const [key, entry] of this.shedAsked) if (entry.until <= now) this.shedAsked.delete(key);
-    return asks;
-  }
-
-  /** Asks pools to close idle browsers (fire-and-forget). */
-  private askShed(plan: ShedAsk[], now: number): void {
-    for (const ask of this.claimShed(plan, now)) {
-      log("governor_shed_asked", { ...ask });
-      this.tell("shed", ask.tenant, ask.pool, () => this.pools.shed(ask.tenant, ask.pool, ask.count));
-    }
-  }
-
   /**
    * `freed` permits were given back: tells up to that many pools whose
    * launches wait to ask again now, those of the most starved tenants (the
@@ -550,16 +503,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     if (waiting.length === 0) return;
     const deficit = new Map(this.standings(this.limitsOf(account, now).limits.maxConcurrentSessions).map((t) => [t.tenant, t.share - t.held]));
     waiting.sort((a, b) => (deficit.get(b.tenant) ?? 0) - (deficit.get(a.tenant) ?? 0) || a.since - b.since);
-    for (const { tenant, pool } of waiting.slice(0, freed)) this.tell("capacityFreed", tenant, pool, () => this.pools.capacityFreed(tenant, pool));
-  }
-
-  /** One call to a pool, fire-and-forget, with a deadline; a failure is logged (the pool's own retries are the guarantee). */
-  private tell(call: string, tenant: string, pool: string, work: () => Promise<unknown>): void {
-    this.ctx.waitUntil(
-      withDeadline(Promise.resolve().then(work), POOL_CALL_TIMEOUT_MS, `pool ${tenant}/${pool} ${call}`).catch((error) => {
-        log("governor_pool_call_failed", { call, tenant, pool, error: message(error) });
-      }),
-    );
+    this.messages.capacityFreed(waiting.slice(0, freed));
   }
 }
 

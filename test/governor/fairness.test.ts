@@ -7,7 +7,7 @@
  * operator would; each test has a governor of its own.
  */
 import { describe, expect, it } from "vitest";
-import { SHED_ASK_MS } from "../../src/governor/object";
+import { SHED_ASK_MS } from "../../src/governor/pools";
 import { call } from "../support/http";
 import { ADMIN, tenantName } from "../support/tenants";
 import { expectWithinLimit, testGovernor } from "./governor";
