@@ -124,6 +124,14 @@ export const PROBLEMS = {
     next: "retry",
     todo: "Retry after the `Retry-After` delay, or ask for a longer `waitSeconds` to queue. If it persists, the pool is too small for its load: raise `maxSessions` (within the tenant's quota) or release leases sooner.",
   },
+  expected_wait_exceeded: {
+    title: "Expected wait exceeds waitSeconds",
+    statuses: {
+      429: "Admission control: the pool is busy and a caller at this place in its queue can expect to wait (queue position × mean lease hold ÷ sessions) longer than the `waitSeconds` asked for, so it is told at once instead of queueing to time out. `Retry-After` is that estimate.",
+    },
+    next: "retry",
+    todo: "Retry after `Retry-After`, or ask for a `waitSeconds` at least that long to queue. `GET /v1/pools/{pool}/pressure` shows the expected wait before you ask. If it persists, raise `maxSessions` (docs/capacity.md).",
+  },
   rate_limited: {
     title: "Rate limited",
     statuses: { 429: "The API key made more requests than its rate limit allows (on the CDP route: the client address did). Answered with `Retry-After`." },

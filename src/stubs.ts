@@ -28,9 +28,13 @@ export function registryOf(env: Env) {
   return hooked("registry", "registry", env.REGISTRY.get(env.REGISTRY.idFromName("registry")));
 }
 
-/** The account's capacity governor: launch permits within the account's limits, shared fairly among tenants (one object). */
-export function governorOf(env: Env) {
-  return hooked("governor", "account", env.GOVERNOR.get(env.GOVERNOR.idFromName("account")));
+/**
+ * The account's capacity governor: launch permits within the account's
+ * limits, shared fairly among tenants (one object, "account"; tests give a
+ * pool a governor of its own by name, so their limits and failures stay theirs).
+ */
+export function governorOf(env: Env, name = "account") {
+  return hooked("governor", name, env.GOVERNOR.get(env.GOVERNOR.idFromName(name)));
 }
 
 /** The tenant's object: its managed keys, quotas and fallback rate limiter (one object per tenant). */

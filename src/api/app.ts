@@ -188,6 +188,12 @@ v1.get("/pools/:pool", async (c) => {
   return c.json(unwrap(await onPool(c, pool, "describe", "repeatable", (stub) => stub.describe())));
 });
 
+// Cheap enough to poll: the pool answers from its tallies, without scanning its rows.
+v1.get("/pools/:pool/pressure", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  return c.json(unwrap(await onPool(c, pool, "pressure", "repeatable", (stub) => stub.pressure())));
+});
+
 v1.delete("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   return c.json(unwrap(await onPool(c, pool, "deletePool", "once", (stub) => stub.deletePool(c.get("tenant"), pool))));

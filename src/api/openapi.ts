@@ -18,6 +18,7 @@ import {
   LeaseStatus,
   Pool,
   PoolConfigBody,
+  Pressure,
   Problem,
   QuotaBody,
   RenewBody,
@@ -76,6 +77,7 @@ export function openApiDocument(): object {
         Lease: json(Lease),
         CreatedLease: json(CreatedLease),
         Pool: json(Pool),
+        Pressure: json(Pressure),
         Problem: withCatalogue(json(Problem)),
         AcquireBody: json(AcquireBody, "input"),
         RenewBody: json(RenewBody, "input"),
@@ -115,6 +117,13 @@ export function openApiDocument(): object {
         delete: {
           summary: "Delete the pool (refused with 409 pool_busy while a lease is active or waiting): its idle browsers are closed and its quota freed",
           responses: { "200": { description: "Deleted", content: content(ref("DeletedPool")) }, ...problems(400, 401, 404, 409, 503) },
+        },
+      },
+      "/v1/pools/{pool}/pressure": {
+        parameters: [poolParam],
+        get: {
+          summary: "How loaded the pool is: running, queued, available, expected wait, breaker, account headroom (cheap: no scan, safe to poll)",
+          responses: { "200": { description: "Pressure", content: content(ref("Pressure")) }, ...problems(400, 401, 404, 503) },
         },
       },
       "/v1/pools/{pool}/leases": {

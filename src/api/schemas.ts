@@ -28,6 +28,10 @@ export const AcquireBody = z
   .object({
     ttlSeconds: Ttl.optional(),
     waitSeconds: z.number().int().min(0).max(MAX_WAIT_SECONDS).optional(),
+    priority: z
+      .enum(["high", "normal", "low"])
+      .optional()
+      .describe("queue order while the pool is busy (default normal): first come, first served within a priority; a low caller that waited 30 s outranks a normal one arriving now, so none starves"),
     labels: Labels.optional(),
   })
   .strict();
@@ -83,6 +87,42 @@ export const CreatedLease = Lease.extend({
 });
 
 const Count = z.number().int().min(0);
+
+const Breaker = z
+  .object({
+    state: z.enum(["closed", "open", "half_open"]),
+    retryAfterSeconds: z.number().int().nullable().describe("while open: seconds until a probe launch is let through"),
+    streak: Count.describe("launches that failed in a row"),
+  })
+  .describe("the pool's circuit breaker: open after breakerThreshold launches fail in a row; acquires that need a launch then get 503 browser_unavailable");
+
+const AccountSide = z
+  .object({
+    governor: z.enum(["ok", "unreachable", "unknown"]).describe("whether the account's capacity governor answered the pool's last call (unreachable: the pool launches within its local budget, GOVERNOR_FALLBACK_SESSIONS)"),
+    unreachableSince: z.iso.datetime().nullable(),
+    limit: z.number().int().nullable().describe("the account's concurrent-browser limit, as the governor last said"),
+    used: z.number().int().nullable(),
+    headroom: z.number().int().nullable(),
+    breaker: z.enum(["closed", "open", "half_open"]).nullable().describe("the account's circuit breaker"),
+  })
+  .describe("the account's capacity, as this pool last heard it from the governor");
+
+export const Pressure = z.object({
+  pool: z.string(),
+  running: Count.describe("browsers the pool holds: launching, idle, leased, being reset or closed"),
+  leased: Count,
+  idle: Count,
+  queued: Count,
+  max: Count.describe("maxSessions"),
+  available: Count.describe("sessions a caller could get without queueing: idle ones, plus free capacity to launch into (0 while launches are paused)"),
+  expectedWaitSeconds: z.number().nullable().describe("what a new caller of normal priority can expect to wait; null until the pool has seen enough leases"),
+  warmTarget: Count.describe("idle sessions the pool keeps ready (minIdle, or from demand with warmFromDemand)"),
+  breaker: Breaker,
+  launchesPausedUntil: z.iso.datetime().nullable().describe("while launches are paused (the platform refused one, or the account had no permit)"),
+  draining: z.boolean(),
+  account: AccountSide,
+});
+
 export const Pool = z.object({
   pool: z.string(),
   config: z.object({
@@ -97,8 +137,13 @@ export const Pool = z.object({
     connectWithinSeconds: z.number().int(),
     maxSessionUses: z.number().int(),
     maxSessionAgeSeconds: z.number().int(),
+    admission: z.boolean(),
+    warmFromDemand: z.boolean(),
+    breakerThreshold: z.number().int(),
   }),
   counts: z.object({ launching: Count, idle: Count, leased: Count, resetting: Count, closing: Count, waiting: Count }),
+  breaker: Breaker,
+  account: AccountSide,
   capacity: z.object({ max: Count, inUse: Count, available: Count }),
   draining: z.boolean(),
   consistent: z.boolean(),

@@ -33,6 +33,21 @@ export interface BrowserProvider {
   probe(sessionId: string): Promise<boolean>;
   /** Opens a CDP WebSocket to the browser (the lessee's connection, proxied by the Worker); rejects if refused. */
   connect(sessionId: string): Promise<WebSocket>;
+  /**
+   * What the platform says the account may do now (`puppeteer.limits()`).
+   * Asked after a launch was refused for the limits, to back off by as long
+   * as the platform says. Locally the binding answers fixed figures that
+   * nothing enforces, so the broker never takes its concurrency from here
+   * unless the platform has just refused a launch.
+   */
+  limits(): Promise<PlatformLimits>;
+}
+
+export interface PlatformLimits {
+  maxConcurrentSessions: number;
+  allowedBrowserAcquisitions: number;
+  /** Milliseconds until the platform allows the next new browser. */
+  timeUntilNextAllowedBrowserAcquisition: number;
 }
 
 /** A launch the platform refused because a limit was reached (HTTP 429 at launch). */

@@ -13,11 +13,26 @@
  *   never connects to the browser, so it cannot compete with a client.
  */
 import puppeteer from "@cloudflare/puppeteer";
-import type { BrowserProvider, LiveSession } from "./provider";
+import type { BrowserProvider, LiveSession, PlatformLimits } from "./provider";
 import { withCdp } from "./cdp";
 import { PlatformLimitError } from "./provider";
 
 const PLATFORM = "https://fake.host";
+
+/**
+ * How long a 429 at launch says to wait, before `limits()` is asked: the
+ * Workers Free plan's daily browser time ("Browser time limit exceeded for
+ * today") comes back at the next UTC midnight; a rate or concurrency refusal
+ * after a few seconds (the pool then asks `limits()` for the exact time).
+ */
+export function limitBackoffSeconds(message: string, now: number): number {
+  if (/exceeded for today/i.test(message)) {
+    const midnight = new Date(now);
+    midnight.setUTCHours(24, 0, 0, 0);
+    return Math.max(1, Math.ceil((midnight.getTime() - now) / 1000));
+  }
+  return 5;
+}
 /** How long close waits for the platform to confirm that a browser has ended. */
 const CLOSE_CONFIRM_MS = 5_000;
 /** How long a reset waits for the previous lease's tabs to be gone (it fails, and the session is closed, after that). */
@@ -33,9 +48,14 @@ export class RenderingProvider implements BrowserProvider {
     } catch (error) {
       // @cloudflare/puppeteer reports "Unable to create new browser: code: 429: …".
       const message = error instanceof Error ? error.message : String(error);
-      if (/code: 429/.test(message)) throw new PlatformLimitError(message, 5);
+      if (/code: 429/.test(message)) throw new PlatformLimitError(message, limitBackoffSeconds(message, Date.now()));
       throw error;
     }
+  }
+
+  async limits(): Promise<PlatformLimits> {
+    const { maxConcurrentSessions, allowedBrowserAcquisitions, timeUntilNextAllowedBrowserAcquisition } = await puppeteer.limits(this.binding);
+    return { maxConcurrentSessions, allowedBrowserAcquisitions, timeUntilNextAllowedBrowserAcquisition };
   }
 
   async close(sessionId: string): Promise<void> {

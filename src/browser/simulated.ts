@@ -8,7 +8,7 @@
  * Sessions live in a module-level map, shared by every pool object of the
  * isolate, so `list()` is account-wide as on the real platform.
  */
-import type { BrowserProvider, LiveSession } from "./provider";
+import type { BrowserProvider, LiveSession, PlatformLimits } from "./provider";
 import { PlatformLimitError } from "./provider";
 
 export interface SimulationConfig {
@@ -90,5 +90,9 @@ export class SimulatedProvider implements BrowserProvider {
 
   async connect(): Promise<WebSocket> {
     throw new Error("simulated browsers cannot be driven over CDP");
+  }
+
+  async limits(): Promise<PlatformLimits> {
+    return { maxConcurrentSessions: this.config.maxBrowsers, allowedBrowserAcquisitions: Math.max(0, this.config.maxBrowsers - browsers.size), timeUntilNextAllowedBrowserAcquisition: 0 };
   }
 }

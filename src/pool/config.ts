@@ -17,6 +17,13 @@
  * - maxSessionUses / maxSessionAgeSeconds: Chromium accumulates state and
  *   memory over many leases, so a session past either is closed instead of
  *   reused (HikariCP's maxLifetime, pgbouncer's server_lifetime); 0 = no limit.
+ * - admission: a caller who would queue longer than its waitSeconds (queue
+ *   position × mean hold / sessions) is told at once (429 with Retry-After)
+ *   instead of queueing to time out.
+ * - warmFromDemand: keep as many idle sessions as arrive during one launch
+ *   (capacity.ts), within minIdle..maxSessions and the tenant's fair share.
+ * - breakerThreshold: launches failing in a row that open the pool's circuit
+ *   breaker (capacity.ts); 0 turns it off.
  */
 import { z } from "zod";
 
@@ -36,6 +43,9 @@ export const DEFAULT_CONFIG = {
   connectWithinSeconds: 60,
   maxSessionUses: 100,
   maxSessionAgeSeconds: 1800,
+  admission: true,
+  warmFromDemand: false,
+  breakerThreshold: 5,
 } as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -54,6 +64,9 @@ export const PoolConfigPatch = z
     connectWithinSeconds: int(0, MAX_TTL_LIMIT_SECONDS),
     maxSessionUses: int(0, 1_000_000),
     maxSessionAgeSeconds: z.union([z.literal(0), int(60, 7 * 24 * 3600)]),
+    admission: z.boolean(),
+    warmFromDemand: z.boolean(),
+    breakerThreshold: int(0, 1000),
   })
   .partial()
   .strict();

@@ -31,6 +31,7 @@ import {
   type Step,
   tick,
 } from "./machine";
+import { launchDeferred } from "./permits";
 import type { PoolShell } from "./shell";
 
 /**
@@ -70,7 +71,10 @@ export class Effects {
   private start(effect: Effect, epoch: number): void {
     switch (effect.kind) {
       case "launch":
-        this.shell.track(this.launch(effect.row, epoch));
+        this.shell.track(this.launch(effect.row, effect.warm, epoch));
+        break;
+      case "returnPermits":
+        this.shell.track(this.shell.account.release(effect.rows));
         break;
       case "close":
         this.shell.track(
@@ -174,23 +178,46 @@ export class Effects {
   }
 
   /**
-   * Starts a launch. Its outcome is recorded whenever the platform answers, even
-   * after the deadline (a late browser is then closed). The deadline itself is
+   * Starts a launch, once the account's governor gave its permit (account.ts;
+   * without one the launch is deferred, and its caller waits on). Its outcome
+   * is recorded whenever the platform answers, even after the deadline (a late
+   * browser is then closed), and told to the governor. The deadline itself is
    * enforced by `tick`, from the alarm and from a timer here, whichever is first.
    */
-  private launch(row: number, epoch: number): Promise<unknown> {
+  private launch(row: number, warm: boolean, epoch: number): Promise<unknown> {
     const timeoutMs = this.shell.config().launchTimeoutSeconds * 1000;
-    const attempt = (async () => this.shell.provider.launch({ keepAliveMs: this.shell.keepAliveMs }))().then(
-      (sessionId) => this.shell.after(epoch, (s) => launchSucceeded(s, row, sessionId)),
-      (error) =>
-        this.shell.after(epoch, (s) =>
-          launchFailed(s, row, {
-            message: message(error),
-            platformLimited: error instanceof PlatformLimitError,
-            ...(error instanceof PlatformLimitError ? { retryAfterSeconds: error.retryAfterSeconds } : {}),
-          }),
-        ),
-    );
+    const { account, provider } = this.shell;
+    const attempt = (async () => {
+      const permit = await account.request(row, warm);
+      if (!this.shell.current(epoch)) return;
+      if (!permit.ok) {
+        this.shell.after(epoch, (s) => launchDeferred(s, row, permit));
+        return;
+      }
+      if (permit.fallback) this.shell.after(epoch, (s) => s.db.count("governor_fallback", {}));
+      // The launch may have timed out (and its permit been given back) while the permit was asked for.
+      if (this.shell.db.session(row)?.state !== "launching") {
+        await account.release([row]);
+        return;
+      }
+      try {
+        const sessionId = await provider.launch({ keepAliveMs: this.shell.keepAliveMs });
+        this.shell.track(account.settle(row, { kind: "launched" }));
+        this.shell.after(epoch, (s) => launchSucceeded(s, row, sessionId));
+      } catch (error) {
+        if (!(error instanceof PlatformLimitError)) {
+          this.shell.track(account.settle(row, { kind: "failed" }));
+          this.shell.after(epoch, (s) => launchFailed(s, row, { message: message(error), platformLimited: false }));
+          return;
+        }
+        // The platform refused for its limits: back off by as long as it says.
+        const platform = await withDeadline(provider.limits(), CHECK_TIMEOUT_MS, "the platform's limits").catch(() => undefined);
+        const waitMs = platform ? platform.timeUntilNextAllowedBrowserAcquisition : 0;
+        const retryAfterSeconds = Math.max(1, waitMs > 0 ? Math.ceil(waitMs / 1000) : error.retryAfterSeconds);
+        this.shell.track(account.settle(row, { kind: "limited", retryAfterMs: retryAfterSeconds * 1000, ...(platform ? { platform } : {}) }));
+        this.shell.after(epoch, (s) => launchFailed(s, row, { message: message(error), platformLimited: true, retryAfterSeconds }));
+      }
+    })();
     return raceDeadline(attempt, timeoutMs + 50, () => this.shell.after(epoch, tick));
   }
 

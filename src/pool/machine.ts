@@ -28,13 +28,27 @@
  * timeout via `tick`, restart via `recover`) moves it out of `launching`.
  */
 import type { Failure } from "../result";
+import {
+  admission,
+  launchBroke,
+  launchGate,
+  launchWorked,
+  markProbe,
+  recordArrival,
+  recordHold,
+  recordLaunch,
+  warmTarget,
+} from "./capacity";
 import type { PoolConfig } from "./config";
 import type { LeaseRow, SessionRow } from "./schema";
 import type { Counts, PoolStore } from "./store";
 
 
 export type Effect =
-  | { kind: "launch"; row: number }
+  /** Start a browser for the `launching` row (after the account's governor gave a permit; `warm`: nobody waits for it). */
+  | { kind: "launch"; row: number; warm: boolean }
+  /** The browsers of these rows no longer run (closed, failed, never launched): give their permits back to the account. */
+  | { kind: "returnPermits"; rows: number[] }
   | { kind: "close"; row: number; sessionId: string }
   /** Clean a released session for the next lease, once every client of `leaseId` has disconnected. */
   | { kind: "reset"; row: number; sessionId: string; leaseId: string }
@@ -79,8 +93,20 @@ export const ALIVE_BYPASS_MS = 5_000;
 /** How long the check before a borrow may take before the session counts as dead. */
 export const CHECK_TIMEOUT_MS = 5_000;
 
+export type Priority = "high" | "normal" | "low";
+export const PRIORITY_LEVEL: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+/**
+ * Priority with ageing: a waiter's rank is its arrival time moved this much
+ * earlier for `high`, later for `low`. FIFO holds within a priority, and a
+ * `low` caller that has waited this long outranks a `normal` one arriving
+ * now (twice this, a `high` one): low never starves.
+ */
+export const PRIORITY_AGEING_MS = 30_000;
+
 export interface LeaseRequest {
   id: string;
+  /** Default "normal". */
+  priority?: Priority;
   owner: string;
   labels: Record<string, string>;
   ttlMs: number;
@@ -115,19 +141,15 @@ export interface LaunchError {
 export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const { db, now, config } = step;
   if (isDraining(step.db)) return rejected(step, draining());
+  recordArrival(step);
   const counts = db.counts();
   const waiting = counts.waiting;
   const hasCapacity = liveOf(counts) < config.maxSessions;
   const idle = waiting === 0 && counts.idle > 0 ? db.oldestIdle() : undefined;
-  const blockedUntil = launchesBlockedUntil(step);
-  if (!idle && req.waitMs === 0 && hasCapacity && blockedUntil > now) {
-    return rejected(step, {
-      status: 503,
-      code: "browser_unavailable",
-      detail: "the platform's browser limit was reached; launches are paused",
-      retryAfter: Math.max(1, Math.ceil((blockedUntil - now) / 1000)),
-    });
-  }
+  const priority = PRIORITY_LEVEL[req.priority ?? "normal"];
+  const rank = now + (priority - 1) * PRIORITY_AGEING_MS;
+  const turnedAway = idle ? undefined : admission(step, { hasCapacity, waitMs: req.waitMs, rank, live: liveOf(counts) });
+  if (turnedAway) return rejected(step, turnedAway);
   let waitUntil = now + req.waitMs;
   if (!idle && !hasCapacity) {
     if (req.waitMs === 0) {
@@ -159,6 +181,9 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     idempotency_key: req.idempotencyKey,
     token_hash: req.tokenHash,
     connected_at: null,
+    priority,
+    rank,
+    wait_ms: req.waitMs,
   };
   if (idle && isFresh(step, idle)) {
     // The common case, written once: the lease is inserted already active on
@@ -206,16 +231,13 @@ export function launchSucceeded(step: Step, row: number, sessionId: string): voi
   }
   const launched: SessionRow = { ...session, session_id: sessionId, launched_at: now, alive_at: now };
   db.updateSession(row, { session_id: sessionId, launched_at: now, alive_at: now });
-  if (Number(db.getMeta("launch_failure_streak") ?? 0) > 0) {
-    db.setMeta("launch_failure_streak", "0");
-    db.setMeta("launch_failure_streak_alerted", "0");
-  }
+  launchWorked(step);
+  recordLaunch(step, now - session.created_at);
   db.journal(now, "launched", session.lease_id, row, { sessionId, launchMs: now - session.created_at });
   db.observe("launch_duration_seconds", {}, (now - session.created_at) / 1000);
   step.effects.push({ kind: "register", row, sessionId });
-  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
-  if (owner?.status === "waiting") grant(step, owner, launched);
-  else offer(step, launched);
+  // First come, first served: the head of the queue gets it, whoever it was launched for.
+  offer(step, launched, true);
 }
 
 /** A launch failed. The slot is freed and the waiter it was for is told why. */
@@ -226,10 +248,13 @@ export function launchFailed(step: Step, row: number, error: LaunchError): void 
   db.updateSession(row, { state: "failed", ended_at: now, end_reason: "launch_failed", deadline: null });
   db.journal(now, "launch_failed", session.lease_id, row, { error: error.message, platformLimited: error.platformLimited });
   db.count("launch_failures", { reason: error.platformLimited ? "platform_limit" : "error" });
-  bumpLaunchFailureStreak(step);
+  step.effects.push({ kind: "returnPermits", rows: [row] });
+  // The platform's pacing (429) is not the browser failing: it never trips the breaker.
+  if (!error.platformLimited) launchBroke(step, row);
   if (error.platformLimited) {
-    // Back off: launching again at once would only be refused again.
+    // Back off for as long as the platform said: launching again at once would only be refused again.
     db.setMeta("launch_blocked_until", String(now + (error.retryAfterSeconds ?? 5) * 1000));
+    db.setMeta("launch_blocked_reason", "platform_limited");
   }
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
   if (owner?.status === "waiting") {
@@ -374,10 +399,9 @@ function readied(step: Step, row: number, event: string): void {
   const session = db.session(row);
   if (session?.state !== "resetting") return;
   db.journal(now, event, session.lease_id, row);
-  const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
-  // It just proved alive: whoever gets it records that in the same write.
-  if (owner?.status === "waiting") grant(step, owner, session, true);
-  else offer(step, session, true);
+  // It just proved alive: whoever gets it (the head of the queue, first come,
+  // first served, whoever it was checked for) records that in the same write.
+  offer(step, session, true);
 }
 
 export function closeSucceeded(step: Step, row: number): void {
@@ -460,7 +484,8 @@ export function tick(step: Step): void {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "launch_timeout", deadline: null });
     db.journal(now, "launch_timeout", session.lease_id, session.id);
     db.count("launch_failures", { reason: "timeout" });
-    bumpLaunchFailureStreak(step);
+    step.effects.push({ kind: "returnPermits", rows: [session.id] });
+    launchBroke(step, session.id);
     const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
     if (owner?.status === "waiting") {
       failWaiter(step, owner, "launch_timeout", {
@@ -506,11 +531,12 @@ export function tick(step: Step): void {
     });
   }
   let idle = db.counts().idle;
+  const target = warmTarget(step);
   for (const session of db.sessionsDue("idle", now)) {
     if (pastLifetime(step, session)) {
       startClosing(step, session, "recycled", { uses: session.uses });
       idle -= 1;
-    } else if (idle > config.minIdle) {
+    } else if (idle > target) {
       startClosing(step, session, "idle_timeout");
       idle -= 1;
     } else {
@@ -537,6 +563,7 @@ export function recover(step: Step): void {
     db.updateSession(session.id, { state: "failed", ended_at: now, end_reason: "object_restarted", deadline: null });
     db.journal(now, "launch_abandoned", session.lease_id, session.id);
     db.count("launch_failures", { reason: "restart" });
+    step.effects.push({ kind: "returnPermits", rows: [session.id] });
   }
   // Read before the resets below start closing, so each browser gets exactly one close.
   const closing = db.sessionsIn("closing");
@@ -570,33 +597,39 @@ export function pump(step: Step): void {
   // One read of the tallies, kept up to date below as grants and launches change them.
   const counts = db.counts();
   while (counts.waiting > 0 && counts.idle > 0) {
-    // The oldest waiter that no session is being checked for gets the oldest
-    // idle session: at once if it proved alive a moment ago, else after a check.
-    const waiter = db.oldestWaiterUnchecked();
-    if (!waiter) break;
     const idle = db.oldestIdle()!;
-    counts.idle -= 1;
     if (isFresh(step, idle)) {
-      grant(step, waiter, idle);
+      // First come, first served: the head of the queue, even if a check or a
+      // launch is under way for it (that passes to the next waiter).
+      serveHead(step, idle);
+      counts.idle -= 1;
       counts.waiting -= 1;
       counts.leased += 1;
-    } else {
-      startCheck(step, idle, waiter);
-      counts.resetting += 1;
+      continue;
     }
+    // A staler one is checked first, for the oldest waiter no check is under way for.
+    const waiter = db.oldestWaiterUnchecked();
+    if (!waiter) break;
+    counts.idle -= 1;
+    startCheck(step, idle, waiter);
+    counts.resetting += 1;
   }
-  if (launchesBlockedUntil(step) > now) return;
+  const gate = launchGate(step);
+  if (gate.blockedUntil > now) return;
   let free = config.maxSessions - liveOf(counts);
+  if (gate.probeOnly) free = Math.min(free, 1);
   if (free <= 0) return;
+  const reserved = (waiter: LeaseRow | null) => {
+    const row = reserveLaunch(step, waiter);
+    if (gate.probeOnly) markProbe(step, row);
+    free -= 1;
+  };
   if (counts.waiting > 0) {
-    for (const waiter of db.waitersWithoutReservation(free)) {
-      reserveLaunch(step, waiter);
-      free -= 1;
-    }
+    for (const waiter of db.waitersWithoutReservation(free)) reserved(waiter);
   }
   if (isDraining(step.db)) return;
-  let warm = config.minIdle - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
-  for (; warm > 0 && free > 0; warm -= 1, free -= 1) reserveLaunch(step, null);
+  let warm = warmTarget(step) - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
+  for (; warm > 0 && free > 0; warm -= 1) reserved(null);
 }
 
 /** Sessions holding a slot of capacity. */
@@ -613,11 +646,7 @@ export function keepReconciling(step: Step): void {
   step.db.setMeta("reconcile_until", String(step.now + step.keepAliveMs));
 }
 
-function launchesBlockedUntil(step: Step): number {
-  return Number(step.db.getMeta("launch_blocked_until") ?? 0);
-}
-
-function reserveLaunch(step: Step, waiter: LeaseRow | null): void {
+function reserveLaunch(step: Step, waiter: LeaseRow | null): number {
   const { db, now, config } = step;
   const deadline = now + config.launchTimeoutSeconds * 1000;
   const row = db.insertLaunching(waiter?.id ?? null, now, deadline);
@@ -626,11 +655,16 @@ function reserveLaunch(step: Step, waiter: LeaseRow | null): void {
   // is about to succeed.
   if (waiter && waiter.wait_deadline! < deadline) db.updateLease(waiter.id, { wait_deadline: deadline });
   db.journal(now, "launch_reserved", waiter?.id ?? null, row, { deadline });
-  step.effects.push({ kind: "launch", row });
+  step.effects.push({ kind: "launch", row, warm: waiter === null });
+  return row;
 }
 
-/** `session` gets `lease`; `proven` when it proved alive just now (its alive_at is written in the same update). */
-function grant(step: Step, lease: LeaseRow, session: SessionRow, proven = false): void {
+/**
+ * `session` gets `lease`; `proven` when it proved alive just now (its alive_at
+ * is written in the same update). Returns the launches and checks that were
+ * under way for the lease, now owned by nobody.
+ */
+function grant(step: Step, lease: LeaseRow, session: SessionRow, proven = false): SessionRow[] {
   const { db, now } = step;
   const row = session.id;
   db.updateLease(lease.id, {
@@ -650,10 +684,28 @@ function grant(step: Step, lease: LeaseRow, session: SessionRow, proven = false)
   });
   // A launch or check under way for this caller is no longer needed by it: it
   // becomes unowned and will be offered to the next waiter (or kept warm) when it lands.
-  for (const other of db.reservationsOf(lease.id)) db.updateSession(other.id, { lease_id: null });
+  const freed = db.reservationsOf(lease.id);
+  for (const other of freed) db.updateSession(other.id, { lease_id: null });
   db.journal(now, "granted", lease.id, row, { sessionId: session.session_id, waitedMs: now - lease.created_at, uses: session.uses + 1 });
   db.observe("queue_wait_seconds", {}, (now - lease.created_at) / 1000);
   step.effects.push({ kind: "grant", leaseId: lease.id });
+  return freed;
+}
+
+/**
+ * The head of the queue gets `session`. A launch or check that was under way
+ * for the head is not wasted: it passes to the oldest waiter that has none,
+ * who waits for it as its owner did (at least until its deadline).
+ */
+function serveHead(step: Step, session: SessionRow, proven = false): void {
+  const { db } = step;
+  const head = db.oldestWaiter()!;
+  for (const reservation of grant(step, head, session, proven)) {
+    const heir = db.waitersWithoutReservation(1)[0];
+    if (!heir) break;
+    db.updateSession(reservation.id, { lease_id: heir.id });
+    if (reservation.deadline !== null && heir.wait_deadline! < reservation.deadline) db.updateLease(heir.id, { wait_deadline: reservation.deadline });
+  }
 }
 
 /** A session is free (and just proved alive): the oldest waiter gets it, or it waits idle; one past its lifetime is closed instead. */
@@ -664,9 +716,8 @@ function offer(step: Step, session: SessionRow, proven = false): void {
     pump(step);
     return;
   }
-  const waiter = db.oldestWaiter();
-  if (waiter) {
-    grant(step, waiter, session, proven);
+  if (db.oldestWaiter()) {
+    serveHead(step, session, proven);
     return;
   }
   db.updateSession(session.id, {
@@ -759,9 +810,10 @@ export function vanish(step: Step, session: SessionRow): void {
   db.setMeta("vanished_total", String(Number(db.getMeta("vanished_total") ?? 0) + 1));
 }
 
-/** A session's slot is free: it is closed, and a registered browser is forgotten by the registry. */
+/** A session's slot is free: it is closed, its permit goes back to the account, and a registered browser is forgotten by the registry. */
 export function closed(step: Step, session: SessionRow, fields: Partial<SessionRow>): void {
   step.db.updateSession(session.id, { state: "closed", ended_at: step.now, deadline: null, lease_id: null, missed_at: null, ...fields });
+  step.effects.push({ kind: "returnPermits", rows: [session.id] });
   if (session.registered === 1 && session.session_id) step.effects.push({ kind: "forget", row: session.id, sessionId: session.session_id });
 }
 
@@ -772,11 +824,6 @@ export function closed(step: Step, session: SessionRow, fields: Partial<SessionR
  */
 function markExhausted(step: Step): void {
   if (!step.db.getMeta("exhausted_since")) step.db.setMeta("exhausted_since", String(step.now));
-}
-
-/** Launch failures since the last successful launch (the shell alerts on a streak). */
-function bumpLaunchFailureStreak(step: Step): void {
-  step.db.setMeta("launch_failure_streak", String(Number(step.db.getMeta("launch_failure_streak") ?? 0) + 1));
 }
 
 function clearExhausted(step: Step): void {
@@ -798,11 +845,19 @@ export function endActive(step: Step, lease: LeaseRow, reason: EndReason): Lease
   db.updateLease(lease.id, { status, ended_at: now, end_reason: reason });
   db.journal(now, reason, lease.id, lease.session_row, { heldMs: now - (lease.granted_at ?? now) });
   db.observe("lease_duration_seconds", { reason }, (now - (lease.granted_at ?? now)) / 1000);
+  // Only holds that ended as their holder meant teach admission control how long a lease lasts.
+  if (reason === "released" || reason === "expired") recordHold(step, now - (lease.granted_at ?? now));
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
   const reusable = reason === "released" || reason === "not_connected" || reason === "abandoned";
-  if (reusable && config.reuse && !pastLifetime(step, session)) {
+  const owed = Number(db.getMeta("shed_owed") ?? 0);
+  if (reusable && owed > 0) {
+    // The account asked this pool to give a browser back (shed): this one goes.
+    db.setMeta("shed_owed", String(owed - 1));
+    startClosing(step, session, "shed");
+    pump(step);
+  } else if (reusable && config.reuse && !pastLifetime(step, session)) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
     step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
   } else if (reusable && config.reuse) {

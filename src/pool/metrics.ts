@@ -16,7 +16,7 @@ export const HISTOGRAMS = {
 } as const;
 
 export type HistogramName = keyof typeof HISTOGRAMS;
-export type CounterName = "acquire_failures" | "launch_failures";
+export type CounterName = "acquire_failures" | "launch_failures" | "launch_deferred" | "breaker_opened" | "governor_fallback";
 
 export interface HistogramSnapshot {
   name: HistogramName;

@@ -30,6 +30,7 @@ import {
   requestLease,
 } from "./machine";
 import { drain, forceRelease, purgeIdle, resume } from "./operations";
+import { permitsAvailable, shed } from "./permits";
 import { type ReconcileReport } from "./reconcile";
 import type { LeaseRow, LeaseStatus } from "./schema";
 import { IDEMPOTENCY_TTL_MS, PoolShell } from "./shell";
@@ -45,11 +46,14 @@ import {
   type LeaseView,
   type PoolDashboard,
   type PoolMetrics,
+  type PoolPressure,
   type PoolView,
+  breakerView,
   poolView,
+  pressureView,
 } from "./views";
 
-export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolView } from "./views";
+export type { AcquireInput, AcquireView, ConnectGrant, LeaseEvent, LeaseView, PoolDashboard, PoolMetrics, PoolPressure, PoolView } from "./views";
 
 export class PoolObject extends DurableObject<Env> {
   private readonly shell: PoolShell;
@@ -98,6 +102,11 @@ export class PoolObject extends DurableObject<Env> {
   /** Replaces the browser provider (fault injection in tests, simulation in benchmarks). */
   useProvider(provider: BrowserProvider): void {
     this.shell.provider = provider;
+  }
+
+  /** The account's governor this pool asks for permits (tests: one of the test's own, by name). */
+  useGovernor(name: string): void {
+    this.shell.account.governorName = name;
   }
 
   /** Resolves when no effect is in flight any more (tests await this instead of sleeping). */
@@ -158,6 +167,7 @@ export class PoolObject extends DurableObject<Env> {
         waitMs: (input.waitSeconds ?? 0) * 1000,
         idempotencyKey: key,
         tokenHash: input.tokenHash ?? null,
+        ...(input.priority ? { priority: input.priority } : {}),
       });
       if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
       return result;
@@ -304,6 +314,27 @@ export class PoolObject extends DurableObject<Env> {
     return this.lifecycle.delete(asTenant, asPool);
   }
 
+  /** GET /v1/pools/{pool}/pressure: how loaded the pool is, from its tallies and meta (no scan of its rows). */
+  async pressure(): Promise<Result<PoolPressure>> {
+    if (!this.shell.serving()) return fail(notFound("pool"));
+    return { ok: true, value: pressureView(this.shell) };
+  }
+
+  // ---- RPC: the account's capacity governor (src/governor) ------------------------------
+
+  /** The governor asks this pool to give `count` browsers back to the account (its tenant is above its fair share). */
+  async shed(count: number): Promise<number> {
+    if (!this.shell.serving()) return 0;
+    const shedding = this.shell.transition((step) => shed(step, count));
+    if (shedding > 0) log("shedding", { pool: this.shell.name(), count: shedding });
+    return shedding;
+  }
+
+  /** The governor says account capacity came free: a launch waiting for a permit is tried again now. */
+  async capacityFreed(): Promise<void> {
+    if (this.shell.serving()) this.shell.transition(permitsAvailable);
+  }
+
   /** Everything GET /metrics shows for this pool; undefined if it was never created. */
   async metrics(): Promise<PoolMetrics | undefined> {
     if (!this.shell.serving()) return undefined;
@@ -315,6 +346,8 @@ export class PoolObject extends DurableObject<Env> {
       maxSessions: config.maxSessions,
       maxWaiters: config.maxWaiters,
       consistent: this.telemetry.lastCheck()?.consistent ?? true,
+      breaker: breakerView(this.shell),
+      governorUnreachable: this.shell.account.unreachable(),
       counters: this.db.counters(),
       histograms: this.db.histograms(),
       reconciled: this.shell.reconciledTotal(),

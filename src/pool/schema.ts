@@ -46,7 +46,7 @@ export type SessionRow = {
 
 export type LeaseRow = {
   id: string;
-  /** Arrival order; waiters are served by ascending seq (FIFO). */
+  /** Arrival order; waiters of equal rank are served by ascending seq (FIFO). */
   seq: number;
   status: LeaseStatus;
   session_row: number | null;
@@ -66,6 +66,12 @@ export type LeaseRow = {
   token_hash: string | null;
   /** When a client first connected to the lease's browser; null = never (see connectWithinSeconds). */
   connected_at: number | null;
+  /** 0 high, 1 normal, 2 low. */
+  priority: number;
+  /** Queue order: created_at shifted by the priority (machine.ts, PRIORITY_AGEING_MS); ties by seq. */
+  rank: number;
+  /** The waitSeconds asked for, in ms: a caller's wait returns to it when a launch it waited for is deferred. */
+  wait_ms: number;
 };
 
 /** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
@@ -231,6 +237,18 @@ const MIGRATIONS: Migration[] = [
          WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'created_at')
        ON CONFLICT (key) DO NOTHING`,
       `DELETE FROM meta WHERE key = 'deleting'`,
+    ],
+  },
+  {
+    // Priority with ageing: waiters are served by rank (arrival time moved
+    // earlier for high priority, later for low), then arrival order.
+    version: 8,
+    statements: [
+      `ALTER TABLE leases ADD COLUMN priority INTEGER NOT NULL DEFAULT 1`,
+      `ALTER TABLE leases ADD COLUMN rank INTEGER NOT NULL DEFAULT 0`,
+      `ALTER TABLE leases ADD COLUMN wait_ms INTEGER NOT NULL DEFAULT 0`,
+      `UPDATE leases SET rank = created_at`,
+      `CREATE INDEX leases_waiting_rank ON leases (rank, seq) WHERE status = 'waiting'`,
     ],
   },
 ];

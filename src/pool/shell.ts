@@ -22,7 +22,9 @@ import { AlarmSchedule } from "./alarm";
 import { Callers } from "./callers";
 import { Effects } from "./effects";
 import { DEFAULT_CONFIG, type PoolConfig } from "./config";
-import { RECONCILE_INTERVAL_MS, type Step, tick } from "./machine";
+import { liveOf, RECONCILE_INTERVAL_MS, type Step, tick } from "./machine";
+import { AccountLink } from "./account";
+import { shed as shedSessions } from "./permits";
 import { poolState, type PoolState } from "./operations";
 import { reconcile, type ReconcileReport } from "./reconcile";
 import { hasSchema, type LeaseRow, migrate } from "./schema";
@@ -66,6 +68,8 @@ export class PoolShell {
   /** Deadlines of the pool's own I/O; tests shorten them. */
   readonly timeouts = { ...IO_TIMEOUTS };
   readonly callers = new Callers();
+  /** The pool's calls to the account's capacity governor (permits for launches). */
+  readonly account: AccountLink;
   readonly telemetry: Telemetry;
   /** Performs the effects transitions ask for (effects.ts). */
   readonly effects: Effects;
@@ -95,6 +99,13 @@ export class PoolShell {
     this.keepAliveMs = keepAliveOf(env());
     this.alarms = new AlarmSchedule(ctx.storage, () => this.name());
     this.effects = new Effects(this);
+    this.account = new AccountLink({
+      env,
+      tenant: () => this.tenant,
+      pool: () => this.poolName,
+      clock: () => this.clock(),
+      live: () => liveOf(this.db.counts()),
+    });
     this.telemetry = new Telemetry({
       env,
       db: this.db,
@@ -193,6 +204,11 @@ export class PoolShell {
     const step = this.newStep();
     this.atomically(() => fn(step));
     if (step.effects.length > 0) throw new Error(`a recorded transition asked for I/O (${step.effects.map((e) => e.kind).join(", ")})`);
+  }
+
+  /** A step for reading only (views): what a transition would see now. Nothing may be written through it. */
+  peek(): Step {
+    return this.newStep();
   }
 
   /** What a transition runs with: the store, the time now, the config, and no effects yet. */
@@ -351,6 +367,7 @@ export class PoolShell {
     const listedAt = this.clock();
     this.atomically(() => this.db.setMeta("next_reconcile_at", String(listedAt + RECONCILE_INTERVAL_MS)));
     this.arm(listedAt);
+    this.track(this.syncPermits(epoch));
     let live: Set<string>;
     try {
       live = new Set((await withDeadline(this.provider.list(), this.timeouts.list, "the platform's session list")).map((s) => s.sessionId));
@@ -374,6 +391,18 @@ export class PoolShell {
     if (report.vanished) {
       this.telemetry.alert("capacity_reclaimed", `reconciliation freed ${report.vanished} session(s) whose browsers were gone`, { ...report });
     }
+  }
+
+  /**
+   * Tells the account's governor every permit the pool holds (so it renews
+   * them, adopts those launched while it was unreachable, and drops what a lost
+   * release left behind), and gives back the browsers it asks for. Beside
+   * reconciliation, at its pace (every RECONCILE_INTERVAL_MS while the pool
+   * holds anything); the governor's permits outlive a few missed rounds.
+   */
+  private async syncPermits(epoch: number): Promise<void> {
+    const shed = await this.account.sync(this.db.liveRows());
+    if (shed > 0 && this.current(epoch) && this.serving()) this.transition((step) => shedSessions(step, shed));
   }
 
   /** Reconciliation's fixes since the pool was created. */

@@ -102,6 +102,19 @@ export class PoolStore extends PoolRecords {
       .one().id;
   }
 
+  /** The rows of every session holding a slot (each holds one of the account's permits). */
+  liveRows(): number[] {
+    return this.sql
+      .exec<{ id: number }>(`SELECT id FROM sessions WHERE state IN ('launching', 'idle', 'leased', 'resetting', 'closing')`)
+      .toArray()
+      .map((row) => row.id);
+  }
+
+  /** Removes a `launching` row whose launch never started (the account gave no permit): it leaves no history. */
+  deleteSession(id: number): void {
+    this.sql.exec(`DELETE FROM sessions WHERE id = ? AND state = 'launching'`, id);
+  }
+
   updateSession(id: number, fields: Partial<Omit<SessionRow, "id">>): void {
     const keys = Object.keys(fields) as (keyof typeof fields)[];
     if (keys.length === 0) return;
@@ -207,8 +220,8 @@ export class PoolStore extends PoolRecords {
   insertLease(row: LeaseRow): void {
     this.sql.exec(
       `INSERT INTO leases (id, seq, status, session_row, session_id, owner, labels, ttl_ms, created_at, wait_deadline,
-        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash, connected_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash, connected_at, priority, rank, wait_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.seq,
       row.status,
@@ -226,6 +239,9 @@ export class PoolStore extends PoolRecords {
       row.idempotency_key,
       row.token_hash,
       row.connected_at,
+      row.priority,
+      row.rank,
+      row.wait_ms,
     );
   }
 
@@ -236,9 +252,18 @@ export class PoolStore extends PoolRecords {
     this.sql.exec(`UPDATE leases SET ${assignments} WHERE id = ?`, ...keys.map((k) => fields[k] ?? null), id);
   }
 
-  /** Waiting leases in arrival order (FIFO). */
+  /** Waiting leases in queue order: by rank (arrival shifted by priority), then arrival. */
   waiters(limit = 1000): LeaseRow[] {
-    return this.sql.exec<LeaseRow>(`SELECT * FROM leases WHERE status = 'waiting' ORDER BY seq LIMIT ?`, limit).toArray();
+    return this.sql
+      .exec<LeaseRow>(`SELECT * FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting' ORDER BY rank, seq LIMIT ?`, limit)
+      .toArray();
+  }
+
+  /** How many waiters are ahead of a new one of this rank (queued before it, rank for rank). */
+  waitersAhead(rank: number): number {
+    return this.sql
+      .exec<{ n: number }>(`SELECT COUNT(*) AS n FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting' AND rank <= ?`, rank)
+      .one().n;
   }
 
   oldestWaiter(): LeaseRow | undefined {
@@ -252,7 +277,7 @@ export class PoolStore extends PoolRecords {
       .exec<LeaseRow>(
         `SELECT l.* FROM leases l WHERE l.status = 'waiting'
            AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state = 'resetting' AND s.lease_id = l.id)
-         ORDER BY l.seq LIMIT 1`,
+         ORDER BY l.rank, l.seq LIMIT 1`,
       )
       .toArray()[0];
   }
@@ -263,7 +288,7 @@ export class PoolStore extends PoolRecords {
       .exec<LeaseRow>(
         `SELECT l.* FROM leases l WHERE l.status = 'waiting'
            AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state IN ('launching','resetting') AND s.lease_id = l.id)
-         ORDER BY l.seq LIMIT ?`,
+         ORDER BY l.rank, l.seq LIMIT ?`,
         limit,
       )
       .toArray();

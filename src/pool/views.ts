@@ -3,8 +3,10 @@
  * (the Worker turns them into the HTTP API's JSON) and the functions that build
  * them from rows. No decisions and no storage writes live here.
  */
+import type { AccountView } from "./account";
+import { type BreakerState, breakerOf, expectedWaitMs, launchGate, meanLaunchMs, warmTarget } from "./capacity";
 import type { PoolConfig } from "./config";
-import { isDraining, liveOf } from "./machine";
+import { isDraining, liveOf, type Priority } from "./machine";
 import { type ReconcileReport } from "./reconcile";
 import type { PoolShell } from "./shell";
 import type { CounterSnapshot, HistogramSnapshot } from "./metrics";
@@ -30,6 +32,8 @@ export interface PoolView {
   pool: string;
   config: PoolConfig;
   counts: Counts;
+  breaker: BreakerView;
+  account: AccountView;
   capacity: { max: number; inUse: number; available: number };
   /** True while an operator has drained the pool: it grants nothing until resumed. */
   draining: boolean;
@@ -52,6 +56,37 @@ export interface LeaseEvent {
   detail?: Record<string, unknown>;
 }
 
+/** The pool's circuit breaker (capacity.ts). */
+export interface BreakerView {
+  state: BreakerState;
+  /** While open: seconds until it lets a probe launch through. */
+  retryAfterSeconds: number | null;
+  /** Launches that failed in a row. */
+  streak: number;
+}
+
+/** GET /v1/pools/{pool}/pressure: cheap (tallies and meta only), for clients deciding whether to ask now. */
+export interface PoolPressure {
+  pool: string;
+  /** Browsers the pool holds (launching, idle, leased, being reset or closed). */
+  running: number;
+  leased: number;
+  idle: number;
+  queued: number;
+  max: number;
+  /** Sessions a caller could get without queueing: idle ones, and free capacity to launch into (0 while launches are held back). */
+  available: number;
+  /** What a new caller (normal priority) can expect to wait; null while the pool has seen too few leases to say. */
+  expectedWaitSeconds: number | null;
+  /** Idle sessions the pool keeps ready (minIdle, or from demand with warmFromDemand). */
+  warmTarget: number;
+  breaker: BreakerView;
+  /** While launches are paused (the platform refused, or the account had no permit), until when. */
+  launchesPausedUntil: string | null;
+  draining: boolean;
+  account: AccountView;
+}
+
 export interface PoolMetrics {
   tenant: string;
   pool: string;
@@ -59,6 +94,9 @@ export interface PoolMetrics {
   maxSessions: number;
   maxWaiters: number;
   consistent: boolean;
+  breaker: BreakerView;
+  /** Whether the pool could reach the account's governor at its last call. */
+  governorUnreachable: boolean;
   counters: CounterSnapshot[];
   histograms: HistogramSnapshot[];
   /** Reconciliation's fixes since the pool was created. */
@@ -81,6 +119,8 @@ export interface AcquireInput {
   owner: string;
   ttlSeconds?: number;
   waitSeconds?: number;
+  /** Queue order among waiters (machine.ts: FIFO within a priority, with ageing). */
+  priority?: Priority;
   labels?: Record<string, string>;
   idempotencyKey?: string;
   /** Hash of the request body, to refuse a reused Idempotency-Key with a different request. */
@@ -153,6 +193,8 @@ export function poolView(shell: PoolShell): PoolView {
     pool: shell.poolName,
     config,
     counts,
+    breaker: breakerView(shell),
+    account: shell.account.view(),
     capacity: { max: config.maxSessions, inUse, available: Math.max(0, config.maxSessions - inUse) + counts.idle },
     draining: isDraining(shell.db),
     consistent: violations.length === 0,
@@ -170,5 +212,45 @@ export function poolView(shell: PoolShell): PoolView {
         }
       : null,
     reconciledTotal: shell.reconciledTotal(),
+  };
+}
+
+export function breakerView(shell: PoolShell): BreakerView {
+  const step = shell.peek();
+  const breaker = breakerOf(step);
+  return {
+    state: breaker.state,
+    retryAfterSeconds: breaker.state === "open" ? Math.max(1, Math.ceil((breaker.until - step.now) / 1000)) : null,
+    streak: breaker.streak,
+  };
+}
+
+export function pressureView(shell: PoolShell): PoolPressure {
+  const step = shell.peek();
+  const { config, now } = step;
+  const counts = shell.db.counts();
+  const running = liveOf(counts);
+  const gate = launchGate(step);
+  const paused = gate.blockedUntil > now;
+  const free = paused ? 0 : Math.max(0, config.maxSessions - running);
+  const available = counts.idle + free;
+  let expected: number | null;
+  if (counts.waiting === 0 && counts.idle > 0) expected = 0;
+  else if (counts.waiting < free) expected = meanLaunchMs(step);
+  else expected = expectedWaitMs(step, counts.waiting + 1, Math.max(1, Math.min(config.maxSessions, running)));
+  return {
+    pool: shell.poolName,
+    running,
+    leased: counts.leased,
+    idle: counts.idle,
+    queued: counts.waiting,
+    max: config.maxSessions,
+    available,
+    expectedWaitSeconds: expected === null ? null : Math.round(expected / 100) / 10,
+    warmTarget: warmTarget(step),
+    breaker: breakerView(shell),
+    launchesPausedUntil: paused && gate.why === "paused" ? iso(gate.blockedUntil) : null,
+    draining: isDraining(shell.db),
+    account: shell.account.view(),
   };
 }

@@ -847,7 +847,9 @@ describe("applyConfig", () => {
       const ran = m.run((s) => applyConfig(s, next));
       m.config = next;
       expect(ran.result).toBeUndefined();
+      // Closed without a close call, as the platform is asked by the registry; its permit goes back to the account.
       expect(ran.effects).toEqual([
+        { kind: "returnPermits", rows: [a!.session.id] },
         { kind: "forget", row: a!.session.id, sessionId: a!.session.session_id },
         { kind: "close", row: a!.session.id, sessionId: a!.session.session_id },
       ]);

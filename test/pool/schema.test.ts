@@ -36,7 +36,10 @@ describe("schema migrations", () => {
         }
         // Everything versions 4 and later added.
         for (const table of ["tallies", "counters", "histograms"]) sql.exec(`DROP TABLE ${table}`);
-        for (const index of ["leases_ended", "sessions_ended", "leases_unconnected", "sessions_unforgotten", "sessions_lost"]) sql.exec(`DROP INDEX ${index}`);
+        for (const index of ["leases_ended", "sessions_ended", "leases_unconnected", "sessions_unforgotten", "sessions_lost", "leases_waiting_rank"]) {
+          sql.exec(`DROP INDEX ${index}`);
+        }
+        for (const column of ["priority", "rank", "wait_ms"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
         for (const column of ["alive_at", "missed_at"]) sql.exec(`ALTER TABLE sessions DROP COLUMN ${column}`);
         sql.exec(`ALTER TABLE leases DROP COLUMN connected_at`);
         sql.exec(`UPDATE schema_version SET version = 3`);
@@ -82,7 +85,8 @@ describe("schema migrations", () => {
       const sql = state.storage.sql;
       migrate(state.storage);
       state.storage.transactionSync(() => {
-        for (const index of ["leases_unconnected", "sessions_unforgotten", "sessions_lost"]) sql.exec(`DROP INDEX ${index}`);
+        for (const index of ["leases_unconnected", "sessions_unforgotten", "sessions_lost", "leases_waiting_rank"]) sql.exec(`DROP INDEX ${index}`);
+        for (const column of ["priority", "rank", "wait_ms"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
         for (const column of ["alive_at", "missed_at"]) sql.exec(`ALTER TABLE sessions DROP COLUMN ${column}`);
         sql.exec(`ALTER TABLE leases DROP COLUMN connected_at`);
         sql.exec(`UPDATE schema_version SET version = 5`);

@@ -8,7 +8,7 @@
  * It never stands in for the real browser in feature tests: those run real
  * Chromium through the BROWSER binding.
  */
-import type { BrowserProvider, LiveSession } from "../../src/browser/provider";
+import type { BrowserProvider, LiveSession, PlatformLimits } from "../../src/browser/provider";
 import { PlatformLimitError } from "../../src/browser/provider";
 
 export type LaunchPlan =
@@ -82,6 +82,10 @@ export class FaultProvider implements BrowserProvider {
   keepAliveMs: number | undefined = undefined;
   clock: () => number = () => Date.now();
   private readonly activeAt = new Map<string, number>();
+  /** What limits() answers (the platform's figures); `limitsFail` makes it reject (the platform does not say). */
+  platformLimits: PlatformLimits = { maxConcurrentSessions: 120, allowedBrowserAcquisitions: 120, timeUntilNextAllowedBrowserAcquisition: 0 };
+  limitsFail = false;
+  limitsAsked = 0;
   /** The next calls of these kinds throw synchronously (a bug in an effect's code path), once each. */
   throwNext: Array<"close" | "reset" | "ping" | "launch"> = [];
   private pending: PendingLaunch[] = [];
@@ -237,6 +241,12 @@ export class FaultProvider implements BrowserProvider {
         },
       });
     });
+  }
+
+  async limits(): Promise<PlatformLimits> {
+    this.limitsAsked += 1;
+    if (this.limitsFail) throw new Error("injected limits failure");
+    return { ...this.platformLimits };
   }
 
   async probe(sessionId: string): Promise<boolean> {

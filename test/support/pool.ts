@@ -6,6 +6,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
 import type { PoolConfigPatch } from "../../src/pool/config";
+import type { CapacityGovernor } from "../../src/governor/object";
 import type { AcquireInput, PoolObject } from "../../src/pool/object";
 import { FaultProvider, type PendingLaunch } from "./fault-provider";
 import { poolName } from "./http";
@@ -47,6 +48,12 @@ export async function faultPool(config: PoolConfigPatch = {}, provider = new Fau
   await runInDurableObject(stub, (object: PoolObject) => {
     object.useProvider(provider);
     object.clock = () => clock.now;
+    // A governor of the pool's own, on the same clock: the account's limits,
+    // breaker and platform pauses this test causes never reach other tests.
+    object.useGovernor(`test-${name}`);
+  });
+  await runInDurableObject(env.GOVERNOR.get(env.GOVERNOR.idFromName(`test-${name}`)), (governor: CapacityGovernor) => {
+    governor.clock = () => clock.now;
   });
   const configured = await stub.configure(tenant, name, config);
   expect(configured.ok).toBe(true);
