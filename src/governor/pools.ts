@@ -25,19 +25,10 @@ export interface PoolCalls {
   capacityFreed(tenant: string, pool: string): Promise<unknown>;
 }
 
-/** The pool object's methods the governor calls. */
-interface PoolCapacitySurface {
-  shed(count: number): Promise<number>;
-  capacityFreed(): Promise<unknown>;
-}
-
 export function poolCalls(env: Env): PoolCalls {
-  // Typed by the surface above rather than PoolObject's own declaration, which
-  // gains these methods with the pool's side of the governor (issue 16).
-  const pool = (tenant: string, name: string) => poolOf(env, tenant, name) as unknown as PoolCapacitySurface;
   return {
-    shed: (tenant, name, count) => pool(tenant, name).shed(count),
-    capacityFreed: (tenant, name) => pool(tenant, name).capacityFreed(),
+    shed: (tenant, name, count) => poolOf(env, tenant, name).shed(count),
+    capacityFreed: (tenant, name) => poolOf(env, tenant, name).capacityFreed(),
   };
 }
 
