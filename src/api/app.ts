@@ -38,7 +38,7 @@ import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken } from "../token";
 import { parse, readJson, unwrap } from "./validate";
-import { capacity, forgetWeight } from "./capacity";
+import { accountView, capacity, forgetWeight } from "./capacity";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
 type Ctx = Context<AppEnv>;
@@ -233,8 +233,11 @@ app.get("/metrics", requireAdmin(), async (c) => {
   const { pools, truncated } = await allPools({
     listPools: (options) => registryCall(c.env, "listPools", "repeatable", (registry) => registry.listPools(options)),
   });
-  const metrics = await Promise.all(pools.map((p) => poolCall(c.env, p.tenant, p.pool, "metrics", "repeatable", (stub) => stub.metrics())));
-  return c.body(renderMetrics(metrics.filter((m) => m !== undefined), truncated), 200, {
+  const [metrics, account] = await Promise.all([
+    Promise.all(pools.map((p) => poolCall(c.env, p.tenant, p.pool, "metrics", "repeatable", (stub) => stub.metrics()))),
+    accountView(c.env),
+  ]);
+  return c.body(renderMetrics(metrics.filter((m) => m !== undefined), truncated, account), 200, {
     "content-type": "text/plain; version=0.0.4; charset=utf-8",
   });
 });

@@ -11,6 +11,7 @@
  */
 import { Hono } from "hono";
 import { message, withDeadline } from "../deadline";
+import type { CapacityView } from "../governor/object";
 import { log } from "../log";
 import type { AuthVariables } from "./auth";
 import { governorCall } from "./calls";
@@ -19,6 +20,8 @@ import { parse, readJson } from "./validate";
 
 /** How long a quota change waits for the governor to take note of a new weight. */
 export const FORGET_WEIGHT_TIMEOUT_MS = 5_000;
+/** How long /metrics and the dashboard wait for the governor's view of the account. */
+export const ACCOUNT_VIEW_TIMEOUT_MS = 2_000;
 
 export const capacity = new Hono<{ Bindings: Env; Variables: AuthVariables }>();
 
@@ -45,5 +48,24 @@ export async function forgetWeight(env: Env, tenant: string): Promise<void> {
     );
   } catch (error) {
     log("governor_forget_weight_failed", { tenant, error: message(error) });
+  }
+}
+
+/**
+ * The account's capacity as the governor describes it, for views that show
+ * more than the account (/metrics, the dashboard): null when the governor does
+ * not answer within ACCOUNT_VIEW_TIMEOUT_MS, so a governor that is down or
+ * overloaded costs those views the account's numbers, never the pools'.
+ */
+export async function accountView(env: Env): Promise<CapacityView | null> {
+  try {
+    return await withDeadline(
+      governorCall(env, "describe", "repeatable", (governor) => governor.describe()),
+      ACCOUNT_VIEW_TIMEOUT_MS,
+      "the capacity governor (describe)",
+    );
+  } catch (error) {
+    log("governor_describe_failed", { error: message(error) });
+    return null;
   }
 }

@@ -1,8 +1,15 @@
 /**
  * GET /metrics: the Prometheus text exposition (version 0.0.4) of every pool
- * the account registry lists, asked of the pool objects in parallel. Names are
- * prefixed `broker_`; every sample carries `tenant` and `pool` labels.
+ * the account registry lists, asked of the pool objects in parallel, and of
+ * the account's capacity as its governor describes it. Names are prefixed
+ * `broker_`; every pool sample carries `tenant` and `pool` labels, the
+ * account's samples none, and its tenants' samples `tenant`.
+ *
+ * The governor is one object for the whole account: when it does not answer,
+ * the pools are rendered all the same, the account's families have no
+ * samples, and `broker_governor_up` is 0.
  */
+import type { BreakerState, CapacityView } from "../governor/object";
 import { grantedTotal } from "../pool/metrics";
 import type { PoolMetrics } from "../pool/object";
 import type { PoolEntry } from "../registry/object";
@@ -63,11 +70,32 @@ const HELP = {
   broker_queue_wait_seconds: "Time from acquire to grant.",
   broker_launch_duration_seconds: "Time a successful browser launch took.",
   broker_lease_duration_seconds: "Time from grant to the lease's end, by reason.",
+  broker_pool_breaker_state: "The pool's launch circuit breaker: 0 closed, 1 half_open (one probe launch), 2 open (acquires that need a launch answer 503).",
+  broker_pool_breaker_streak: "Launches of the pool that failed or timed out in a row.",
+  broker_pool_breaker_opened_total: "Times the pool's circuit breaker opened.",
+  broker_pool_governor_unreachable: "1 if the pool's last call to the account's capacity governor failed (it launches within GOVERNOR_FALLBACK_SESSIONS meanwhile), else 0.",
+  broker_launch_deferred_total: "Launches the pool reserved but did not start, by the governor's reason (account_full, launch_rate, platform_limited, breaker_open, over_share, governor_unreachable).",
+  broker_governor_fallback_total: "Launches the pool started within its local budget because the governor could not be reached.",
+  broker_governor_up: "1 if the account's capacity governor answered this scrape, else 0 (and the broker_account_ and broker_tenant_ families have no samples).",
+  broker_account_sessions_limit: "Concurrent browsers the governor grants permits within (the operator's or the Worker var's limit, capped by a platform 429's report).",
+  broker_account_sessions_used: "Browsers the account runs, each holding a permit (launching, idle, leased, being reset or closed).",
+  broker_account_launches_per_second: "New browsers per second the governor grants across the account.",
+  broker_account_breaker_state: "The account's launch breaker: 0 closed, 1 half_open, 2 open (no permit is granted).",
+  broker_account_breaker_streak: "Launches across the account that failed in a row.",
+  broker_account_platform_blocked: "1 while the governor grants nothing because the platform answered 429, else 0.",
+  broker_tenant_weight: "The tenant's weight in the account's fair shares.",
+  broker_tenant_sessions_held: "Permits the tenant's pools hold.",
+  broker_tenant_launches_pending: "Launches of the tenant the governor refused and that are still wanted (the last 15 s).",
+  broker_tenant_fair_share: "The tenant's weighted max-min fair share of the account's limit (fractional).",
   broker_metrics_pools: "Pools covered by this scrape.",
   broker_metrics_truncated: `1 if the account has more pools than one scrape covers (${METRICS_MAX_POOLS}).`,
 } as const;
 
-export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string {
+/** A breaker's state as a gauge value (the same for the pool's and the account's). */
+export const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/** `account`: the governor's view, or null if it did not answer. */
+export function renderMetrics(pools: PoolMetrics[], truncated: boolean, account: CapacityView | null): string {
   const x = new Exposition();
   const gauge = (name: keyof typeof HELP, labels: Labels, value: number) => x.sample(name, "gauge", HELP[name], labels, value);
   const counter = (name: keyof typeof HELP, labels: Labels, value: number) => x.sample(name, "counter", HELP[name], labels, value);
@@ -83,6 +111,9 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
     gauge("broker_pool_max_sessions", id, m.maxSessions);
     gauge("broker_pool_max_waiters", id, m.maxWaiters);
     gauge("broker_pool_consistent", id, m.consistent ? 1 : 0);
+    gauge("broker_pool_breaker_state", id, BREAKER_STATE_VALUE[m.breaker.state]);
+    gauge("broker_pool_breaker_streak", id, m.breaker.streak);
+    gauge("broker_pool_governor_unreachable", id, m.governorUnreachable ? 1 : 0);
 
     counter("broker_acquires_total", { ...id, outcome: "granted" }, grantedTotal(m.histograms));
     for (const c of m.counters.filter((c) => c.name === "acquire_failures")) counter("broker_acquires_total", { ...id, outcome: c.labels.outcome ?? "unknown" }, c.value);
@@ -90,6 +121,9 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
     for (const c of m.counters.filter((c) => c.name === "launch_failures")) counter("broker_launch_failures_total", { ...id, reason: c.labels.reason ?? "unknown" }, c.value);
     counter("broker_reconcile_fixes_total", { ...id, kind: "vanished" }, m.reconciled.vanished);
     counter("broker_reconcile_fixes_total", { ...id, kind: "reclosed" }, m.reconciled.reclosed);
+    for (const c of m.counters.filter((c) => c.name === "launch_deferred")) counter("broker_launch_deferred_total", { ...id, reason: c.labels.reason ?? "unknown" }, c.value);
+    counter("broker_pool_breaker_opened_total", id, total(m, "breaker_opened"));
+    counter("broker_governor_fallback_total", id, total(m, "governor_fallback"));
 
     for (const h of m.histograms) {
       const name = `broker_${h.name}` as keyof typeof HELP;
@@ -99,9 +133,30 @@ export function renderMetrics(pools: PoolMetrics[], truncated: boolean): string 
       x.sample(name, "histogram", HELP[name], labels, h.count, `${name}_count`);
     }
   }
+  gauge("broker_governor_up", {}, account ? 1 : 0);
+  if (account) {
+    gauge("broker_account_sessions_limit", {}, account.limits.maxConcurrentSessions);
+    gauge("broker_account_sessions_used", {}, account.usage.used);
+    gauge("broker_account_launches_per_second", {}, account.limits.launchesPerSecond);
+    gauge("broker_account_breaker_state", {}, BREAKER_STATE_VALUE[account.breaker.state]);
+    gauge("broker_account_breaker_streak", {}, account.breaker.streak);
+    gauge("broker_account_platform_blocked", {}, account.usage.blockedUntil === null ? 0 : 1);
+    for (const t of account.tenants) {
+      const tenant = { tenant: t.tenant };
+      gauge("broker_tenant_weight", tenant, t.weight);
+      gauge("broker_tenant_sessions_held", tenant, t.held);
+      gauge("broker_tenant_launches_pending", tenant, t.pending);
+      gauge("broker_tenant_fair_share", tenant, t.share);
+    }
+  }
   gauge("broker_metrics_pools", {}, pools.length);
   gauge("broker_metrics_truncated", {}, truncated ? 1 : 0);
   return x.text();
+}
+
+/** A counter without labels: 0 until the pool first counts it. */
+function total(m: PoolMetrics, name: "breaker_opened" | "governor_fallback"): number {
+  return m.counters.filter((c) => c.name === name).reduce((sum, c) => sum + c.value, 0);
 }
 
 /** Every registered pool (up to METRICS_MAX_POOLS), paging through the registry. */
