@@ -40,7 +40,6 @@ export interface AccountView {
 }
 
 export class AccountLink {
-  timeoutMs = GOVERNOR_TIMEOUT_MS;
   /** Which governor object: the account's ("account"); tests give a pool one of its own. */
   governorName = "account";
   private glance: AccountGlance | null = null;
@@ -54,6 +53,8 @@ export class AccountLink {
       clock: () => number;
       /** Browsers the pool holds now (launching ones included). */
       live: () => number;
+      /** Deadline of each call (GOVERNOR_TIMEOUT_MS; tests shorten it). */
+      timeoutMs: () => number;
     },
   ) {}
 
@@ -62,7 +63,7 @@ export class AccountLink {
   }
 
   private call<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    return withDeadline((async () => fn())(), this.timeoutMs, `the account's capacity governor (${what})`);
+    return withDeadline((async () => fn())(), this.deps.timeoutMs(), `the account's capacity governor (${what})`);
   }
 
   /** A permit id is unique in the account: the pool's name and its session row. */

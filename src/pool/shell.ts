@@ -23,7 +23,7 @@ import { Callers } from "./callers";
 import { Effects } from "./effects";
 import { DEFAULT_CONFIG, type PoolConfig } from "./config";
 import { liveOf, RECONCILE_INTERVAL_MS, type Step, tick } from "./machine";
-import { AccountLink } from "./account";
+import { AccountLink, GOVERNOR_TIMEOUT_MS } from "./account";
 import { shed as shedSessions } from "./permits";
 import { poolState, type PoolState } from "./operations";
 import { reconcile, type ReconcileReport } from "./reconcile";
@@ -56,6 +56,8 @@ export const IO_TIMEOUTS = {
   probe: 5_000,
   /** A call to the account's registry or the tenant's object. */
   rpc: 10_000,
+  /** A call to the account's capacity governor (it is asked before launches, so it is kept short). */
+  governor: GOVERNOR_TIMEOUT_MS,
 };
 
 export class PoolShell {
@@ -105,6 +107,7 @@ export class PoolShell {
       pool: () => this.poolName,
       clock: () => this.clock(),
       live: () => liveOf(this.db.counts()),
+      timeoutMs: () => this.timeouts.governor,
     });
     this.telemetry = new Telemetry({
       env,

@@ -40,21 +40,43 @@ export function poolStub(tenant: string, name: string): DurableObjectStub<PoolOb
   return env.POOL.get(env.POOL.idFromName(`${tenant}/${name}`));
 }
 
-export async function faultPool(config: PoolConfigPatch = {}, provider = new FaultProvider()): Promise<TestPool> {
-  const name = poolName("fault");
-  const tenant = "dev";
-  let stub = poolStub(tenant, name);
+/** Pools that share an account: one tenant each (or the same), one governor and one clock (see `testAccount`). */
+export interface PoolPlacement {
+  tenant?: string;
+  /** The governor's object name; the pool gets one of its own by default. */
+  governor?: string;
+  clock?: { now: number };
+}
+
+/** A governor of the test's own on a virtual clock, for pools that share an account. */
+export async function testAccount(): Promise<{ governor: string; clock: { now: number }; stub: DurableObjectStub<CapacityGovernor> }> {
+  const governor = `test-account-${crypto.randomUUID()}`;
   const clock = { now: Date.now() };
+  const stub = env.GOVERNOR.get(env.GOVERNOR.idFromName(governor));
+  await runInDurableObject(stub, (object: CapacityGovernor) => {
+    object.clock = () => clock.now;
+  });
+  return { governor, clock, stub };
+}
+
+export async function faultPool(config: PoolConfigPatch = {}, provider = new FaultProvider(), placement: PoolPlacement = {}): Promise<TestPool> {
+  const name = poolName("fault");
+  const tenant = placement.tenant ?? "dev";
+  let stub = poolStub(tenant, name);
+  const clock = placement.clock ?? { now: Date.now() };
+  // A governor of the pool's own by default, on the same clock: the account's
+  // limits, breaker and platform pauses a test causes never reach other tests.
+  const governor = placement.governor ?? `test-${name}`;
   await runInDurableObject(stub, (object: PoolObject) => {
     object.useProvider(provider);
     object.clock = () => clock.now;
-    // A governor of the pool's own, on the same clock: the account's limits,
-    // breaker and platform pauses this test causes never reach other tests.
-    object.useGovernor(`test-${name}`);
+    object.useGovernor(governor);
   });
-  await runInDurableObject(env.GOVERNOR.get(env.GOVERNOR.idFromName(`test-${name}`)), (governor: CapacityGovernor) => {
-    governor.clock = () => clock.now;
-  });
+  if (!placement.governor) {
+    await runInDurableObject(env.GOVERNOR.get(env.GOVERNOR.idFromName(governor)), (object: CapacityGovernor) => {
+      object.clock = () => clock.now;
+    });
+  }
   const configured = await stub.configure(tenant, name, config);
   expect(configured.ok).toBe(true);
   const pool: TestPool = {

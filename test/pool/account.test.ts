@@ -1,0 +1,222 @@
+/**
+ * Pools of different tenants sharing one account: the capacity governor
+ * (src/governor) holds them together within the account's limits, shares
+ * the account by tenant weight, takes browsers back from a tenant above its
+ * share for a starved one, gets back the permits of a pool that died, paces
+ * launches, and never blocks a pool that cannot reach it.
+ *
+ * Each test has an account of its own (a governor object by name) and one
+ * virtual clock for the governor and every pool, moved by `step`.
+ */
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { PERMIT_TTL_MS } from "../../src/governor/object";
+import { FALLBACK_RETRY_MS } from "../../src/pool/account";
+import type { PoolConfigPatch } from "../../src/pool/config";
+import type { PoolObject } from "../../src/pool/object";
+import { injectFaults } from "../api/stub-faults";
+import { FaultProvider } from "../support/fault-provider";
+import { faultPool, granted, testAccount, type TestPool } from "../support/pool";
+
+type Account = Awaited<ReturnType<typeof testAccount>>;
+
+/** Tenants are named per test, so their weights and quotas are the test's own. */
+function tenantName(label: string): string {
+  return `acct-${label}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+async function setWeight(tenant: string, weight: number): Promise<void> {
+  const stub = env.TENANT.get(env.TENANT.idFromName(tenant));
+  await stub.setQuota(tenant, { weight });
+}
+
+const QUIET: PoolConfigPatch = { connectWithinSeconds: 0, maxSessionUses: 0, maxSessionAgeSeconds: 0, admission: false };
+
+async function poolIn(account: Account, tenant: string, config: PoolConfigPatch): Promise<TestPool> {
+  return faultPool({ ...QUIET, ...config }, new FaultProvider(), { tenant, governor: account.governor, clock: account.clock });
+}
+
+/** Moves the shared clock, runs every pool's alarm, and lets the I/O it started (and the governor's pokes) finish. */
+async function step(account: Account, pools: TestPool[], ms: number): Promise<void> {
+  for (const pool of pools) await pool.stub.checkInvariants();
+  account.clock.now += ms;
+  for (const pool of pools) await runDurableObjectAlarm(pool.stub);
+  for (const pool of pools) await pool.effectsDone();
+}
+
+/** Browsers running on the (fake) platform, all pools together. */
+const running = (pools: TestPool[]) => pools.reduce((sum, pool) => sum + pool.provider.live.size, 0);
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("an account shared by two tenants", () => {
+  it("never holds more browsers than the account limit, sampled at every step, and shares it by weight within 10 %", async () => {
+    const account = await testAccount();
+    const LIMIT = 10;
+    await account.stub.setLimits({ maxConcurrentSessions: LIMIT, launchesPerSecond: 1000 });
+    const [light, heavy] = [tenantName("light"), tenantName("heavy")];
+    await setWeight(light, 1);
+    await setWeight(heavy, 4);
+    const a = await poolIn(account, light, { maxSessions: 10, maxWaiters: 1000 });
+    const b = await poolIn(account, heavy, { maxSessions: 10, maxWaiters: 1000 });
+    const pools = [a, b];
+    const samples: number[] = [];
+    const sample = async () => {
+      samples.push(running(pools));
+      expect(running(pools)).toBeLessThanOrEqual(LIMIT);
+      expect((await account.stub.describe()).usage.used).toBeLessThanOrEqual(LIMIT);
+    };
+
+    // The light tenant comes first and takes the whole account.
+    const held: Record<string, string[]> = { a: [], b: [] };
+    for (let i = 0; i < 10; i += 1) {
+      held.a!.push(granted(await a.acquire({ waitSeconds: 600 })).id);
+      await a.effectsDone();
+      await sample();
+    }
+    // Then both keep asking for more than the account has: each lease released is asked for again.
+    const waiting: Array<Promise<unknown>> = [];
+    const ask = (pool: TestPool, who: "a" | "b") =>
+      waiting.push(
+        pool.acquire({ waitSeconds: 600 }).then((answer) => {
+          if (answer.ok) held[who]!.push(answer.value.lease.id);
+        }),
+      );
+    for (let i = 0; i < 10; i += 1) ask(b, "b");
+    await b.effectsDone();
+    await sample();
+    for (let round = 0; round < 40; round += 1) {
+      for (const [pool, who] of [[a, "a"], [b, "b"]] as const) {
+        const lease = held[who]!.shift();
+        if (!lease) continue;
+        expect((await pool.stub.release(lease)).ok).toBe(true);
+        ask(pool, who);
+      }
+      await step(account, pools, 1_000);
+      await sample();
+    }
+    const shares = Object.fromEntries((await account.stub.describe()).tenants.map((t) => [t.tenant, t]));
+    expect(shares[light]!.share).toBeCloseTo(2, 5);
+    expect(shares[heavy]!.share).toBeCloseTo(8, 5);
+    // Within 10 % of the account: one browser either way.
+    expect(Math.abs(a.provider.live.size - 2)).toBeLessThanOrEqual(LIMIT * 0.1);
+    expect(Math.abs(b.provider.live.size - 8)).toBeLessThanOrEqual(LIMIT * 0.1);
+    expect(samples.length).toBeGreaterThan(40);
+    for (const pool of pools) {
+      await pool.stub.releaseAll();
+      await pool.expectConsistent();
+    }
+  });
+
+  it("gives a starved pool a browser from the other tenant's idle sessions", async () => {
+    const account = await testAccount();
+    await account.stub.setLimits({ maxConcurrentSessions: 2, launchesPerSecond: 1000 });
+    const warm = await poolIn(account, tenantName("warm"), { maxSessions: 2, minIdle: 2 });
+    await warm.effectsDone();
+    expect(await warm.counts()).toMatchObject({ idle: 2 });
+    const starved = await poolIn(account, tenantName("starved"), { maxSessions: 2 });
+
+    // The account is full of the other tenant's idle browsers; this caller waits, and one of them is closed for it.
+    const lease = granted(await starved.acquire({ waitSeconds: 30 }));
+    expect(lease.status).toBe("active");
+    await warm.effectsDone();
+    expect(await warm.counts()).toMatchObject({ idle: 1 });
+    expect(running([warm, starved])).toBe(2);
+    // The warm pool does not launch its minIdle back beyond its share while the other holds its own.
+    await step(account, [warm, starved], 5_000);
+    expect(await warm.counts()).toMatchObject({ idle: 1, launching: 0 });
+    expect(running([warm, starved])).toBe(2);
+    await warm.expectConsistent();
+    await starved.expectConsistent();
+  });
+
+  it("gets back the permits of a pool that died, by their expiry", async () => {
+    const account = await testAccount();
+    await account.stub.setLimits({ maxConcurrentSessions: 2, launchesPerSecond: 1000 });
+    const dead = await poolIn(account, tenantName("dead"), { maxSessions: 2 });
+    granted(await dead.acquire());
+    granted(await dead.acquire());
+    await dead.effectsDone();
+    expect((await account.stub.describe()).usage.used).toBe(2);
+    // The pool's object loses everything without telling anyone: its storage is gone, it restarts
+    // as a pool that does not exist, and it never lists its permits again.
+    await runInDurableObject(dead.stub, async (_object: PoolObject, state) => {
+      await state.storage.deleteAlarm();
+      await state.storage.deleteAll();
+    });
+    await evictDurableObject(dead.stub);
+
+    const other = await poolIn(account, tenantName("other"), { maxSessions: 2 });
+    expect(await other.acquire()).toMatchObject({ ok: false, failure: { status: 503, code: "browser_unavailable" } });
+    account.clock.now += PERMIT_TTL_MS + 1;
+    expect((await account.stub.describe()).usage.used).toBe(0);
+    granted(await other.acquire());
+    granted(await other.acquire());
+    await other.expectConsistent();
+  });
+
+  it("never launches faster than the account's launch rate", async () => {
+    const account = await testAccount();
+    const RATE = 2;
+    await account.stub.setLimits({ maxConcurrentSessions: 100, launchesPerSecond: RATE });
+    const pool = await poolIn(account, tenantName("burst"), { maxSessions: 20, maxWaiters: 100 });
+    const start = account.clock.now;
+    const answers = Array.from({ length: 20 }, () => pool.acquire({ waitSeconds: 60 }));
+    await pool.effectsDone();
+    for (let t = 0; t < 40; t += 1) {
+      // The bucket holds max(1, rate) tokens and refills at the rate.
+      const elapsed = (account.clock.now - start) / 1000;
+      expect(pool.provider.launches).toBeLessThanOrEqual(RATE + Math.floor(RATE * elapsed));
+      await step(account, [pool], 250);
+    }
+    // And it kept launching at that pace: 2 at once, then 2 a second for 10 s.
+    expect(pool.provider.launches).toBeGreaterThanOrEqual(18);
+    await pool.stub.releaseAll();
+    await Promise.allSettled(answers);
+    await pool.expectConsistent();
+  });
+});
+
+describe("a pool that cannot reach the governor", () => {
+  it("launches within its local budget, says so, and never hangs; the governor adopts those browsers when it answers again", async () => {
+    const account = await testAccount();
+    const pool = await poolIn(account, tenantName("cut-off"), { maxSessions: 4 });
+    await runInDurableObject(pool.stub, (object: PoolObject) => {
+      object.timeouts.governor = 100;
+    });
+    // Every call to this account's governor hangs.
+    const faults = injectFaults(
+      ...(["acquire", "settle", "release", "sync"] as const).map((method) => ({
+        kind: "governor" as const,
+        name: account.governor,
+        method,
+        times: 1_000,
+        answer: () => new Promise(() => {}),
+      })),
+    );
+    try {
+      // The default budget, GOVERNOR_FALLBACK_SESSIONS, is 2 browsers.
+      granted(await pool.acquire());
+      granted(await pool.acquire());
+      expect(await pool.acquire()).toMatchObject({ ok: false, failure: { status: 503, code: "browser_unavailable" } });
+      const described = await pool.stub.describe();
+      expect(described.ok && described.value.account.governor).toBe("unreachable");
+      const metrics = await pool.stub.metrics();
+      expect(metrics?.governorUnreachable).toBe(true);
+      expect(metrics?.counters).toContainEqual({ name: "governor_fallback", labels: {}, value: 2 });
+    } finally {
+      faults.restore();
+    }
+    // Reachable again: the next launch asks it, and the next sync tells it of the two launched meanwhile.
+    await step(account, [pool], FALLBACK_RETRY_MS);
+    granted(await pool.acquire());
+    await pool.effectsDone();
+    await pool.stub.reconcileNow();
+    await vi.waitFor(async () => expect((await account.stub.describe()).usage.used).toBe(3));
+    const described = await pool.stub.describe();
+    expect(described.ok && described.value.account.governor).toBe("ok");
+    await pool.expectConsistent();
+  });
+});
