@@ -220,3 +220,63 @@ describe("a pool that cannot reach the governor", () => {
     await pool.expectConsistent();
   });
 });
+
+describe("an account shared by two tenants, on real Chromium", () => {
+  it("two tenants' pools of maxSessions 2 on an account of 2 never run more than 2 browsers, and the one that waits gets the other's", async () => {
+    const governor = `test-account-${crypto.randomUUID()}`;
+    await env.GOVERNOR.get(env.GOVERNOR.idFromName(governor)).setLimits({ maxConcurrentSessions: 2, launchesPerSecond: 1000 });
+    const pools = await Promise.all(
+      ["first", "second"].map(async (label) => {
+        const tenant = tenantName(label);
+        const name = `real-${label}`;
+        const stub = env.POOL.get(env.POOL.idFromName(`${tenant}/${name}`));
+        // Real Chromium through the BROWSER binding; only the account is the test's own.
+        await runInDurableObject(stub, (object: PoolObject) => object.useGovernor(governor));
+        expect((await stub.configure(tenant, name, { maxSessions: 2, connectWithinSeconds: 0 })).ok).toBe(true);
+        const acquire = (waitSeconds: number) =>
+          stub.acquire({ leaseId: crypto.randomUUID(), tenant, pool: name, owner: "test", waitSeconds });
+        return { stub, acquire };
+      }),
+    );
+    const [first, second] = pools as [(typeof pools)[number], (typeof pools)[number]];
+    // Sampled throughout: the browsers both pools hold (launched and not yet closed).
+    let most = 0;
+    let sampling = true;
+    const held = async (pool: (typeof pools)[number]) =>
+      runInDurableObject(pool.stub, (_object: PoolObject, state) =>
+        state.storage.sql
+          .exec<{ n: number }>(`SELECT COUNT(*) AS n FROM sessions WHERE session_id IS NOT NULL AND state IN ('idle', 'leased', 'resetting', 'closing')`)
+          .one().n,
+      );
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, (await held(pools[0]!)) + (await held(pools[1]!)));
+        await scheduler.wait(20);
+      }
+    })();
+    try {
+      const leases = [granted(await first.acquire(30)), granted(await first.acquire(30))];
+      const waiting = second.acquire(30);
+      // The second tenant is below its share (1 of 2): the first gives a browser back when its lease ends.
+      expect((await first.stub.release(leases[0]!.id)).ok).toBe(true);
+      const lease = granted(await waiting);
+      expect(lease.sessionId).not.toBe(leases[0]!.sessionId);
+      const given = await runInDurableObject(first.stub, (_object: PoolObject, state) =>
+        state.storage.sql.exec(`SELECT state, end_reason FROM sessions WHERE session_id = ?`, leases[0]!.sessionId).one(),
+      );
+      expect(given).toEqual({ state: "closed", end_reason: "shed" });
+      // The browser it got is a real one, running.
+      const { RenderingProvider } = await import("../../src/browser/rendering");
+      expect(await new RenderingProvider(env.BROWSER).probe(lease.sessionId!)).toBe(true);
+    } finally {
+      sampling = false;
+      await sampler;
+      for (const pool of pools) {
+        await pool.stub.releaseAll();
+        await pool.stub.effectsDone();
+      }
+    }
+    expect(most).toBeLessThanOrEqual(2);
+    expect(most).toBe(2);
+  });
+});
