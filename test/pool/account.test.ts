@@ -10,6 +10,7 @@
  */
 import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { ACCOUNT_BREAKER_THRESHOLD } from "../../src/governor/breaker";
 import { PERMIT_TTL_MS } from "../../src/governor/object";
 import { FALLBACK_RETRY_MS } from "../../src/pool/account";
 import type { PoolConfigPatch } from "../../src/pool/config";
@@ -176,6 +177,35 @@ describe("an account shared by two tenants", () => {
     await pool.stub.releaseAll();
     await Promise.allSettled(answers);
     await pool.expectConsistent();
+  });
+});
+
+describe("the account's circuit breaker", () => {
+  it("opens on failures across the account's pools: a pool's acquire that needs a launch is answered 503 at once, its idle sessions are still served", async () => {
+    const account = await testAccount();
+    await account.stub.setLimits({ maxConcurrentSessions: 100, launchesPerSecond: 1000 });
+    // Each pool's own breaker is off, so only the account's decides.
+    const failing = await poolIn(account, tenantName("failing"), { maxSessions: 4, breakerThreshold: 0 });
+    const healthy = await poolIn(account, tenantName("healthy"), { maxSessions: 4, minIdle: 1, breakerThreshold: 0 });
+    await healthy.effectsDone();
+    failing.provider.defaultPlan = { kind: "fail" };
+    for (let i = 0; i < ACCOUNT_BREAKER_THRESHOLD; i += 1) {
+      expect(await failing.acquire()).toMatchObject({ ok: false, failure: { status: 502 } });
+      await failing.effectsDone();
+    }
+    expect((await account.stub.describe()).breaker.state).toBe("open");
+    const launchesBefore = healthy.provider.launches;
+    // The healthy pool's idle session is served; a second caller, who needs a launch, is told at once.
+    granted(await healthy.acquire());
+    await healthy.effectsDone();
+    expect(await healthy.acquire()).toMatchObject({ ok: false, failure: { status: 503, code: "browser_unavailable", retryAfter: 30 } });
+    expect(healthy.provider.launches).toBe(launchesBefore);
+    // After the cooldown one probe goes through; its success closes the breaker.
+    await step(account, [failing, healthy], 30_000);
+    granted(await healthy.acquire({ waitSeconds: 5 }));
+    expect((await account.stub.describe()).breaker.state).toBe("closed");
+    await healthy.expectConsistent();
+    await failing.expectConsistent();
   });
 });
 
