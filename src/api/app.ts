@@ -354,6 +354,7 @@ app.get("/dashboard/data", requireAdmin(), async (c) => {
   const data = await dashboardData(
     { listPools: (options) => registryCall(c.env, "listPools", "repeatable", (registry) => registry.listPools(options)) },
     (p) => poolCall(c.env, p.tenant, p.pool, "dashboard", "repeatable", (stub) => stub.dashboard()),
+    () => accountView(c.env),
   );
   c.header("Cache-Control", "no-store");
   return c.json(data);

@@ -1,10 +1,15 @@
 /**
  * GET /dashboard: the operators' live page. One self-contained HTML document
- * (no external assets) that polls GET /dashboard/data every 2 s and draws, per
- * pool: gauges (leased / idle / launching / resetting / closing of maxSessions,
- * waiting, consistency, draining), charts of acquires, failures and mean queue
- * wait per interval (kept in the page since it opened), the head of the wait
- * queue, and the latest lifecycle events.
+ * (no external assets) that polls GET /dashboard/data every 2 s and draws the
+ * account's capacity as its governor describes it (limit, used, headroom,
+ * launches per second, the account breaker, each active tenant's weight,
+ * holdings and fair share), then, per pool: gauges (leased / idle / launching
+ * / resetting / closing of maxSessions, waiting, consistency, draining, the
+ * pool's circuit breaker, whether it can reach the governor), charts of
+ * acquires, failures and mean queue wait per interval (kept in the page since
+ * it opened), the head of the wait queue, and the latest lifecycle events.
+ * A governor that does not answer leaves the account panel saying so; the
+ * pools are drawn all the same.
  *
  * Auth: the admin token. A browser opens `/dashboard?token=<admin token>` once;
  * the page answers with an HttpOnly, SameSite=Strict cookie holding a signed
@@ -12,6 +17,7 @@
  * to `/dashboard`, so the token leaves the address bar and the history. The
  * cookie authorises reads only (see requireAdmin).
  */
+import type { CapacityView } from "../governor/object";
 import { grantedTotal } from "../pool/metrics";
 import type { PoolDashboard } from "../pool/object";
 import type { PoolEntry } from "../registry/object";
@@ -27,8 +33,12 @@ export interface DashboardPool {
   maxWaiters: number;
   consistent: boolean;
   draining: boolean;
+  /** The pool's circuit breaker (src/pool/capacity.ts). */
+  breaker: PoolDashboard["breaker"];
+  /** The pool's last call to the account's governor failed: it launches within its local budget. */
+  governorUnreachable: boolean;
   /** Totals since the pool was created; the page charts their differences between polls. */
-  totals: { granted: number; failed: number; queueWaitSeconds: number; launchFailures: number };
+  totals: { granted: number; failed: number; queueWaitSeconds: number; launchFailures: number; launchDeferred: number };
   queue: PoolDashboard["queue"];
   events: PoolDashboard["events"];
 }
@@ -43,24 +53,57 @@ export function dashboardPool(d: PoolDashboard): DashboardPool {
     maxWaiters: d.maxWaiters,
     consistent: d.consistent,
     draining: d.draining,
+    breaker: d.breaker,
+    governorUnreachable: d.governorUnreachable,
     totals: {
       granted: grantedTotal(d.histograms),
       failed: d.counters.filter((c) => c.name === "acquire_failures").reduce((sum, c) => sum + c.value, 0),
       queueWaitSeconds: waits.reduce((sum, h) => sum + h.sum, 0),
       launchFailures: d.counters.filter((c) => c.name === "launch_failures").reduce((sum, c) => sum + c.value, 0),
+      launchDeferred: d.counters.filter((c) => c.name === "launch_deferred").reduce((sum, c) => sum + c.value, 0),
     },
     queue: d.queue,
     events: d.events,
   };
 }
 
+/** The account as the page shows it: null when the governor did not answer. */
+export interface DashboardAccount {
+  limit: number;
+  used: number;
+  headroom: number;
+  launchesPerSecond: number;
+  breaker: CapacityView["breaker"];
+  /** No launch is granted before this (the platform answered 429), or null. */
+  blockedUntil: string | null;
+  tenants: CapacityView["tenants"];
+}
+
+export function dashboardAccount(view: CapacityView): DashboardAccount {
+  return {
+    limit: view.limits.maxConcurrentSessions,
+    used: view.usage.used,
+    headroom: view.usage.headroom,
+    launchesPerSecond: view.limits.launchesPerSecond,
+    breaker: view.breaker,
+    blockedUntil: view.usage.blockedUntil,
+    tenants: view.tenants,
+  };
+}
+
 export async function dashboardData(
   registry: { listPools(o: { limit: number }): Promise<{ pools: PoolEntry[]; nextCursor: string | null }> },
   describe: (entry: PoolEntry) => Promise<PoolDashboard | undefined>,
-): Promise<{ at: string; pools: DashboardPool[]; truncated: boolean }> {
-  const page = await registry.listPools({ limit: DASHBOARD_MAX_POOLS });
+  account: () => Promise<CapacityView | null>,
+): Promise<{ at: string; account: DashboardAccount | null; pools: DashboardPool[]; truncated: boolean }> {
+  const [page, capacity] = await Promise.all([registry.listPools({ limit: DASHBOARD_MAX_POOLS }), account()]);
   const pools = (await Promise.all(page.pools.map(describe))).filter((d): d is PoolDashboard => d !== undefined);
-  return { at: new Date().toISOString(), pools: pools.map(dashboardPool), truncated: page.nextCursor !== null };
+  return {
+    at: new Date().toISOString(),
+    account: capacity === null ? null : dashboardAccount(capacity),
+    pools: pools.map(dashboardPool),
+    truncated: page.nextCursor !== null,
+  };
 }
 
 export const DASHBOARD_HTML = `<!doctype html>
@@ -95,10 +138,18 @@ export const DASHBOARD_HTML = `<!doctype html>
   code { font-size: .75rem; color: var(--muted); }
   .empty { color: var(--muted); font-size: .8rem; }
   #error { color: var(--bad); }
+  #account { margin: 1rem 1.5rem 0; background: var(--panel); border-radius: 8px; padding: 1rem; border: 1px solid #2a333d; }
+  #account.unreachable { border-color: var(--bad); }
+  #account dl { grid-template-columns: repeat(5, 1fr); }
+  table { width: 100%; border-collapse: collapse; font-size: .8rem; font-variant-numeric: tabular-nums; }
+  th, td { text-align: right; padding: .15rem .5rem; border-bottom: 1px solid #2a333d; } th:first-child, td:first-child { text-align: left; }
+  th { color: var(--muted); font-weight: 600; }
+  .badge.warn { background: var(--launching); color: #000; }
 </style>
 </head>
 <body>
 <header><h1>Browser session broker</h1><span class="muted" id="updated">loading…</span><span id="error"></span></header>
+<section id="account"><p class="empty">loading the account…</p></section>
 <main id="pools"></main>
 <script>
 "use strict";
@@ -114,7 +165,28 @@ function spark(values, color) {
   return '<svg viewBox="0 0 100 42" preserveAspectRatio="none"><polyline fill="none" stroke="' + color + '" stroke-width="1.5" vector-effect="non-scaling-stroke" points="' + points + '"/></svg>';
 }
 
+function breakerBadge(b, field) {
+  const cls = b.state === "open" ? " bad" : b.state === "half_open" ? " warn" : "";
+  const label = b.state === "open" ? "breaker open" + (b.retryAfterSeconds ? " " + b.retryAfterSeconds + " s" : "") : b.state === "half_open" ? "breaker half-open" : "breaker closed";
+  return '<span class="badge' + cls + '" data-field="' + field + '" data-state="' + esc(b.state) + '">' + esc(label) + "</span>";
+}
+
+function renderAccount(a) {
+  const el = document.getElementById("account");
+  el.className = a ? "" : "unreachable";
+  if (!a) { el.innerHTML = '<h2><span>Account</span><span class="badge bad" data-field="governor">capacity governor unreachable</span></h2><p class="empty">Pools launch within their local budget (GOVERNOR_FALLBACK_SESSIONS) until it answers again.</p>'; return; }
+  const cells = [["limit", a.limit], ["used", a.used], ["headroom", a.headroom], ["launchesPerSecond", a.launchesPerSecond]]
+    .map(([k, v]) => '<div><dt>' + (k === "launchesPerSecond" ? "launches / s" : k) + '</dt><dd data-field="' + k + '">' + v + "</dd></div>").join("");
+  const tenants = a.tenants.length ? "<table><thead><tr><th>tenant</th><th>weight</th><th>held</th><th>pending</th><th>fair share</th></tr></thead><tbody>" +
+    a.tenants.map((t) => '<tr data-tenant="' + esc(t.tenant) + '"><td>' + esc(t.tenant) + '</td><td data-field="weight">' + t.weight + '</td><td data-field="held">' + t.held + '</td><td data-field="pending">' + t.pending + '</td><td data-field="share">' + t.share + "</td></tr>").join("") +
+    "</tbody></table>" : '<p class="empty">no tenant holds or waits for a browser</p>';
+  el.innerHTML = "<h2><span>Account</span><span>" + (a.blockedUntil ? '<span class="badge warn" data-field="blocked">platform 429 until ' + esc(a.blockedUntil.slice(11, 19)) + "</span> " : "") + breakerBadge(a.breaker, "breaker") + "</span></h2>" +
+    '<div class="bar"><span title="used" style="width:' + Math.min(100, 100 * a.used / Math.max(1, a.limit)) + '%;background:var(--leased)"></span></div>' +
+    "<dl>" + cells + '<div><dt>breaker streak</dt><dd data-field="streak">' + a.breaker.streak + "</dd></div></dl><h3>Tenants</h3>" + tenants;
+}
+
 function render(data) {
+  renderAccount(data.account);
   const main = document.getElementById("pools");
   if (data.pools.length === 0) { main.innerHTML = '<p class="empty">No pools yet.</p>'; return; }
   main.innerHTML = data.pools.map((p) => {
@@ -136,6 +208,8 @@ function render(data) {
     return '<section class="pool' + (p.consistent ? "" : " inconsistent") + '" data-pool="' + esc(key) + '">' +
       "<h2><span>" + esc(key) + "</span><span>" +
       (p.draining ? '<span class="badge" data-field="draining">draining</span> ' : "") +
+      (p.governorUnreachable ? '<span class="badge bad" data-field="governor">governor unreachable</span> ' : "") +
+      breakerBadge(p.breaker, "breaker") + " " +
       '<span class="badge' + (p.consistent ? "" : " bad") + '" data-field="consistent">' + (p.consistent ? "consistent" : "INCONSISTENT") + "</span> " +
       '<span class="badge">max <b data-field="maxSessions">' + p.maxSessions + "</b></span></span></h2>" +
       '<div class="bar">' + bar + "</div><dl>" + cells + "</dl>" +

@@ -7,6 +7,8 @@ import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloud
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
 import { call, poolName } from "../support/http";
+import { faultPool } from "../support/pool";
+import { injectFaults, objectErrors } from "./stub-faults";
 
 const ADMIN = "dev-admin";
 
@@ -145,11 +147,64 @@ describe("GET /dashboard", () => {
       maxSessions: 1,
       consistent: true,
       draining: false,
-      totals: { granted: 1, failed: 1 },
+      breaker: { state: "closed", streak: 0, retryAfterSeconds: null },
+      governorUnreachable: false,
+      totals: { granted: 1, failed: 1, launchDeferred: 0 },
       queue: [],
     });
     expect(mine.events[0]).toMatchObject({ event: expect.any(String), at: expect.any(String) });
     expect(mine.events.map((e: { event: string }) => e.event)).toContain("granted");
     await call(`/v1/pools/${pool}/leases/${lease.body.id}`, { method: "DELETE" });
+  });
+
+  it("/dashboard/data has the account's capacity as the governor describes it", async () => {
+    const data = await dataWith((await login()).cookie);
+    expect(data.status).toBe(200);
+    const capacity = (await call("/v1/admin/capacity", { key: ADMIN })).body;
+    expect(data.body.account).toMatchObject({
+      limit: capacity.limits.maxConcurrentSessions,
+      launchesPerSecond: capacity.limits.launchesPerSecond,
+      used: expect.any(Number),
+      headroom: expect.any(Number),
+      breaker: { state: capacity.breaker.state, streak: expect.any(Number) },
+      blockedUntil: capacity.usage.blockedUntil,
+      tenants: expect.any(Array),
+    });
+    expect(data.body.account.used + data.body.account.headroom).toBe(data.body.account.limit);
+    for (const t of data.body.account.tenants) expect(t).toEqual({ tenant: expect.any(String), weight: expect.any(Number), held: expect.any(Number), pending: expect.any(Number), share: expect.any(Number) });
+  });
+
+  it("/dashboard/data shows a pool's open breaker and a pool that cannot reach the governor", async () => {
+    const broken = await faultPool({ maxSessions: 1, breakerThreshold: 1 });
+    broken.provider.plan = [{ kind: "fail" }];
+    expect((await broken.acquire({ waitSeconds: 0 })).ok).toBe(false);
+    await broken.effectsDone();
+    const cut = await faultPool({ maxSessions: 1 });
+    injectFaults(...["acquire", "settle", "release", "sync"].map((method) => ({ kind: "governor" as const, name: `test-${cut.name}`, method, times: 100, error: objectErrors.internal })));
+    try {
+      expect((await cut.acquire()).ok).toBe(true);
+      await cut.effectsDone();
+      const data = await dataWith((await login()).cookie);
+      const shown = (name: string) => data.body.pools.find((p: { pool: string }) => p.pool === name);
+      expect(shown(broken.name)).toMatchObject({ breaker: { state: "open", streak: 1, retryAfterSeconds: expect.any(Number) }, governorUnreachable: false });
+      expect(shown(cut.name)).toMatchObject({ breaker: { state: "closed" }, governorUnreachable: true, counts: { leased: 1 } });
+    } finally {
+      injectFaults().restore();
+    }
+  });
+
+  it("/dashboard/data still has every pool when the governor does not answer; account is null", async () => {
+    const pool = poolName("dash");
+    expect((await call(`/v1/pools/${pool}`, { method: "PUT", body: { maxSessions: 1 } })).status).toBe(200);
+    const { cookie } = await login();
+    injectFaults({ kind: "governor", name: "account", method: "describe", times: 2, error: objectErrors.retryable });
+    try {
+      const data = await dataWith(cookie);
+      expect(data.status).toBe(200);
+      expect(data.body.account).toBeNull();
+      expect(data.body.pools.map((p: { pool: string }) => p.pool)).toContain(pool);
+    } finally {
+      injectFaults().restore();
+    }
   });
 });

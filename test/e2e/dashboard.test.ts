@@ -1,8 +1,9 @@
 /**
  * The operators' dashboard in real headless Chromium: a browser leased from
  * the broker itself opens /dashboard with the admin token, the numbers it
- * shows match the admin API, it refreshes itself when the pool changes, and a
- * screenshot is kept as a test artifact (test-results/dashboard.png).
+ * shows (the pool's and the account's) match the admin API, it refreshes
+ * itself when the pool changes, and a screenshot is kept as a test artifact
+ * (test-results/dashboard.png).
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -41,6 +42,17 @@ describe("GET /dashboard in a real browser", () => {
       expect(await shown(page, key, "maxSessions")).toBe("3");
       expect(await shown(page, key, "consistent")).toBe(truth.consistent ? "consistent" : "INCONSISTENT");
       expect(await shown(page, key, "granted")).toBe("1");
+      expect(await shown(page, key, "breaker")).toBe("breaker closed");
+      expect(await shown(page, key, "governor")).toBeNull(); // the badge appears only while the pool cannot reach the governor
+
+      // The account panel shows the governor's numbers; the dev tenant holds at least the two leases' browsers.
+      const capacity = (await api("/v1/admin/capacity", { key: "dev-admin" })).body;
+      const account = (field: string) => page.$eval(`#account [data-field="${field}"]`, (el) => el.textContent).catch(() => null);
+      expect(await account("limit")).toBe(String(capacity.limits.maxConcurrentSessions));
+      expect(await account("launchesPerSecond")).toBe(String(capacity.limits.launchesPerSecond));
+      expect(await account("breaker")).toBe(`breaker ${capacity.breaker.state === "half_open" ? "half-open" : capacity.breaker.state}${capacity.breaker.state === "open" ? ` ${capacity.breaker.retryAfterSeconds} s` : ""}`);
+      const devHeld = await page.$eval(`#account tr[data-tenant="dev"] [data-field="held"]`, (el) => Number(el.textContent)).catch(() => 0);
+      expect(devHeld).toBeGreaterThanOrEqual(2);
 
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
