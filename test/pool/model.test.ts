@@ -1,7 +1,8 @@
 /**
  * Model-based test of the pool object (fast-check `fc.commands`): random
- * sequences of acquire (waiting or not), release, renew, release-all, time
- * advancing past deadlines, launches resolved in any order with success,
+ * sequences of acquire (waiting or not, alone or several together), release,
+ * renew, release-all, time advancing past deadlines, launches resolved in any
+ * order with success,
  * failure or the platform limit, browsers crashing, callers going away, the
  * object restarting, and operators draining, resuming, force-releasing,
  * purging idle browsers and deleting the pool (whose browser closes, too, land
@@ -15,7 +16,12 @@
  *     told its outcome at once: a lease decided in SQL but never answered is the
  *     incident's failure;
  *   - ended leases stay ended;
- *   - every session idle or leased is a live browser (nothing closed comes back).
+ *   - every session idle or leased is a live browser (nothing closed comes back);
+ *   - no grant ever skipped an older waiter: when a lease became active, no
+ *     lease still waiting had a smaller (rank, seq) (first come, first served,
+ *     read back from the pool's journal), and every launch reserved for a
+ *     caller was reserved for the oldest waiter with no launch or check under
+ *     way for it (watched as each reservation is made).
  *
  * And at the end: after releasing everything and letting every deadline pass,
  * nothing is leased, launching or waiting, and every caller got an answer.
@@ -76,6 +82,8 @@ interface Real {
   answered: Map<string, Promise<void>>;
   /** The pool's calls to the registry that fail next (RpcFails adds to `times`). */
   rpcFaults: Record<"track" | "forget" | "lostLaunches", FaultRule>;
+  /** Launches reserved for someone other than the oldest waiter without a launch or check (see `watchReservations`). */
+  misreserved: string[];
 }
 
 const ANSWER_WITHIN_MS = 2_000;
@@ -88,6 +96,7 @@ function pick<T>(items: T[], index: number): T | undefined {
 /** Brings the model up to date with the answers callers received, then checks everything the header promises. */
 async function check(m: Model, r: Real): Promise<void> {
   await flush(r.pool.stub);
+  await watchReservations(r);
   const stub = r.pool.stub;
   for (const id of m.order) {
     const told = m.leases.get(id)!;
@@ -115,8 +124,11 @@ async function check(m: Model, r: Real): Promise<void> {
       expect(Date.parse(found.value.expiresAt!)).toBe(told.expiresAt);
     } else if (told.state === "ended" && found.ok) {
       expect(["released", "expired", "failed"], `ended lease ${id} stays ended (${told.why})`).toContain(found.value.status);
-    } else if (told.state === "waiting" && found.ok) {
-      expect(found.value.status).toBe("waiting");
+    } else if (told.state === "waiting" && found.ok && found.value.status !== "waiting") {
+      // It left the queue since the look above (an effect's outcome landed meanwhile,
+      // such as a launch that threw after the account's permit): its caller is answered all the same.
+      await answerOf(r, id, `a lease that became ${found.value.status}`);
+      absorb(m, r, id);
     }
   }
   const active = [...m.leases.entries()].filter(([, t]) => t.state === "active") as [string, Extract<Told, { state: "active" }>][];
@@ -136,8 +148,79 @@ async function check(m: Model, r: Real): Promise<void> {
     return [...db.sessionsIn("idle"), ...db.sessionsIn("leased")].map((s) => s.session_id);
   });
   for (const sessionId of usable) expect(r.provider.live.has(sessionId!), `session ${sessionId} in use or idle is a live browser`).toBe(true);
+  expect(await grantsThatSkippedAWaiter(stub), "no grant skips an older waiter").toEqual([]);
+  expect(r.misreserved, "a launch for a caller is reserved for the oldest waiter without one").toEqual([]);
   const report = await stub.checkInvariants();
   expect(report.violations).toEqual([]);
+}
+
+/**
+ * First come, first served, read back from the journal: replays when each lease
+ * started waiting (`requested`) and stopped (`granted`, `wait_failed`), and
+ * returns every grant made while a lease ahead of it in the queue (smaller
+ * (rank, seq)) was still waiting.
+ */
+async function grantsThatSkippedAWaiter(stub: DurableObjectStub<PoolObject>): Promise<string[]> {
+  return runInDurableObject(stub, (_object: PoolObject, state) => {
+    const sql = state.storage.sql;
+    // A deleted pool has no tables (and holds nothing).
+    if (!hasSchema(sql)) return [];
+    const place = new Map(
+      sql.exec<{ id: string; rank: number; seq: number }>(`SELECT id, rank, seq FROM leases`).toArray().map((lease) => [lease.id, lease]),
+    );
+    const ahead = (a: { rank: number; seq: number }, b: { rank: number; seq: number }) => a.rank < b.rank || (a.rank === b.rank && a.seq < b.seq);
+    const waiting = new Set<string>();
+    const skipped: string[] = [];
+    const events = sql.exec<{ event: string; lease_id: string }>(
+      `SELECT event, lease_id FROM journal WHERE event IN ('requested', 'granted', 'wait_failed') AND lease_id IS NOT NULL ORDER BY seq`,
+    );
+    for (const { event, lease_id: id } of events) {
+      if (event === "requested") {
+        waiting.add(id);
+        continue;
+      }
+      waiting.delete(id);
+      const granted = place.get(id);
+      if (event !== "granted" || !granted) continue;
+      for (const other of waiting) {
+        const waiter = place.get(other);
+        if (waiter && ahead(waiter, granted)) skipped.push(`${id} (rank ${granted.rank}, seq ${granted.seq}) granted while ${other} (rank ${waiter.rank}, seq ${waiter.seq}) waited`);
+      }
+    }
+    return skipped;
+  });
+}
+
+/** Pool stores already watched by `watchReservations` (a restarted object has a new one). */
+const watched = new WeakSet<PoolStore>();
+
+/**
+ * Watches, inside the pool object's transaction, every launch it reserves: one
+ * for a caller must go to the oldest waiter (lowest (rank, seq)) that has no
+ * launch or check under way, and one for nobody (warm) only when no waiter
+ * lacks one. Only observes: the reservation is made as the pool decided.
+ * (Launches the restarted object reserves in its constructor, before this
+ * watches its store, go unobserved.)
+ */
+async function watchReservations(r: Real): Promise<void> {
+  await runInDurableObject(r.pool.stub, (object: PoolObject, state) => {
+    const db = (object as unknown as { db: PoolStore }).db;
+    if (watched.has(db)) return;
+    watched.add(db);
+    const sql = state.storage.sql;
+    const insertLaunching = db.insertLaunching.bind(db);
+    db.insertLaunching = (leaseId, now, deadline) => {
+      const oldest = sql
+        .exec<{ id: string }>(
+          `SELECT l.id FROM leases l WHERE l.status = 'waiting'
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.state IN ('launching', 'resetting') AND s.lease_id = l.id)
+           ORDER BY l.rank, l.seq LIMIT 1`,
+        )
+        .toArray()[0]?.id;
+      if ((oldest ?? null) !== leaseId) r.misreserved.push(`a launch reserved for ${leaseId ?? "nobody"} while ${oldest} was the oldest waiter without one`);
+      return insertLaunching(leaseId, now, deadline);
+    };
+  });
 }
 
 /** Waits (bounded) for the answer to a caller whose lease left the waiting state. */
@@ -206,6 +289,16 @@ class Acquire implements fc.AsyncCommand<Model, Real> {
     await check(m, r);
   }
   toString = () => `acquire(wait ${this.waitSeconds}s, ttl ${this.ttlSeconds}s)`;
+}
+
+/** Callers arriving together, each willing to queue: the queue holds several waiters with nothing under way for them. */
+class Burst implements fc.AsyncCommand<Model, Real> {
+  constructor(readonly callers: number) {}
+  check = () => true;
+  async run(m: Model, r: Real) {
+    for (let i = 0; i < this.callers; i += 1) await new Acquire(3, 30).run(m, r);
+  }
+  toString = () => `burst(${this.callers})`;
 }
 
 class ResolveLaunch implements fc.AsyncCommand<Model, Real> {
@@ -546,6 +639,7 @@ class Delete implements fc.AsyncCommand<Model, Real> {
 
 const commands = [
   fc.tuple(fc.constantFrom(0, 0, 3), fc.constantFrom(5, 30)).map(([w, t]) => new Acquire(w, t)),
+  fc.constantFrom(2, 3).map((n) => new Burst(n)),
   fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail" | "limit">("ok", "ok", "ok", "fail", "limit")).map(([i, o]) => new ResolveLaunch(i, o)),
   // Twice: closes and resets outnumber launches, and their order is what races.
   ...[1, 2].map(() => fc.tuple(fc.nat(8), fc.constantFrom<"ok" | "fail">("ok", "ok", "ok", "fail")).map(([i, o]) => new ResolveIo(i, o))),
@@ -597,7 +691,7 @@ async function newSystem(config: SystemConfig): Promise<Real> {
   });
   const rpcFaults = { track: fails("track"), forget: fails("forget"), lostLaunches: fails("lostLaunches") };
   restoreFaults = injectFaults(rpcFaults.track, rpcFaults.forget, rpcFaults.lostLaunches).restore;
-  return { pool, provider, calls: new Map(), answered: new Map(), deletions: [], rpcFaults };
+  return { pool, provider, calls: new Map(), answered: new Map(), deletions: [], rpcFaults, misreserved: [] };
 }
 
 /** Liveness: once everything is released and every deadline has passed, the pool holds nothing and every caller was answered. */
