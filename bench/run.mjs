@@ -108,6 +108,7 @@ function miniflare(out, brokerVars) {
         durableObjects: {
           POOL: { className: "PoolObject", useSQLite: true },
           REGISTRY: { className: "SessionRegistry", useSQLite: true },
+          GOVERNOR: { className: "CapacityGovernor", useSQLite: true },
           TENANT: { className: "TenantObject", useSQLite: true },
         },
         browserRendering: { binding: "BROWSER" },
@@ -121,6 +122,10 @@ function miniflare(out, brokerVars) {
           // The bench creates many pools under one tenant: quotas out of its way.
           TENANT_MAX_POOLS: "10000",
           TENANT_MAX_SESSIONS: "100000",
+          // Every launch still asks the account's governor for a permit (a real
+          // cost, in the cold figures); its limits are out of the bench's way.
+          ACCOUNT_MAX_CONCURRENT_SESSIONS: "100000",
+          ACCOUNT_LAUNCHES_PER_SECOND: "100000",
           ...brokerVars,
         },
       },

@@ -22,7 +22,8 @@ import { allLeases, audit, customer, runLoad } from "./lib/load.mjs";
 
 const { values } = parseArgs({ options: { only: { type: "string" } } });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const SIM = { BROWSER_PROVIDER: "simulated" };
+// The simulated platform has no launch rate: the account's (1/s by default) is raised to match it.
+const SIM = { BROWSER_PROVIDER: "simulated", ACCOUNT_LAUNCHES_PER_SECOND: "1000" };
 
 /** All clients share the dev key; the per-key rate limit is off so the scenarios stress the broker, not the limiter. */
 const UNLIMITED = { RATE_LIMIT_REQUESTS: "0" };

@@ -46,7 +46,10 @@ if (url) {
   console.log(`load: starting the broker (wrangler dev, ${values.provider} browsers)…`);
   // Every simulated client uses the one dev key: with the per-key rate limit on,
   // this would measure the limiter (test/api/ratelimit.test.ts covers it), not the broker.
-  const vars = { RATE_LIMIT_REQUESTS: "0", ...(values.provider === "simulated" ? { BROWSER_PROVIDER: "simulated" } : {}) };
+  // The simulated platform has no launch rate: the account's launch rate
+  // (ACCOUNT_LAUNCHES_PER_SECOND, 1/s by default) is raised to match it.
+  const simulated = { BROWSER_PROVIDER: "simulated", ACCOUNT_LAUNCHES_PER_SECOND: "1000" };
+  const vars = { RATE_LIMIT_REQUESTS: "0", ...(values.provider === "simulated" ? simulated : {}) };
   broker = await startBroker({ vars });
   url = broker.url;
 }

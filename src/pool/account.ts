@@ -44,6 +44,8 @@ export class AccountLink {
   governorName = "account";
   private glance: AccountGlance | null = null;
   private unreachableSince: number | null = null;
+  /** Permit requests not answered yet (tests wait for them before moving the clock). */
+  private readonly asking = new Set<Promise<unknown>>();
 
   constructor(
     private readonly deps: {
@@ -72,7 +74,19 @@ export class AccountLink {
   }
 
   /** Asks for the permit of the launch of `row` (warm: no caller waits for it). Never throws. */
-  async request(row: number, warm: boolean): Promise<PermitDecision> {
+  request(row: number, warm: boolean): Promise<PermitDecision> {
+    const asked = this.ask(row, warm);
+    this.asking.add(asked);
+    void asked.finally(() => this.asking.delete(asked));
+    return asked;
+  }
+
+  /** Resolves when every permit request made so far has been answered (or given up). */
+  async answered(): Promise<void> {
+    while (this.asking.size > 0) await Promise.allSettled([...this.asking]);
+  }
+
+  private async ask(row: number, warm: boolean): Promise<PermitDecision> {
     try {
       const ask = { tenant: this.deps.tenant(), pool: this.deps.pool(), permitId: this.permitId(row), kind: warm ? "warm" : "demand" } as const;
       // The RPC stub's type of a union answer is not the union itself: read it as the governor declares it.

@@ -104,6 +104,11 @@ export class PoolObject extends DurableObject<Env> {
     this.shell.provider = provider;
   }
 
+  /** Resolves when the permits asked for so far have been answered (a launch then starts, or is deferred). */
+  async permitsAnswered(): Promise<void> {
+    await this.shell.account.answered();
+  }
+
   /** The account's governor this pool asks for permits (tests: one of the test's own, by name). */
   useGovernor(name: string): void {
     this.shell.account.governorName = name;

@@ -39,7 +39,10 @@ async function poolIn(account: Account, tenant: string, config: PoolConfigPatch)
 
 /** Moves the shared clock, runs every pool's alarm, and lets the I/O it started (and the governor's pokes) finish. */
 async function step(account: Account, pools: TestPool[], ms: number): Promise<void> {
-  for (const pool of pools) await pool.stub.checkInvariants();
+  for (const pool of pools) {
+    await pool.stub.checkInvariants();
+    await pool.stub.permitsAnswered();
+  }
   account.clock.now += ms;
   for (const pool of pools) await runDurableObjectAlarm(pool.stub);
   for (const pool of pools) await pool.effectsDone();
@@ -177,6 +180,34 @@ describe("an account shared by two tenants", () => {
     await pool.stub.releaseAll();
     await Promise.allSettled(answers);
     await pool.expectConsistent();
+  });
+});
+
+describe("the platform's limits", () => {
+  it("a launch refused with 429 backs off for as long as the platform's limits() says, across the account, and adopts its concurrency", async () => {
+    const account = await testAccount();
+    await account.stub.setLimits({ maxConcurrentSessions: 100, launchesPerSecond: 1000 });
+    const refused = await poolIn(account, tenantName("refused"), { maxSessions: 4 });
+    const other = await poolIn(account, tenantName("other"), { maxSessions: 4 });
+    refused.provider.plan = [{ kind: "limit", retryAfterSeconds: 5 }];
+    refused.provider.platformLimits = { maxConcurrentSessions: 3, allowedBrowserAcquisitions: 0, timeUntilNextAllowedBrowserAcquisition: 12_000 };
+    expect(await refused.acquire()).toMatchObject({ ok: false, failure: { status: 503, code: "browser_unavailable", retryAfter: 12 } });
+    expect(refused.provider.limitsAsked).toBe(1);
+    const described = await account.stub.describe();
+    expect(described.limits.maxConcurrentSessions).toBe(3);
+    expect(described.usage.blockedUntil).toBe(new Date(account.clock.now + 12_000).toISOString());
+    // The other tenant's pool waits too: the pause is the account's, not the refused pool's.
+    const launchesBefore = other.provider.launches;
+    expect(await other.acquire()).toMatchObject({ ok: false, failure: { status: 503, code: "browser_unavailable" } });
+    expect(other.provider.launches).toBe(launchesBefore);
+    // Not 5 s (the error's own hint): 12 s.
+    await step(account, [refused, other], 5_000);
+    expect(await refused.acquire()).toMatchObject({ ok: false, failure: { status: 503 } });
+    await step(account, [refused, other], 7_000);
+    granted(await refused.acquire());
+    granted(await other.acquire());
+    await refused.expectConsistent();
+    await other.expectConsistent();
   });
 });
 

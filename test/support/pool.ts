@@ -95,6 +95,8 @@ export async function faultPool(config: PoolConfigPatch = {}, provider = new Fau
       // Calls on one stub arrive in order: this round trip guarantees every call
       // the test already made has taken its decision at the old time.
       await stub.checkInvariants();
+      // A launch asks the account's governor first: the provider has it (or the launch was deferred) before time moves.
+      await stub.permitsAnswered();
       clock.now += ms;
       await runDurableObjectAlarm(stub);
       // Reconciliation runs beside the alarm, not inside it.
