@@ -18,6 +18,7 @@ declare namespace Cloudflare {
 		ORPHAN_POLICY: "launches";
 		ACCOUNT_MAX_CONCURRENT_SESSIONS: "120";
 		ACCOUNT_LAUNCHES_PER_SECOND: "1";
+		GOVERNOR_FALLBACK_SESSIONS: "2";
 		API_KEYS: string;
 		ADMIN_TOKEN: string;
 		POOL: DurableObjectNamespace<import("./src/index").PoolObject>;
@@ -31,5 +32,5 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "ORPHAN_POLICY" | "ACCOUNT_MAX_CONCURRENT_SESSIONS" | "ACCOUNT_LAUNCHES_PER_SECOND" | "API_KEYS" | "ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "ORPHAN_POLICY" | "ACCOUNT_MAX_CONCURRENT_SESSIONS" | "ACCOUNT_LAUNCHES_PER_SECOND" | "GOVERNOR_FALLBACK_SESSIONS" | "API_KEYS" | "ADMIN_TOKEN">> {}
 }

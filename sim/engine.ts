@@ -37,8 +37,6 @@ import {
   closeSucceeded,
   type Effect,
   launchSucceeded,
-  pingSucceeded,
-  probeAnswered,
   registered,
   registryDone,
   releaseLease,
@@ -47,6 +45,7 @@ import {
   type Step,
   tick,
 } from "../src/pool/machine";
+import { pingSucceeded, probeAnswered } from "../src/pool/liveness";
 import { migrate } from "../src/pool/schema";
 import { PoolStore } from "../src/pool/store";
 import { type Arrival, type ArrivalSource, arrivalsOf } from "./arrivals";

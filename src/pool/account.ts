@@ -179,7 +179,7 @@ export class AccountLink {
 
 /** The local budget of a pool that cannot reach the governor: Worker var GOVERNOR_FALLBACK_SESSIONS (0 or more), else 2. */
 export function fallbackSessions(env: Env): number {
-  const raw = (env as { GOVERNOR_FALLBACK_SESSIONS?: string }).GOVERNOR_FALLBACK_SESSIONS;
+  const raw: string | undefined = env.GOVERNOR_FALLBACK_SESSIONS;
   const value = Number(raw);
   return raw !== undefined && raw !== "" && Number.isInteger(value) && value >= 0 ? value : DEFAULT_FALLBACK_SESSIONS;
 }

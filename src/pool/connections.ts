@@ -10,7 +10,8 @@
  */
 import { withDeadline } from "../deadline";
 import { fail, type Result } from "../result";
-import { notFound, probeAnswered, tick } from "./machine";
+import { probeAnswered } from "./liveness";
+import { notFound, tick } from "./machine";
 import type { PoolShell } from "./shell";
 import type { ConnectGrant } from "./views";
 

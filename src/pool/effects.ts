@@ -20,9 +20,6 @@ import {
   type Effect,
   launchFailed,
   launchSucceeded,
-  pingFailed,
-  pingSucceeded,
-  probeAnswered,
   registered,
   registryDone,
   RESET_TIMEOUT_MS,
@@ -31,6 +28,7 @@ import {
   type Step,
   tick,
 } from "./machine";
+import { pingFailed, pingSucceeded, probeAnswered } from "./liveness";
 import { launchDeferred } from "./permits";
 import type { PoolShell } from "./shell";
 

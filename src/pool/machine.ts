@@ -7,10 +7,13 @@
  * the rows it needs: nothing decided before an await is trusted after it.
  *
  * This file holds the transitions of leases, sessions and waiters, and the
- * building blocks every transition decides with. Two groups that change the
- * pool itself live beside it and use those blocks: operations.ts (config,
- * operators' actions, and the pool's own lifecycle: (none) → created →
- * deleting → deleted, and back) and reconcile.ts (judging the platform's list).
+ * building blocks every transition decides with. Groups of transitions live
+ * beside it and use those blocks: operations.ts (config, operators' actions,
+ * and the pool's own lifecycle: (none) → created → deleting → deleted, and
+ * back), reconcile.ts (judging the platform's list), liveness.ts (pings,
+ * probes, and a browser's death confirmed) and permits.ts (the account's
+ * launch permits); capacity.ts holds the breaker, admission control and the
+ * warm target.
  *
  * Session: launching → idle → leased → (resetting → idle | closing) → closed,
  *          idle → resetting (checked alive before a borrow) → leased | closing,
@@ -370,7 +373,7 @@ export function resetFailed(step: Step, row: number, message: string): void {
   startClosing(step, session, "reset_failed", { error: message });
 }
 
-/** The idle session checked before a borrow answered: it goes to the caller it was checked for. */
+/** The idle session checked before a borrow answered: it goes to the head of the queue (first come, first served), usually the caller it was checked for. */
 export function checkPassed(step: Step, row: number): void {
   readied(step, row, "checked");
 }
@@ -393,7 +396,7 @@ export function checkFailed(step: Step, row: number, message: string): void {
   pump(step);
 }
 
-/** A session was made ready (reset or checked): its owner, the oldest waiter, or idle. */
+/** A session was made ready (reset or checked): the head of the queue gets it, or it goes idle. */
 function readied(step: Step, row: number, event: string): void {
   const { db, now } = step;
   const session = db.session(row);
@@ -428,44 +431,6 @@ export function closeFailed(step: Step, row: number, message: string): void {
   }
   db.updateSession(row, { attempts, deadline: now + 1000 * 2 ** attempts });
   db.journal(now, "close_failed", null, row, { error: message, attempts });
-}
-
-/** A keep-alive ping answered: the browser is alive and the platform saw activity. */
-export function pingSucceeded(step: Step, row: number): void {
-  const session = step.db.session(row);
-  if (session?.state === "idle" || session?.state === "leased") step.db.updateSession(row, { alive_at: step.now, missed_at: null });
-}
-
-/**
- * A keep-alive ping failed. An idle session is closed rather than handed out
- * (closing an idle browser costs only a launch). A leased one is only suspect:
- * a ping can fail for reasons that are not the browser's death (a platform
- * that refused a second connection), so a direct probe decides.
- */
-export function pingFailed(step: Step, row: number, message: string): void {
-  const session = step.db.session(row);
-  if (session?.state === "idle") {
-    startClosing(step, session, "ping_failed", { error: message });
-    pump(step);
-  } else if (session?.state === "leased") {
-    suspect(step, session, "ping_failed");
-  }
-}
-
-/**
- * The platform answered whether a suspect session is still running (a probe
- * never connects to the browser). Gone: its slot is freed and its lease, if
- * any, fails with browser_gone. Alive: it is no longer suspect.
- */
-export function probeAnswered(step: Step, row: number, alive: boolean): void {
-  const session = step.db.session(row);
-  if (!session || !TRACKED.has(session.state)) return;
-  if (alive) {
-    step.db.updateSession(row, { missed_at: null, alive_at: step.now });
-    return;
-  }
-  vanish(step, session);
-  pump(step);
 }
 
 /**
@@ -708,7 +673,7 @@ function serveHead(step: Step, session: SessionRow, proven = false): void {
   }
 }
 
-/** A session is free (and just proved alive): the oldest waiter gets it, or it waits idle; one past its lifetime is closed instead. */
+/** A session is free (and just proved alive): the head of the queue gets it, or it waits idle; one past its lifetime is closed instead. */
 function offer(step: Step, session: SessionRow, proven = false): void {
   const { db, now } = step;
   if (pastLifetime(step, session)) {
@@ -770,44 +735,6 @@ function idleDeadline(step: Step, session: SessionRow): number {
 /** How often a browser with nobody else talking to it is pinged: half its keep-alive. */
 function keepAlivePingMs(step: Step): number {
   return Math.floor(step.keepAliveMs / 2);
-}
-
-/** Session states whose browser the pool tracks as running. */
-const TRACKED = new Set<SessionRow["state"]>(["idle", "leased", "resetting", "closing"]);
-
-/**
- * One observation says a tracked session may be gone (missing from a list, a
- * failed ping of a leased session): it keeps its slot and its lease, and the
- * platform is asked directly. `since` is when it was first missed.
- */
-export function suspect(step: Step, session: SessionRow, why: string, since = step.now): void {
-  const { db, now } = step;
-  if (session.missed_at === null) db.updateSession(session.id, { missed_at: since });
-  db.journal(now, "suspect", session.state === "leased" ? session.lease_id : null, session.id, { sessionId: session.session_id, why });
-  step.effects.push({ kind: "probe", row: session.id, sessionId: session.session_id! });
-}
-
-/**
- * A tracked session is confirmed gone: its slot is freed at once and its
- * lease, if any, fails with browser_gone (its CDP sockets are closed).
- */
-export function vanish(step: Step, session: SessionRow): void {
-  const { db, now } = step;
-  if (session.state === "leased" && session.lease_id) {
-    const lease = db.lease(session.lease_id);
-    if (lease?.status === "active") {
-      db.updateLease(lease.id, { status: "failed", ended_at: now, end_reason: "browser_gone" });
-      db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
-      db.observe("lease_duration_seconds", { reason: "failed" }, (now - (lease.granted_at ?? now)) / 1000);
-      step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
-    }
-  }
-  closed(step, session, { end_reason: session.state === "closing" ? session.end_reason : "vanished" });
-  db.journal(now, "reconciled_vanished", session.state === "leased" ? session.lease_id : null, session.id, {
-    sessionId: session.session_id,
-    was: session.state,
-  });
-  db.setMeta("vanished_total", String(Number(db.getMeta("vanished_total") ?? 0) + 1));
 }
 
 /** A session's slot is free: it is closed, its permit goes back to the account, and a registered browser is forgotten by the registry. */

@@ -5,7 +5,8 @@
  * and probed (machine.ts's `suspect`), and only a probe or a second miss frees
  * a slot (`vanish`). The shell takes the list (with a deadline) and runs this.
  */
-import { pump, type Step, suspect, vanish } from "./machine";
+import { suspect, vanish } from "./liveness";
+import { pump, type Step } from "./machine";
 
 export interface ReconcileReport {
   /** Tracked sessions confirmed gone (missing from two lists, or probed): their capacity was freed. */

@@ -19,8 +19,6 @@ import {
   launchFailed,
   launchSucceeded,
   MAX_CLOSE_ATTEMPTS,
-  pingFailed,
-  probeAnswered,
   pump,
   recover,
   registered,
@@ -34,6 +32,7 @@ import {
   retryAfterSeconds,
   tick,
 } from "../../src/pool/machine";
+import { pingFailed, probeAnswered } from "../../src/pool/liveness";
 import {
   applyConfig,
   createPool,
