@@ -183,6 +183,25 @@ describe("an account shared by two tenants", () => {
   });
 });
 
+describe("the warm path", () => {
+  it("hands an idle session to a caller without asking the governor anything", async () => {
+    const account = await testAccount();
+    const pool = await poolIn(account, tenantName("warm-path"), { maxSessions: 2, minIdle: 1 });
+    await pool.effectsDone();
+    const asked = { kind: "governor" as const, name: account.governor, method: "acquire", times: 0 };
+    const faults = injectFaults(asked);
+    try {
+      const lease = granted(await pool.acquire());
+      expect(lease.status).toBe("active");
+      // The grant itself asked nothing; the warm target's replacement launch, afterwards, is what asks.
+      await pool.effectsDone();
+      expect(faults.args(asked)).toEqual([[expect.objectContaining({ kind: "warm" })]]);
+    } finally {
+      faults.restore();
+    }
+  });
+});
+
 describe("the platform's limits", () => {
   it("a launch refused with 429 backs off for as long as the platform's limits() says, across the account, and adopts its concurrency", async () => {
     const account = await testAccount();

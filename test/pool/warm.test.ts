@@ -20,6 +20,17 @@ function arrivals(m: Machine, count: number, everyMs: number): void {
   }
 }
 
+/** The first caller pays a launch of `ms`, from which the pool learns its launch time; its session is then idle. */
+function learnLaunchTime(m: Machine, ms: number): void {
+  const first = m.request({ waitMs: 30_000 });
+  if (first.result.kind !== "waiting") throw new Error("the first caller should wait for a launch");
+  const launch = effectsOf(first.effects, "launch")[0]!;
+  m.now += ms;
+  m.run((s) => launchSucceeded(s, launch.row, "browser-1"));
+  m.run((s) => releaseLease(s, first.result.kind === "waiting" ? first.result.lease.id : ""));
+  m.run((s) => resetSucceeded(s, launch.row));
+}
+
 /** Lands every launch the pool has reserved, each after `ms`. */
 function landLaunches(m: Machine, ms: number): number {
   let landed = 0;
@@ -34,13 +45,7 @@ function landLaunches(m: Machine, ms: number): number {
 describe("warm target from demand", () => {
   it("keeps as many idle sessions as arrive during one launch", () =>
     withMachine({ maxSessions: 10, maxSessionUses: 0, maxSessionAgeSeconds: 0, warmFromDemand: true, idleTimeoutSeconds: 60 }, (m) => {
-      // The first caller pays a 2 s launch: the pool learns its launch time.
-      const first = m.request({ waitMs: 30_000 });
-      const launch = effectsOf(first.effects, "launch")[0]!;
-      m.now += 2_000;
-      m.run((s) => launchSucceeded(s, launch.row, "browser-1"));
-      m.run((s) => releaseLease(s, first.result.kind === "waiting" ? first.result.lease.id : ""));
-      m.run((s) => resetSucceeded(s, launch.row));
+      learnLaunchTime(m, 2_000);
 
       // 4 callers a second for 2 minutes: a rate of 4 × (1 − e^−2) ≈ 3.47/s over the 60 s window,
       // so 3.47 × 2 s ≈ 6.9 callers arrive during one launch: 7 sessions kept warm.
@@ -53,12 +58,7 @@ describe("warm target from demand", () => {
 
   it("never keeps more than maxSessions", () =>
     withMachine({ maxSessions: 5, maxSessionUses: 0, maxSessionAgeSeconds: 0, warmFromDemand: true, idleTimeoutSeconds: 60 }, (m) => {
-      const first = m.request({ waitMs: 30_000 });
-      const launch = effectsOf(first.effects, "launch")[0]!;
-      m.now += 2_000;
-      m.run((s) => launchSucceeded(s, launch.row, "browser-1"));
-      m.run((s) => releaseLease(s, first.result.kind === "waiting" ? first.result.lease.id : ""));
-      m.run((s) => resetSucceeded(s, launch.row));
+      learnLaunchTime(m, 2_000);
       // The same demand asks for 7 warm sessions; the pool has room for 4 beside the one in use.
       arrivals(m, 480, 250);
       expect(landLaunches(m, 0)).toBe(4);
@@ -68,12 +68,7 @@ describe("warm target from demand", () => {
 
   it("lets the extra idle sessions go after idleTimeoutSeconds once demand fades, down to minIdle", () =>
     withMachine({ maxSessions: 10, maxSessionUses: 0, maxSessionAgeSeconds: 0, minIdle: 1, warmFromDemand: true, idleTimeoutSeconds: 60 }, (m) => {
-      const first = m.request({ waitMs: 30_000 });
-      const launch = effectsOf(first.effects, "launch")[0]!;
-      m.now += 2_000;
-      m.run((s) => launchSucceeded(s, launch.row, "browser-1"));
-      m.run((s) => releaseLease(s, first.result.kind === "waiting" ? first.result.lease.id : ""));
-      m.run((s) => resetSucceeded(s, launch.row));
+      learnLaunchTime(m, 2_000);
       arrivals(m, 480, 250);
       landLaunches(m, 0);
       expect(m.db.counts().idle).toBeGreaterThan(1);
