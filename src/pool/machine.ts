@@ -592,7 +592,7 @@ export function pump(step: Step): void {
   if (counts.waiting > 0) {
     for (const waiter of db.waitersWithoutReservation(free)) reserved(waiter);
   }
-  if (isDraining(step.db)) return;
+  if (isDraining(step.db) || Number(db.getMeta("warm_blocked_until") ?? 0) > now) return;
   let warm = warmTarget(step) - counts.idle - (counts.launching > 0 ? db.unownedLaunches() : 0);
   for (; warm > 0 && free > 0; warm -= 1) reserved(null);
 }

@@ -8,6 +8,9 @@
 import type { Failure } from "../result";
 import { failWaiter, pump, startClosing, type Step } from "./machine";
 
+/** How long warm launches wait after the governor refused one for want of room (unless told sooner that room came free). */
+export const WARM_RETRY_MS = 15_000;
+
 /**
  * The account's governor gave no permit for a reserved launch (the account is
  * full, its launch rate is spent, or the tenant is above its fair share): the
@@ -21,9 +24,15 @@ export function launchDeferred(step: Step, row: number, why: { reason: string; r
   const session = db.session(row);
   if (session?.state !== "launching") return;
   db.deleteSession(row);
-  const until = now + Math.max(100, why.retryAfterMs);
-  if (Number(db.getMeta("launch_blocked_until") ?? 0) < until) db.setMeta("launch_blocked_until", String(until));
-  db.setMeta("launch_blocked_reason", why.reason);
+  if (session.lease_id === null && (why.reason === "account_full" || why.reason === "over_share")) {
+    // A warm launch nobody waits for: only warm launches pause, and for longer, so a
+    // pool above its share does not ask every second; callers' launches still ask.
+    db.setMeta("warm_blocked_until", String(now + Math.max(WARM_RETRY_MS, why.retryAfterMs)));
+  } else {
+    const until = now + Math.max(100, why.retryAfterMs);
+    if (Number(db.getMeta("launch_blocked_until") ?? 0) < until) db.setMeta("launch_blocked_until", String(until));
+    db.setMeta("launch_blocked_reason", why.reason);
+  }
   db.journal(now, "launch_deferred", session.lease_id, null, { reason: why.reason, retryAfterMs: why.retryAfterMs });
   db.count("launch_deferred", { reason: why.reason });
   const owner = session.lease_id ? db.lease(session.lease_id) : undefined;
@@ -50,6 +59,7 @@ export function permitsAvailable(step: Step): void {
   if ((reason === "account_full" || reason === "over_share") && Number(db.getMeta("launch_blocked_until") ?? 0) > now) {
     db.setMeta("launch_blocked_until", "0");
   }
+  if (Number(db.getMeta("warm_blocked_until") ?? 0) > now) db.setMeta("warm_blocked_until", "0");
   pump(step);
 }
 

@@ -299,8 +299,10 @@ export class PoolShell {
     const { earliest, idempotency, history, unconnected, registryOwed } = this.db.deadlines();
     const config = this.config();
     const candidates = earliest === null ? [] : [earliest];
-    const blocked = Number(this.db.getMeta("launch_blocked_until") ?? 0);
-    if (blocked > now) candidates.push(blocked);
+    for (const key of ["launch_blocked_until", "warm_blocked_until"]) {
+      const blocked = Number(this.db.getMeta(key) ?? 0);
+      if (blocked > now) candidates.push(blocked);
+    }
     // Reconcile periodically while the pool holds anything, or may have left a
     // browser running (see keepReconciling); otherwise an empty pool sleeps.
     if (earliest !== null || Number(this.db.getMeta("reconcile_until") ?? 0) > now) {

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { ACCOUNT_BREAKER_THRESHOLD } from "../../src/governor/breaker";
 import { PERMIT_TTL_MS } from "../../src/governor/object";
 import { FALLBACK_RETRY_MS } from "../../src/pool/account";
+import { WARM_RETRY_MS } from "../../src/pool/permits";
 import type { PoolConfigPatch } from "../../src/pool/config";
 import type { PoolObject } from "../../src/pool/object";
 import { injectFaults } from "../api/stub-faults";
@@ -134,6 +135,33 @@ describe("an account shared by two tenants", () => {
     expect(running([warm, starved])).toBe(2);
     await warm.expectConsistent();
     await starved.expectConsistent();
+  });
+
+  it("a warm pool above its share asks for its warm target again only after WARM_RETRY_MS, or when told room came free", async () => {
+    const account = await testAccount();
+    await account.stub.setLimits({ maxConcurrentSessions: 2, launchesPerSecond: 1000 });
+    const other = await poolIn(account, tenantName("holder"), { maxSessions: 2 });
+    granted(await other.acquire());
+    const warm = await poolIn(account, tenantName("warm"), { maxSessions: 2, minIdle: 2 });
+    await warm.effectsDone();
+    // One warm browser within its share of 1; the second is refused.
+    expect(await warm.counts()).toMatchObject({ idle: 1, launching: 0 });
+    const asked = { kind: "governor" as const, name: account.governor, method: "acquire", times: 0 };
+    const faults = injectFaults(asked);
+    try {
+      for (let second = 1; second < WARM_RETRY_MS / 1000; second += 1) await step(account, [warm, other], 1_000);
+      expect(faults.calls(asked)).toBe(0);
+      await step(account, [warm, other], 1_000);
+      expect(faults.calls(asked)).toBe(1);
+      // A caller's launch still asks at once.
+      const callers = faults.calls(asked);
+      granted(await warm.acquire());
+      expect(await warm.acquire()).toMatchObject({ ok: false });
+      expect(faults.calls(asked)).toBe(callers + 1);
+    } finally {
+      faults.restore();
+    }
+    await warm.expectConsistent();
   });
 
   it("gets back the permits of a pool that died, by their expiry", async () => {
