@@ -32,16 +32,19 @@
  * Each call costs a few indexed statements and a GROUP BY over the permits
  * (one row per browser: at most the account's limit, ~100s), well within one
  * object's budget at the platform's launch rates.
+ *
+ * This file is the decisions and the RPC surface. The permits and demand
+ * rows are permits.ts's, the account row schema.ts's, the limits in force
+ * limits.ts's; the types and timings callers share are contract.ts's, and
+ * are re-exported here with the limits.
  */
 import { DurableObject } from "cloudflare:workers";
 import { log } from "../log";
-import { type BreakerState, launchFailed, launchSucceeded, stateOf } from "./breaker";
+import { launchFailed, launchSucceeded, stateOf } from "./breaker";
 import { fullBucket, msUntilToken, refill } from "./bucket";
 import {
-  type AccountRow,
   forgetPlatformMax,
   migrate,
-  type PermitKind,
   readAccount,
   readBreaker,
   readBucket,
@@ -52,88 +55,28 @@ import {
 } from "./schema";
 import { EPSILON, fairShares, type ShedAsk, shedPlan, type Standing, starved } from "./share";
 import { type PoolCalls, PoolMessages, poolCalls } from "./pools";
+import { PermitStore } from "./permits";
+import { configuredLimits, limitsOf } from "./limits";
 import { tenantWeights, WeightCache } from "./weights";
+import {
+  type AccountGlance,
+  type CapacityView,
+  DENY_RETRY_MS,
+  type DenyReason,
+  type LaunchOutcome,
+  type LimitsPatch,
+  MAX_BLOCK_MS,
+  type PermitAnswer,
+  type PermitRequest,
+  PLATFORM_LIMIT_TTL_MS,
+  SYNC_GRACE_MS,
+} from "./contract";
 
 export type { BreakerState } from "./breaker";
 export type { PoolCalls } from "./pools";
 export type { PermitKind } from "./schema";
-
-/** A permit nobody renews (acquire again, sync) ends this long after its grant or last renewal. */
-export const PERMIT_TTL_MS = 5 * 60_000;
-/** A sync drops its pool's unlisted permits granted longer ago than this (a younger one may be a grant that crossed the list). */
-export const SYNC_GRACE_MS = 10_000;
-/** A refused launch counts as its tenant's unmet demand this long (pools ask again sooner while they still want it). */
-export const DEMAND_TTL_MS = 15_000;
-/** Retry-After of a refusal that no clock decides (account full, over share, a probe under way); pools are told sooner when room frees. */
-export const DENY_RETRY_MS = 1_000;
-/** The concurrency a platform 429 reported caps the limit this long (the account's plan may change). */
-export const PLATFORM_LIMIT_TTL_MS = 60 * 60_000;
-/** The longest a 429 may block grants, whatever it said. */
-export const MAX_BLOCK_MS = 10 * 60_000;
-/** The limits when the Worker vars say nothing usable: Browser Run's on Workers Paid. */
-export const DEFAULT_MAX_CONCURRENT_SESSIONS = 120;
-export const DEFAULT_LAUNCHES_PER_SECOND = 1;
-
-export interface AccountGlance {
-  limit: number;
-  used: number;
-  headroom: number;
-  launchesPerSecond: number;
-  breaker: BreakerState;
-}
-
-export interface PermitRequest {
-  tenant: string;
-  /** The bare pool name. */
-  pool: string;
-  /** Minted by the pool, one per launch; asking again with the same id renews it. */
-  permitId: string;
-  /** demand: a caller waits for this launch; warm: minIdle, the warm target. */
-  kind: PermitKind;
-}
-
-export type DenyReason = "account_full" | "launch_rate" | "platform_limited" | "breaker_open" | "over_share";
-
-export type PermitAnswer =
-  | { granted: true; glance: AccountGlance }
-  | { granted: false; reason: DenyReason; retryAfterMs: number; glance: AccountGlance };
-
-export type LaunchOutcome =
-  | { kind: "launched" }
-  | { kind: "failed" }
-  | {
-      kind: "limited";
-      retryAfterMs: number;
-      platform?: { maxConcurrentSessions?: number; allowedBrowserAcquisitions?: number; timeUntilNextAllowedBrowserAcquisition?: number };
-    };
-
-export interface Limits {
-  maxConcurrentSessions: number;
-  launchesPerSecond: number;
-}
-
-export type LimitsPatch = { maxConcurrentSessions?: number | null; launchesPerSecond?: number | null };
-
-/** What GET /v1/admin/capacity shows (the Capacity schema in src/api/schemas.ts). */
-export interface CapacityView {
-  limits: Limits;
-  configured: Limits;
-  overrides: { maxConcurrentSessions: number | null; launchesPerSecond: number | null };
-  platform: { maxConcurrentSessions: number; at: string } | null;
-  usage: { used: number; headroom: number; launchTokens: number; blockedUntil: string | null };
-  breaker: { state: BreakerState; streak: number; retryAfterSeconds: number };
-  tenants: Array<{ tenant: string; weight: number; held: number; pending: number; share: number }>;
-}
-
-/** The limits the Worker vars configure (ACCOUNT_MAX_CONCURRENT_SESSIONS, ACCOUNT_LAUNCHES_PER_SECOND). */
-export function configuredLimits(env: Env): Limits {
-  const max = Number(env.ACCOUNT_MAX_CONCURRENT_SESSIONS);
-  const rate = Number(env.ACCOUNT_LAUNCHES_PER_SECOND);
-  return {
-    maxConcurrentSessions: Number.isInteger(max) && max > 0 ? max : DEFAULT_MAX_CONCURRENT_SESSIONS,
-    launchesPerSecond: Number.isFinite(rate) && rate > 0 ? rate : DEFAULT_LAUNCHES_PER_SECOND,
-  };
-}
+export * from "./contract";
+export * from "./limits";
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -144,12 +87,14 @@ export class CapacityGovernor extends DurableObject<Env> {
   pools: PoolCalls;
   private readonly weights: WeightCache;
   private readonly messages: PoolMessages;
+  private readonly permits: PermitStore;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.pools = poolCalls(env);
     this.weights = new WeightCache(tenantWeights(env), (work) => ctx.waitUntil(work));
     this.messages = new PoolMessages(() => this.pools, (work) => ctx.waitUntil(work));
+    this.permits = new PermitStore(ctx.storage.sql);
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql);
     });
@@ -160,7 +105,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     checkNames(req.tenant, req.pool, [req.permitId]);
     if (req.kind !== "demand" && req.kind !== "warm") throw new TypeError(`permit kind must be "demand" or "warm"`);
     // The weights of tenants never seen are read first; the decision re-reads everything after.
-    await this.weights.ensure([req.tenant, ...this.activeTenants()], this.clock());
+    await this.weights.ensure([req.tenant, ...this.permits.activeTenants()], this.clock());
     const now = this.clock();
     const { answer, freed, shed } = this.ctx.storage.transactionSync(() => this.decide(req, now));
     this.messages.shed(shed, now);
@@ -178,21 +123,21 @@ export class CapacityGovernor extends DurableObject<Env> {
       const breaker = readBreaker(readAccount(sql));
       switch (outcome.kind) {
         case "launched": {
-          this.hold(tenant, pool, permitId, "adopted", now);
+          this.permits.hold(tenant, pool, permitId, "adopted", now);
           const next = launchSucceeded(breaker, now);
           if (breaker.until !== null && next.until === null) log("governor_breaker_closed", { tenant, pool, permitId });
           writeBreaker(sql, next);
           break;
         }
         case "failed": {
-          freed += this.drop(tenant, pool, permitId);
+          freed += this.permits.drop(tenant, pool, permitId);
           const next = launchFailed(breaker, permitId, now);
           if (next.until !== null && next.until !== breaker.until) log("governor_breaker_opened", { tenant, pool, permitId, cooldownMs: next.until - now, opens: next.opens });
           writeBreaker(sql, next);
           break;
         }
         case "limited": {
-          freed += this.drop(tenant, pool, permitId);
+          freed += this.permits.drop(tenant, pool, permitId);
           const platform = outcome.platform ?? {};
           const waitMs = Math.min(MAX_BLOCK_MS, Math.max(0, finite(outcome.retryAfterMs), finite(platform.timeUntilNextAllowedBrowserAcquisition)));
           const max = platform.maxConcurrentSessions;
@@ -216,7 +161,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     const now = this.clock();
     const freed = this.ctx.storage.transactionSync(() => {
       let freed = this.purge(now);
-      for (const id of permitIds) freed += this.drop(tenant, pool, id);
+      for (const id of permitIds) freed += this.permits.drop(tenant, pool, id);
       return freed;
     });
     this.pokeWaiters(freed, now);
@@ -232,20 +177,19 @@ export class CapacityGovernor extends DurableObject<Env> {
    */
   async sync(tenant: string, pool: string, permitIds: string[]): Promise<{ shed: number; glance: AccountGlance }> {
     checkNames(tenant, pool, permitIds);
-    await this.weights.ensure([tenant, ...this.activeTenants()], this.clock());
+    await this.weights.ensure([tenant, ...this.permits.activeTenants()], this.clock());
     const now = this.clock();
     const { freed, plan } = this.ctx.storage.transactionSync(() => {
       const sql = this.ctx.storage.sql;
       let freed = this.purge(now);
       const listed = new Set(permitIds);
-      for (const id of listed) this.hold(tenant, pool, id, "adopted", now);
-      const held = sql.exec<{ permit_id: string; granted_at: number }>(`SELECT permit_id, granted_at FROM permits WHERE tenant = ? AND pool = ?`, tenant, pool).toArray();
-      for (const row of held) {
-        if (!listed.has(row.permit_id) && row.granted_at < now - SYNC_GRACE_MS) freed += this.drop(tenant, pool, row.permit_id);
+      for (const id of listed) this.permits.hold(tenant, pool, id, "adopted", now);
+      for (const row of this.permits.heldBy(tenant, pool)) {
+        if (!listed.has(row.permit_id) && row.granted_at < now - SYNC_GRACE_MS) freed += this.permits.drop(tenant, pool, row.permit_id);
       }
-      const { limits } = this.limitsOf(readAccount(sql), now);
+      const { limits } = limitsOf(this.env, readAccount(sql), now);
       const standings = this.standings(limits.maxConcurrentSessions);
-      return { freed, plan: shedPlan(limits.maxConcurrentSessions, this.used(), standings) };
+      return { freed, plan: shedPlan(limits.maxConcurrentSessions, this.permits.used(), standings) };
     });
     const mine = plan.filter((ask) => ask.tenant === tenant && ask.pool === pool);
     const shed = this.messages.claimShed(mine, now).reduce((sum, ask) => sum + ask.count, 0);
@@ -255,18 +199,18 @@ export class CapacityGovernor extends DurableObject<Env> {
 
   /** The account's limits, usage, breaker and tenants' shares (GET /v1/admin/capacity). */
   async describe(): Promise<CapacityView> {
-    await this.weights.ensure(this.activeTenants(), this.clock());
+    await this.weights.ensure(this.permits.activeTenants(), this.clock());
     const now = this.clock();
     const freed = this.ctx.storage.transactionSync(() => this.purge(now));
     this.pokeWaiters(freed, now);
     const sql = this.ctx.storage.sql;
     const account = readAccount(sql);
-    const { limits, platform } = this.limitsOf(account, now);
+    const { limits, platform } = limitsOf(this.env, account, now);
     const rate = limits.launchesPerSecond;
     const bucket = refill(readBucket(account) ?? fullBucket(rate, now), rate, now);
     const breaker = readBreaker(account);
     const state = stateOf(breaker, now);
-    const used = this.used();
+    const used = this.permits.used();
     return {
       limits,
       configured: configuredLimits(this.env),
@@ -298,7 +242,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     const headroom = this.ctx.storage.transactionSync(() => {
       const sql = this.ctx.storage.sql;
       // The bucket filled at the old rate until now; the new rate applies from now.
-      const before = this.limitsOf(readAccount(sql), now).limits.launchesPerSecond;
+      const before = limitsOf(this.env, readAccount(sql), now).limits.launchesPerSecond;
       writeBucket(sql, refill(readBucket(readAccount(sql)) ?? fullBucket(before, now), before, now));
       writeOverrides(sql, patch);
       return this.glance(now).headroom;
@@ -319,32 +263,24 @@ export class CapacityGovernor extends DurableObject<Env> {
   private decide(req: PermitRequest, now: number): { answer: PermitAnswer; freed: number; shed: ShedAsk[] } {
     const sql = this.ctx.storage.sql;
     const freed = this.purge(now);
-    if (this.renew(req.tenant, req.pool, req.permitId, now)) return { answer: { granted: true, glance: this.glance(now) }, freed, shed: [] };
+    if (this.permits.renew(req.tenant, req.pool, req.permitId, now)) return { answer: { granted: true, glance: this.glance(now) }, freed, shed: [] };
     const account = readAccount(sql);
-    const { limits } = this.limitsOf(account, now);
+    const { limits } = limitsOf(this.env, account, now);
     const deny = (reason: DenyReason, retryAfterMs: number, shed: ShedAsk[] = []) => {
       // A refused launch a caller waits for is the tenant's unmet demand: it weighs in the shares until it goes stale.
-      if (req.kind === "demand") {
-        sql.exec(
-          `INSERT INTO demand (permit_id, tenant, pool, at) VALUES (?, ?, ?, ?) ON CONFLICT (permit_id) DO UPDATE SET at = excluded.at`,
-          req.permitId,
-          req.tenant,
-          req.pool,
-          now,
-        );
-      }
+      if (req.kind === "demand") this.permits.want(req.tenant, req.pool, req.permitId, now);
       return { answer: { granted: false as const, reason, retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)), glance: this.glance(now) }, freed, shed };
     };
     if (account.blocked_until > now) return deny("platform_limited", account.blocked_until - now);
     const breaker = readBreaker(account);
     const state = stateOf(breaker, now);
     if (state === "open") return deny("breaker_open", breaker.until! - now);
-    if (state === "half_open" && breaker.probe !== null && this.exists(breaker.probe)) return deny("breaker_open", DENY_RETRY_MS);
+    if (state === "half_open" && breaker.probe !== null && this.permits.exists(breaker.probe)) return deny("breaker_open", DENY_RETRY_MS);
 
     const capacity = limits.maxConcurrentSessions;
     const standings = this.standings(capacity, req);
     const mine = standings.find((t) => t.tenant === req.tenant)!;
-    const used = this.used();
+    const used = this.permits.used();
     if (used >= capacity) {
       return deny("account_full", DENY_RETRY_MS, req.kind === "demand" && starved(mine) ? shedPlan(capacity, used, standings) : []);
     }
@@ -357,7 +293,7 @@ export class CapacityGovernor extends DurableObject<Env> {
     if (bucket.tokens < 1) return deny("launch_rate", msUntilToken(bucket, rate));
 
     writeBucket(sql, { tokens: bucket.tokens - 1, at: bucket.at });
-    this.hold(req.tenant, req.pool, req.permitId, req.kind, now);
+    this.permits.hold(req.tenant, req.pool, req.permitId, req.kind, now);
     if (state === "half_open") {
       writeBreaker(sql, { ...breaker, probe: req.permitId });
       log("governor_breaker_probe", { tenant: req.tenant, pool: req.pool, permitId: req.permitId });
@@ -372,23 +308,19 @@ export class CapacityGovernor extends DurableObject<Env> {
    * is not already.
    */
   private standings(capacity: number, asking?: PermitRequest): Standing[] {
-    const sql = this.ctx.storage.sql;
     const tenants = new Map<string, { held: number; pending: number; pools: Array<{ pool: string; held: number }> }>();
     const entry = (tenant: string) => {
       let t = tenants.get(tenant);
       if (!t) tenants.set(tenant, (t = { held: 0, pending: 0, pools: [] }));
       return t;
     };
-    for (const row of sql.exec<{ tenant: string; pool: string; n: number }>(`SELECT tenant, pool, COUNT(*) AS n FROM permits GROUP BY tenant, pool`)) {
+    for (const row of this.permits.heldPerPool()) {
       const t = entry(row.tenant);
       t.held += row.n;
       t.pools.push({ pool: row.pool, held: row.n });
     }
-    for (const row of sql.exec<{ tenant: string; n: number }>(`SELECT tenant, COUNT(*) AS n FROM demand GROUP BY tenant`)) entry(row.tenant).pending += row.n;
-    if (asking) {
-      const recorded = sql.exec(`SELECT 1 FROM demand WHERE permit_id = ?`, asking.permitId).toArray().length > 0;
-      if (!recorded) entry(asking.tenant).pending += 1;
-    }
+    for (const row of this.permits.pendingPerTenant()) entry(row.tenant).pending += row.n;
+    if (asking && !this.permits.wanted(asking.permitId)) entry(asking.tenant).pending += 1;
     const claims = [...tenants].map(([tenant, t]) => ({ tenant, weight: this.weights.weightOf(tenant), demand: t.held + t.pending }));
     const shares = fairShares(capacity, claims);
     return [...tenants]
@@ -396,27 +328,10 @@ export class CapacityGovernor extends DurableObject<Env> {
       .sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0));
   }
 
-  /** The limits in force: the operator's or the vars', capped by the platform's report while it is fresh. */
-  private limitsOf(account: AccountRow, now: number): { limits: Limits; platform: { max: number; at: number } | null } {
-    const configured = configuredLimits(this.env);
-    const platform =
-      account.platform_max !== null && account.platform_at !== null && account.platform_at + PLATFORM_LIMIT_TTL_MS > now
-        ? { max: account.platform_max, at: account.platform_at }
-        : null;
-    const max = account.max_concurrent ?? configured.maxConcurrentSessions;
-    return {
-      limits: {
-        maxConcurrentSessions: platform === null ? max : Math.min(max, platform.max),
-        launchesPerSecond: account.launches_per_second ?? configured.launchesPerSecond,
-      },
-      platform,
-    };
-  }
-
   private glance(now: number): AccountGlance {
     const account = readAccount(this.ctx.storage.sql);
-    const { limits } = this.limitsOf(account, now);
-    const used = this.used();
+    const { limits } = limitsOf(this.env, account, now);
+    const used = this.permits.used();
     return {
       limit: limits.maxConcurrentSessions,
       used,
@@ -428,62 +343,14 @@ export class CapacityGovernor extends DurableObject<Env> {
 
   // ---- storage ----------------------------------------------------------------
 
-  /** Ends expired permits, stale demand and a stale platform limit; how many permits ended. */
+  /** Ends expired permits, stale demand (permits.ts) and a stale platform limit; how many permits ended. */
   private purge(now: number): number {
     const sql = this.ctx.storage.sql;
-    const expired = sql.exec(`DELETE FROM permits WHERE expires_at <= ? RETURNING permit_id`, now).toArray().length;
-    sql.exec(`DELETE FROM demand WHERE at <= ?`, now - DEMAND_TTL_MS);
+    const expired = this.permits.purge(now);
     const account = readAccount(sql);
     if (account.platform_at !== null && account.platform_at + PLATFORM_LIMIT_TTL_MS <= now) forgetPlatformMax(sql);
     if (expired > 0) log("governor_permits_expired", { count: expired });
     return expired;
-  }
-
-  /** Records the permit as held (new, or renewed if it is this pool's already); a launch it was waited for is no longer pending. */
-  private hold(tenant: string, pool: string, permitId: string, kind: PermitKind | "adopted", now: number): void {
-    const sql = this.ctx.storage.sql;
-    sql.exec(
-      `INSERT INTO permits (permit_id, tenant, pool, kind, granted_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (permit_id) DO UPDATE SET expires_at = excluded.expires_at WHERE permits.tenant = excluded.tenant AND permits.pool = excluded.pool`,
-      permitId,
-      tenant,
-      pool,
-      kind,
-      now,
-      now + PERMIT_TTL_MS,
-    );
-    sql.exec(`DELETE FROM demand WHERE permit_id = ?`, permitId);
-  }
-
-  /** Renews the pool's permit if it holds it; whether it did. */
-  private renew(tenant: string, pool: string, permitId: string, now: number): boolean {
-    return (
-      this.ctx.storage.sql
-        .exec(`UPDATE permits SET expires_at = ? WHERE permit_id = ? AND tenant = ? AND pool = ? RETURNING permit_id`, now + PERMIT_TTL_MS, permitId, tenant, pool)
-        .toArray().length > 0
-    );
-  }
-
-  /** Ends the pool's permit; 1 if it held it, else 0. */
-  private drop(tenant: string, pool: string, permitId: string): number {
-    const sql = this.ctx.storage.sql;
-    sql.exec(`DELETE FROM demand WHERE permit_id = ?`, permitId);
-    return sql.exec(`DELETE FROM permits WHERE permit_id = ? AND tenant = ? AND pool = ? RETURNING permit_id`, permitId, tenant, pool).toArray().length;
-  }
-
-  private exists(permitId: string): boolean {
-    return this.ctx.storage.sql.exec(`SELECT 1 FROM permits WHERE permit_id = ?`, permitId).toArray().length > 0;
-  }
-
-  private used(): number {
-    return this.ctx.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM permits`).one().n;
-  }
-
-  private activeTenants(): string[] {
-    return this.ctx.storage.sql
-      .exec<{ tenant: string }>(`SELECT DISTINCT tenant FROM permits UNION SELECT DISTINCT tenant FROM demand`)
-      .toArray()
-      .map((r) => r.tenant);
   }
 
   // ---- telling pools ------------------------------------------------------------
@@ -499,9 +366,9 @@ export class CapacityGovernor extends DurableObject<Env> {
     const sql = this.ctx.storage.sql;
     const account = readAccount(sql);
     if (account.blocked_until > now || stateOf(readBreaker(account), now) === "open") return;
-    const waiting = sql.exec<{ tenant: string; pool: string; since: number }>(`SELECT tenant, pool, MIN(at) AS since FROM demand GROUP BY tenant, pool`).toArray();
+    const waiting = this.permits.waitingPools();
     if (waiting.length === 0) return;
-    const deficit = new Map(this.standings(this.limitsOf(account, now).limits.maxConcurrentSessions).map((t) => [t.tenant, t.share - t.held]));
+    const deficit = new Map(this.standings(limitsOf(this.env, account, now).limits.maxConcurrentSessions).map((t) => [t.tenant, t.share - t.held]));
     waiting.sort((a, b) => (deficit.get(b.tenant) ?? 0) - (deficit.get(a.tenant) ?? 0) || a.since - b.since);
     this.messages.capacityFreed(waiting.slice(0, freed));
   }

@@ -2,9 +2,10 @@
  * PoolObject: the Durable Object that owns one pool (one per tenant and pool
  * name), and its RPC surface: what the Worker may ask of a pool. Each method
  * checks what only the object can check, then runs a transition of
- * machine.ts through the shell (shell.ts), or a step of the pool's life with
- * the objects around it (lifecycle.ts), or of its CDP sockets
- * (connections.ts), and answers with a view (views.ts).
+ * machine.ts through the shell (shell.ts; a request for a lease, through
+ * acquire.ts), or a step of the pool's life with the objects around it
+ * (lifecycle.ts), or of its CDP sockets (connections.ts), and answers with a
+ * view (views.ts).
  *
  * In memory there is only what a restart may lose without breaking a
  * guarantee: the callers waiting for an answer (callers.ts; their requests end
@@ -15,25 +16,24 @@ import { DurableObject } from "cloudflare:workers";
 import type { BrowserProvider } from "../browser/provider";
 import { log } from "../log";
 import { fail, type Result } from "../result";
+import { acquireLease } from "./acquire";
 import { DEFAULT_CONFIG, type PoolConfigPatch } from "./config";
 import { Connections } from "./connections";
 import { checkInvariants, type InvariantReport } from "./invariants";
-import { beingDeleted, Lifecycle } from "./lifecycle";
+import { Lifecycle } from "./lifecycle";
 import {
   abandonLease,
   cancelWaiter,
-  isDraining,
   notFound,
   releaseAll,
   releaseLease,
   renewLease,
-  requestLease,
 } from "./machine";
 import { drain, forceRelease, purgeIdle, resume } from "./operations";
 import { permitsAvailable, shed } from "./permits";
 import { type ReconcileReport } from "./reconcile";
-import type { LeaseRow, LeaseStatus } from "./schema";
-import { IDEMPOTENCY_TTL_MS, PoolShell } from "./shell";
+import type { LeaseStatus } from "./schema";
+import { PoolShell } from "./shell";
 import type { PoolStore } from "./store";
 import type { Telemetry } from "./telemetry";
 import {
@@ -48,7 +48,8 @@ import {
   type PoolMetrics,
   type PoolPressure,
   type PoolView,
-  breakerView,
+  poolDashboard,
+  poolMetrics,
   poolView,
   pressureView,
 } from "./views";
@@ -126,95 +127,9 @@ export class PoolObject extends DurableObject<Env> {
 
   // ---- RPC: leases ------------------------------------------------------------------
 
+  /** A lease for the caller (acquire.ts: retries, Idempotency-Key replays, the wait). */
   async acquire(input: AcquireInput): Promise<Result<AcquireView>> {
-    const shell = this.shell;
-    if (shell.state() === "deleting") return fail(beingDeleted());
-    if (!shell.serving()) {
-      const created = await this.lifecycle.createForAcquire(input.tenant, input.pool);
-      if (!created.ok) return created;
-      if (!shell.serving()) return fail(beingDeleted());
-    }
-    const config = shell.config();
-    const ttlSeconds = input.ttlSeconds ?? config.defaultTtlSeconds;
-    if (ttlSeconds > config.maxTtlSeconds) {
-      return fail({ status: 400, code: "invalid_request", detail: `ttlSeconds must be at most maxTtlSeconds (${config.maxTtlSeconds})` });
-    }
-    if (shell.callers.takeEarlyCancel(input.leaseId)) {
-      return fail({ status: 409, code: "lease_not_active", detail: "the request was cancelled" });
-    }
-    // Idempotency-Keys belong to the API key that sent them: another key's identical key is another request.
-    const key = input.idempotencyKey === undefined ? null : `${input.owner} ${input.idempotencyKey}`;
-    const fingerprint = input.fingerprint ?? "";
-    const outcome = shell.transition((step) => {
-      // The Worker mints the lease id per HTTP request, so an acquire naming a
-      // lease that exists is that request retried (its first answer was lost
-      // with a broken call or an object reset): it gets the same lease.
-      const same = step.db.lease(input.leaseId);
-      if (same) return { kind: "repeat" as const, lease: same };
-      if (key) {
-        const prior = step.db.idempotent(key);
-        if (prior && prior.created_at > step.now - IDEMPOTENCY_TTL_MS) {
-          if (prior.fingerprint !== fingerprint) return { kind: "conflict" as const };
-          const lease = step.db.lease(prior.lease_id);
-          if (lease) {
-            if (input.tokenHash && (lease.status === "waiting" || lease.status === "active")) {
-              step.db.updateLease(lease.id, { token_hash: input.tokenHash });
-            }
-            return { kind: "replay" as const, lease };
-          }
-        }
-      }
-      const result = requestLease(step, {
-        id: input.leaseId,
-        owner: input.owner,
-        labels: input.labels ?? {},
-        ttlMs: ttlSeconds * 1000,
-        waitMs: (input.waitSeconds ?? 0) * 1000,
-        idempotencyKey: key,
-        tokenHash: input.tokenHash ?? null,
-        ...(input.priority ? { priority: input.priority } : {}),
-      });
-      if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
-      return result;
-    });
-    switch (outcome.kind) {
-      case "conflict":
-        return fail({
-          status: 409,
-          code: "idempotency_key_reused",
-          detail: "this Idempotency-Key was used with a different request body within 24 h",
-        });
-      case "repeat":
-        return this.repeated(outcome.lease, input.leaseId);
-      case "replay":
-        return this.answered(outcome.lease, input.leaseId, true);
-      case "rejected":
-        return fail(outcome.failure);
-      case "granted":
-      case "waiting":
-        return this.answered(outcome.lease, input.leaseId, false);
-    }
-  }
-
-  /** The answer to a request for `lease`: at once if it is decided, else when it is. */
-  private answered(lease: LeaseRow, requestId: string, replayed: boolean): Promise<Result<AcquireView>> | Result<AcquireView> {
-    if (lease.status === "waiting") return this.shell.callers.wait(lease.id, requestId, replayed);
-    if (lease.status === "active") this.shell.callers.held(lease.id, requestId);
-    return { ok: true, value: { lease: this.shell.view(lease), replayed } };
-  }
-
-  /** An acquire retried with the lease id of its first attempt: that attempt's lease, or why it ended. */
-  private repeated(lease: LeaseRow, requestId: string): Promise<Result<AcquireView>> | Result<AcquireView> {
-    if (lease.status === "waiting" || lease.status === "active") return this.answered(lease, requestId, false);
-    if (lease.status === "failed") {
-      return fail({
-        status: 503,
-        code: "browser_unavailable",
-        detail: `this request's lease failed before it could be answered (${lease.end_reason ?? "failed"}); retry`,
-        retryAfter: 1,
-      });
-    }
-    return fail({ status: 409, code: "lease_not_active", detail: `this request's lease has already ended (${lease.end_reason ?? lease.status})` });
+    return acquireLease(this.shell, this.lifecycle, input);
   }
 
   /**
@@ -342,33 +257,12 @@ export class PoolObject extends DurableObject<Env> {
 
   /** Everything GET /metrics shows for this pool; undefined if it was never created. */
   async metrics(): Promise<PoolMetrics | undefined> {
-    if (!this.shell.serving()) return undefined;
-    const config = this.shell.config();
-    return {
-      tenant: this.shell.tenant,
-      pool: this.shell.poolName,
-      counts: this.db.counts(),
-      maxSessions: config.maxSessions,
-      maxWaiters: config.maxWaiters,
-      consistent: this.telemetry.lastCheck()?.consistent ?? true,
-      breaker: breakerView(this.shell),
-      governorUnreachable: this.shell.account.unreachable(),
-      counters: this.db.counters(),
-      histograms: this.db.histograms(),
-      reconciled: this.shell.reconciledTotal(),
-    };
+    return this.shell.serving() ? poolMetrics(this.shell) : undefined;
   }
 
   /** What the operators' dashboard shows of this pool: its metrics, the head of its queue, its latest events. */
   async dashboard(): Promise<PoolDashboard | undefined> {
-    const metrics = await this.metrics();
-    if (!metrics) return undefined;
-    return {
-      ...metrics,
-      draining: isDraining(this.db),
-      queue: this.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
-      events: this.db.recentJournal(15).map((row) => ({ ...eventView(row), ...(row.lease_id ? { lease: row.lease_id } : {}) })),
-    };
+    return this.shell.serving() ? poolDashboard(this.shell) : undefined;
   }
 
   /** Compares SQL with the platform's live sessions now (the alarm does every minute while the pool holds anything). */

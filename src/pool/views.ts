@@ -254,3 +254,31 @@ export function pressureView(shell: PoolShell): PoolPressure {
     account: shell.account.view(),
   };
 }
+
+/** Everything GET /metrics shows of the pool (the pool object answers undefined for one never created). */
+export function poolMetrics(shell: PoolShell): PoolMetrics {
+  const config = shell.config();
+  return {
+    tenant: shell.tenant,
+    pool: shell.poolName,
+    counts: shell.db.counts(),
+    maxSessions: config.maxSessions,
+    maxWaiters: config.maxWaiters,
+    consistent: shell.telemetry.lastCheck()?.consistent ?? true,
+    breaker: breakerView(shell),
+    governorUnreachable: shell.account.unreachable(),
+    counters: shell.db.counters(),
+    histograms: shell.db.histograms(),
+    reconciled: shell.reconciledTotal(),
+  };
+}
+
+/** What the operators' dashboard shows of the pool: its metrics, the head of its queue, its latest events. */
+export function poolDashboard(shell: PoolShell): PoolDashboard {
+  return {
+    ...poolMetrics(shell),
+    draining: isDraining(shell.db),
+    queue: shell.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
+    events: shell.db.recentJournal(15).map((row) => ({ ...eventView(row), ...(row.lease_id ? { lease: row.lease_id } : {}) })),
+  };
+}
