@@ -58,6 +58,11 @@ export function tokenTenant(token: string): string | undefined {
   return match ? fromBase64url(match[1]!) : undefined;
 }
 
+/** The page a person opens to watch (and, if interactive, drive) a lease's browser live. */
+export function viewerUrl(requestUrl: string, pool: string, leaseId: string, token: string): string {
+  return `${new URL(requestUrl).origin}/v1/pools/${pool}/leases/${leaseId}/viewer?token=${token}`;
+}
+
 /** The WebSocket URL a CDP client (Puppeteer's browserWSEndpoint, Playwright's connectOverCDP) uses for a lease. */
 export function connectUrl(requestUrl: string, pool: string, leaseId: string, token: string): string {
   const origin = new URL(requestUrl);

@@ -30,13 +30,15 @@ import {
   RenewBody,
   RotateKeyBody,
   TenantName,
+  ViewerBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
 import { poolOf, tenantOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
-import { connectUrl, mintToken } from "../token";
+import { connectUrl, mintToken, viewerUrl } from "../token";
+import { viewerPageHandler, viewerStreamHandler } from "./viewer/routes";
 import { parse, readJson, unwrap } from "./validate";
 import { accountView, capacity, forgetWeight } from "./capacity";
 
@@ -80,8 +82,9 @@ v1.post("/pools/:pool/leases", async (c) => {
   const header = c.req.header("idempotency-key");
   const idempotencyKey = header === undefined ? undefined : parse(IdempotencyKey, header, "header.Idempotency-Key");
   const leaseId = crypto.randomUUID();
-  // Minted here, shown once in this response; the pool object keeps only its hash.
+  // Minted here, shown once in this response; the pool object keeps only their hashes.
   const token = mintToken(c.get("tenant"));
+  const viewer = mintToken(c.get("tenant"));
   // A caller that disconnects while queued gives up its place (best effort:
   // the waiter's deadline and the lease TTL are what guarantee it).
   const signal = c.req.raw.signal as AbortSignal | undefined;
@@ -93,6 +96,7 @@ v1.post("/pools/:pool/leases", async (c) => {
     pool,
     owner: c.get("owner"),
     tokenHash: token.hash,
+    viewerTokenHash: viewer.hash,
     ...body,
     ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
   };
@@ -114,7 +118,10 @@ v1.post("/pools/:pool/leases", async (c) => {
   }
   c.header("Location", `/v1/pools/${pool}/leases/${lease.id}`);
   if (replayed) c.header("Idempotent-Replayed", "true");
-  return c.json({ ...lease, connectUrl: connectUrl(c.req.url, pool, lease.id, token.token) }, 201);
+  return c.json(
+    { ...lease, connectUrl: connectUrl(c.req.url, pool, lease.id, token.token), viewerUrl: viewerUrl(c.req.url, pool, lease.id, viewer.token) },
+    201,
+  );
 });
 
 v1.get("/pools/:pool/leases", async (c) => {
@@ -134,6 +141,17 @@ v1.get("/pools/:pool/leases/:id", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   return c.json(unwrap(await onPool(c, pool, "getLease", "repeatable", (stub) => stub.getLease(id))));
+});
+
+// Another viewer URL for the lease, to hand to a person (interactive: they may drive the page).
+v1.post("/pools/:pool/leases/:id/viewer", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  const body = parse(ViewerBody, await readJson(c), "body");
+  const interactive = body.interactive ?? false;
+  const viewer = mintToken(c.get("tenant"));
+  const minted = unwrap(await onPool(c, pool, "mintViewer", "repeatable", (stub) => stub.mintViewer(id, viewer.hash, interactive)));
+  return c.json({ viewerUrl: viewerUrl(c.req.url, pool, id, viewer.token), ...minted }, 201);
 });
 
 v1.get("/pools/:pool/leases/:id/events", async (c) => {
@@ -226,6 +244,9 @@ app.get(ERRORS_PATH, (c) => {
 // (WebSocket clients cannot be relied on to send headers), so it is routed
 // before the API-key middleware of the other /v1 routes.
 app.get("/v1/pools/:pool/leases/:id/cdp", cdpHandler);
+// The live viewer takes the lease's viewer token, not an API key: a person opens it in a browser.
+app.get("/v1/pools/:pool/leases/:id/viewer", viewerPageHandler);
+app.get("/v1/pools/:pool/leases/:id/viewer/stream", viewerStreamHandler);
 // Operators: the account's session registry (orphaned browsers found and closed).
 app.get("/v1/admin/registry", requireAdmin(), async (c) => c.json(await registryCall(c.env, "stats", "repeatable", (registry) => registry.stats())));
 // Operators: Prometheus scrapes every pool's gauges, counters and histograms.

@@ -44,9 +44,24 @@ export function cdpRateKey(request: Request): string {
   return `cdp:${request.headers.get("cf-connecting-ip") ?? "unknown"}`;
 }
 
-export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
-  // The route takes no API key, so its requests are counted per client address
-  // (with the RATE_LIMITER binding, where bound), before anything else is done for them.
+/** A request on a lease's token routes (CDP, viewer): who it names, checked as far as the Worker can without the pool object. */
+export interface TokenRequest {
+  pool: string;
+  leaseId: string;
+  token: string;
+  tenant: string;
+}
+
+/**
+ * The first steps of every route that takes a lease's token instead of an
+ * API key: counted per client address (with the RATE_LIMITER binding, where
+ * bound) before anything else is done for it, names validated, and the
+ * token's tenant asked whether the pool is one of its own. A token naming a
+ * tenant that does not exist, or a pool that is not its tenant's, cannot
+ * match any lease; answering here, from the tenant's object, keeps arbitrary
+ * names from ever instantiating a pool object.
+ */
+export async function tokenRequest(c: Context<{ Bindings: Env }>, what: string, hint: string): Promise<TokenRequest> {
   const rate = rateRule(c.env);
   const limiter = c.env.RATE_LIMITER as RateLimit | undefined;
   if (rate && limiter) {
@@ -56,14 +71,15 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const leaseId = parse(LeaseId, c.req.param("id"), "path.id");
   const token = c.req.query("token");
-  if (!token) throw badToken("add the lease's connect token (?token=…): connect to the connectUrl the lease was created with");
+  if (!token) throw badToken(`add the lease's ${what} (?token=…): ${hint}`);
   const tenant = tokenTenant(token);
-  if (tenant === undefined) throw badToken("the connect token is malformed");
-  // A token naming a tenant that does not exist, or a pool that is not one of its
-  // tenant's, cannot match any lease. Answering here, from the tenant's object,
-  // keeps arbitrary names from ever instantiating a pool object.
+  if (tenant === undefined) throw badToken(`the ${what} is malformed`);
   if (!(await isTenantPool(c.env, tenant, pool))) throw new ApiError(404, "not_found", "lease not found");
+  return { pool, leaseId, token, tenant };
+}
 
+export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
+  const { pool, leaseId, token, tenant } = await tokenRequest(c, "connect token", "connect to the connectUrl the lease was created with");
   const stub = () => poolOf(c.env, tenant, pool);
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
   // Made once: with `upgrade` it registers a socket, which a repeat would register twice.
@@ -103,7 +119,7 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
  * conversation with the browser (a keep-alive ping) is still closing.
  * Undefined if every attempt was refused.
  */
-async function connectUpstream(provider: BrowserProvider, sessionId: string): Promise<WebSocket | undefined> {
+export async function connectUpstream(provider: BrowserProvider, sessionId: string): Promise<WebSocket | undefined> {
   for (const pause of UPSTREAM_RETRY_PAUSES_MS) {
     if (pause > 0) await scheduler.wait(pause);
     try {
@@ -140,18 +156,7 @@ export function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId
     closeQuietly(client, code, reason);
     closeQuietly(browser, code, reason);
     onEnd(by);
-    void report();
-  };
-  // Tell the pool object the socket is gone; retried across an object restart.
-  const report = async () => {
-    for (let attempt = 0; attempt < 4; attempt += 1) {
-      try {
-        await stub().closeConnection(connectionId);
-        return;
-      } catch {
-        await scheduler.wait(100 * 2 ** attempt);
-      }
-    }
+    void reportClosed(stub, connectionId);
   };
 
   client.addEventListener("message", (event) => forward(browser, event.data));
@@ -160,17 +165,23 @@ export function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId
   browser.addEventListener("close", (event) => end("browser", event.code, event.reason));
   client.addEventListener("error", () => end("client_error", 1011, "client connection failed"));
   browser.addEventListener("error", () => end("browser_error", 1011, "browser connection failed"));
+  watchLease(stub, connectionId, () => ended, end);
+}
 
-  // Held open while the socket lives; answered when the lease ends. A failed
-  // call (object restarted, deploy) is asked again; the registration is in SQL.
+/**
+ * Keeps a `watchConnection` call outstanding while a proxied socket lives; it
+ * is answered when the lease ends, and `end` closes the socket. A failed call
+ * (object restarted, deploy) is asked again; the registration is in SQL.
+ */
+export function watchLease(stub: () => ConnectionControl, connectionId: string, ended: () => boolean, end: (by: string, code: number, reason: string) => void): void {
   void (async () => {
-    for (let attempt = 0; !ended; attempt += 1) {
+    for (let attempt = 0; !ended(); attempt += 1) {
       try {
         const { reason } = await stub().watchConnection(connectionId);
         end("lease", LEASE_ENDED_CLOSE_CODE, `lease ${reason}`);
         return;
       } catch {
-        if (ended) return;
+        if (ended()) return;
         if (attempt >= 5) {
           end("broker", 1011, "lost track of the lease");
           return;
@@ -179,6 +190,18 @@ export function pipe(client: WebSocket, browser: WebSocket, { stub, connectionId
       }
     }
   })();
+}
+
+/** Tells the pool object a proxied socket is gone; retried across an object restart. */
+export async function reportClosed(stub: () => ConnectionControl, connectionId: string): Promise<void> {
+  for (let attempt = 0; attempt < 4; attempt += 1) {
+    try {
+      await stub().closeConnection(connectionId);
+      return;
+    } catch {
+      await scheduler.wait(100 * 2 ** attempt);
+    }
+  }
 }
 
 function forward(to: WebSocket, data: string | ArrayBuffer): void {

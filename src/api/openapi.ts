@@ -21,10 +21,12 @@ import {
   Pressure,
   Problem,
   QuotaBody,
+  MintedViewer,
   RenewBody,
   RotateKeyBody,
   Tenant,
   TenantSelf,
+  ViewerBody,
 } from "./schemas";
 
 const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
@@ -81,6 +83,8 @@ export function openApiDocument(): object {
         Problem: withCatalogue(json(Problem)),
         AcquireBody: json(AcquireBody, "input"),
         RenewBody: json(RenewBody, "input"),
+        ViewerBody: json(ViewerBody, "input"),
+        MintedViewer: json(MintedViewer),
         PoolConfig: json(PoolConfigBody, "input"),
         DeletedPool: json(DeletedPool),
         Tenant: json(Tenant),
@@ -370,6 +374,37 @@ export function openApiDocument(): object {
             "502 browser_gone when the platform confirms it is gone (the lease has ended, endReason browser_gone), 503 browser_busy (Retry-After) when it still runs.",
           security: [],
           responses: { "101": { description: "Switching Protocols: CDP over WebSocket" }, ...problems(400, 401, 404, 409, 426, 429, 502, 503) },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}/viewer": {
+        parameters: [poolParam, idParam],
+        get: {
+          summary: "The live viewer page of a lease (its viewerUrl)",
+          description:
+            "Authenticated by a viewer token (?token=…), not an API key: a person opens it in a browser, or embeds it in an <iframe>. " +
+            "Shows the leased browser's visible tab live (CDP screencast over the broker's own connection), the tab list and URL; an interactive viewer " +
+            "forwards mouse, keyboard and scroll. 401 for a forged token, 404 for an unknown lease or another tenant's, 409 once the lease has ended.",
+          security: [],
+          parameters: [{ name: "token", in: "query", required: true, schema: { type: "string" }, description: "The viewer token (part of viewerUrl)" }],
+          responses: { "200": { description: "text/html" }, ...problems(400, 401, 404, 409, 429, 503) },
+        },
+        post: {
+          summary: "Mint another viewer URL for the lease (interactive: it may drive the page)",
+          requestBody: { content: content(ref("ViewerBody")) },
+          responses: { "201": { description: "The viewer URL (shown only here)", content: content(ref("MintedViewer")) }, ...problems(400, 401, 404, 409, 413, 415, 503) },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}/viewer/stream": {
+        parameters: [
+          poolParam,
+          idParam,
+          { name: "token", in: "query", required: true, schema: { type: "string" }, description: "The viewer token" },
+        ],
+        get: {
+          summary: "The viewer page's WebSocket: JSON messages (frame, tabs, state) down, ack, switch and (interactive) input up",
+          description: "Closed with code 4001 within a moment of the lease ending. A lease may have 4 viewers open at once (409 too_many_connections).",
+          security: [],
+          responses: { "101": { description: "Switching Protocols" }, ...problems(400, 401, 404, 409, 426, 429, 503) },
         },
       },
       "/v1/pools/{pool}/leases/{id}/events": {

@@ -38,6 +38,16 @@ export const AcquireBody = z
 
 export const RenewBody = z.object({ ttlSeconds: Ttl.optional() }).strict();
 
+export const ViewerBody = z
+  .object({ interactive: z.boolean().optional().describe("whether the viewer may drive the page (mouse, keyboard, scroll); default false, view only") })
+  .strict();
+
+export const MintedViewer = z.object({
+  viewerUrl: z.string().describe("the viewer page, with its own token; works until the lease ends"),
+  interactive: z.boolean(),
+  expiresAt: z.iso.datetime().nullable().describe("the lease's expiry as it stands (the viewer ends with the lease; a renewal extends both); null while the lease waits"),
+});
+
 export const LeaseStatus = z.enum(["waiting", "active", "released", "expired", "failed"]);
 
 export const ListQuery = z
@@ -84,6 +94,7 @@ export const Lease = z.object({
 /** The response that creates a lease: the only one that carries its connect URL (the token is stored hashed). */
 export const CreatedLease = Lease.extend({
   connectUrl: z.string().describe("ws(s):// CDP endpoint with the lease's connect token; shown once"),
+  viewerUrl: z.string().describe("a page that shows the leased browser live (view only), with its own token; shown once; ends with the lease. POST …/leases/{id}/viewer mints more, interactive ones too"),
 });
 
 const Count = z.number().int().min(0);

@@ -50,7 +50,7 @@ export class Connections {
       return fail({ status: 409, code: "lease_not_active", detail: `lease is ${current.status}; only an active lease can be connected to` });
     }
     if (!register) return { ok: true, value: { connectionId: null, sessionId: current.session_id! } };
-    if (shell.db.connectionsOf(leaseId) >= MAX_CONNECTIONS_PER_LEASE) {
+    if (shell.db.connectionsOf(leaseId, "client") >= MAX_CONNECTIONS_PER_LEASE) {
       return fail({
         status: 409,
         code: "too_many_connections",
@@ -60,7 +60,7 @@ export class Connections {
     const connectionId = crypto.randomUUID();
     const now = shell.clock();
     shell.atomically(() => {
-      shell.db.insertConnection({ id: connectionId, lease_id: leaseId, opened_at: now });
+      shell.db.insertConnection({ id: connectionId, lease_id: leaseId, opened_at: now, kind: "client" });
       if (current.connected_at === null) shell.db.updateLease(leaseId, { connected_at: now });
       shell.db.journal(now, "connected", leaseId, current.session_row, { connectionId });
     });

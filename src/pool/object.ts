@@ -19,6 +19,7 @@ import { fail, type Result } from "../result";
 import { acquireLease } from "./acquire";
 import { DEFAULT_CONFIG, type PoolConfigPatch } from "./config";
 import { Connections } from "./connections";
+import { type ViewerGrant, Viewers } from "./viewers";
 import { checkInvariants, type InvariantReport } from "./invariants";
 import { Lifecycle } from "./lifecycle";
 import {
@@ -60,6 +61,7 @@ export class PoolObject extends DurableObject<Env> {
   private readonly shell: PoolShell;
   private readonly lifecycle: Lifecycle;
   private readonly connections: Connections;
+  private readonly viewers: Viewers;
   /** The shell's store and telemetry, named here for tests that look inside the object. */
   private readonly db: PoolStore;
   private readonly telemetry: Telemetry;
@@ -69,6 +71,7 @@ export class PoolObject extends DurableObject<Env> {
     this.shell = new PoolShell(ctx, () => this.env);
     this.lifecycle = new Lifecycle(this.shell, () => this.env);
     this.connections = new Connections(this.shell);
+    this.viewers = new Viewers(this.shell);
     this.db = this.shell.db;
     this.telemetry = this.shell.telemetry;
     void ctx.blockConcurrencyWhile(async () => {
@@ -312,6 +315,19 @@ export class PoolObject extends DurableObject<Env> {
     const now = this.shell.clock();
     const report = this.telemetry.checkNow(now);
     return { ok: true, value: { ...report, checkedAt: iso(now) } };
+  }
+
+  // ---- RPC: live viewers (viewers.ts; the Worker streams the screencast) ----------------
+
+  /** A new viewer URL's token for the lease (POST …/viewer). */
+  async mintViewer(leaseId: string, tokenHash: string, interactive: boolean): Promise<Result<{ interactive: boolean; expiresAt: string | null }>> {
+    const minted = this.viewers.mint(leaseId, tokenHash, interactive);
+    return minted.ok ? { ok: true, value: { interactive, expiresAt: minted.value.expiresAt === null ? null : iso(minted.value.expiresAt) } } : minted;
+  }
+
+  /** Checks a viewer token (the page) or registers a viewer socket (the stream); watch and close it as a CDP connection. */
+  async openViewer(leaseId: string, tokenHash: string, register: boolean): Promise<Result<ViewerGrant>> {
+    return this.viewers.open(leaseId, tokenHash, register);
   }
 
   // ---- RPC: CDP connections (connections.ts; the Worker proxies the sockets) ----------

@@ -7,7 +7,7 @@
  * pool's SQL. Every query that runs on the hot path is served by an index or
  * primary key in schema.ts, so its cost does not grow with the pool's history.
  */
-import type { ConnectionRow, JournalRow } from "./schema";
+import type { ConnectionRow, JournalRow, ViewerRow } from "./schema";
 import {
   bucketOf,
   type CounterName,
@@ -35,12 +35,15 @@ export class PoolRecords {
     return this.sql.exec<ConnectionRow>(`SELECT * FROM connections WHERE id = ?`, id).toArray()[0];
   }
 
-  connectionsOf(leaseId: string): number {
-    return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM connections WHERE lease_id = ?`, leaseId).one().n;
+  /** Sockets of the lease still open (`kind`: only the lessee's, or only viewers'). */
+  connectionsOf(leaseId: string, kind?: ConnectionRow["kind"]): number {
+    return kind
+      ? this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM connections WHERE lease_id = ? AND kind = ?`, leaseId, kind).one().n
+      : this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM connections WHERE lease_id = ?`, leaseId).one().n;
   }
 
   insertConnection(row: ConnectionRow): void {
-    this.sql.exec(`INSERT INTO connections (id, lease_id, opened_at) VALUES (?, ?, ?)`, row.id, row.lease_id, row.opened_at);
+    this.sql.exec(`INSERT INTO connections (id, lease_id, opened_at, kind) VALUES (?, ?, ?, ?)`, row.id, row.lease_id, row.opened_at, row.kind);
   }
 
   deleteConnection(id: string): boolean {
@@ -53,6 +56,31 @@ export class PoolRecords {
       `DELETE FROM connections WHERE opened_at < ?
          AND lease_id NOT IN (SELECT id FROM leases WHERE status = 'active')`,
       openedBefore,
+    ).rowsWritten;
+  }
+
+  // ---- viewer tokens ---------------------------------------------------------
+
+  insertViewer(row: ViewerRow): void {
+    this.sql.exec(
+      `INSERT INTO viewers (token_hash, lease_id, interactive, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`,
+      row.token_hash,
+      row.lease_id,
+      row.interactive,
+      row.created_at,
+    );
+  }
+
+  viewer(tokenHash: string): ViewerRow | undefined {
+    return this.sql.exec<ViewerRow>(`SELECT * FROM viewers WHERE token_hash = ?`, tokenHash).toArray()[0];
+  }
+
+  /** Forgets the viewer tokens of leases that have ended (they are refused anyway); at most `limit`. */
+  pruneViewers(limit: number): number {
+    return this.sql.exec(
+      `DELETE FROM viewers WHERE token_hash IN (SELECT v.token_hash FROM viewers v
+         WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = v.lease_id AND l.status IN ('waiting', 'active')) LIMIT ?)`,
+      limit,
     ).rowsWritten;
   }
 

@@ -79,6 +79,16 @@ export type ConnectionRow = {
   id: string;
   lease_id: string;
   opened_at: number;
+  /** "client": the lessee's CDP connection; "viewer": a live viewer's (its own budget, never counts as the lessee connecting). */
+  kind: "client" | "viewer";
+};
+
+/** A viewer URL handed out for a lease: its token's hash, and whether it may drive the page. */
+export type ViewerRow = {
+  token_hash: string;
+  lease_id: string;
+  interactive: number;
+  created_at: number;
 };
 
 export type JournalRow = {
@@ -249,6 +259,21 @@ const MIGRATIONS: Migration[] = [
       `ALTER TABLE leases ADD COLUMN wait_ms INTEGER NOT NULL DEFAULT 0`,
       `UPDATE leases SET rank = created_at`,
       `CREATE INDEX leases_waiting_rank ON leases (rank, seq) WHERE status = 'waiting'`,
+    ],
+  },
+  {
+    // Live viewers: a viewer token per URL handed out (stored hashed, as connect
+    // tokens), and which proxied sockets are viewers rather than the lessee's.
+    version: 9,
+    statements: [
+      `CREATE TABLE viewers (
+        token_hash TEXT PRIMARY KEY,
+        lease_id TEXT NOT NULL,
+        interactive INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID`,
+      `CREATE INDEX viewers_by_lease ON viewers (lease_id)`,
+      `ALTER TABLE connections ADD COLUMN kind TEXT NOT NULL DEFAULT 'client'`,
     ],
   },
 ];

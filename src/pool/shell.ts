@@ -339,6 +339,7 @@ export class PoolShell {
         this.db.purgeIdempotentBefore(now - IDEMPOTENCY_TTL_MS);
         this.db.pruneJournal(JOURNAL_KEEP);
         this.db.pruneConnections(now - STALE_CONNECTION_MS);
+        this.db.pruneViewers(PRUNE_BATCH);
         return this.db.pruneHistory(now - HISTORY_RETENTION_MS, PRUNE_BATCH);
       });
       if (pruned.leases || pruned.sessions) log("history_pruned", { pool: this.name(), ...pruned });

@@ -121,6 +121,8 @@ export interface AcquireInput {
   waitSeconds?: number;
   /** Queue order among waiters (machine.ts: FIFO within a priority, with ageing). */
   priority?: Priority;
+  /** SHA-256 (hex) of the read-only viewer token the Worker minted for the lease's `viewerUrl` (viewers.ts). */
+  viewerTokenHash?: string;
   labels?: Record<string, string>;
   idempotencyKey?: string;
   /** Hash of the request body, to refuse a reused Idempotency-Key with a different request. */
