@@ -109,6 +109,18 @@ describe("live viewer", () => {
     await call(`/v1/pools/${otherPool}/leases/${other.body.id}`, { method: "DELETE", key: DEV2_KEY });
   });
 
+  it("a viewer is not the lessee: a lease only watched ends not_connected at connectWithinSeconds", async () => {
+    const pool = await newPool("viewer", { connectWithinSeconds: 2 });
+    const { id, viewerUrl } = await lease(pool);
+    const stream = await openStream(viewerUrl);
+    await stream.next((m) => m.type === "frame");
+    // Nobody connected to connectUrl: the alarm ends the lease, and with it the viewer.
+    const ended = await stream.closed;
+    expect(ended.code).toBe(4001);
+    const after = await call(`/v1/pools/${pool}/leases/${id}`);
+    expect(after.body).toMatchObject({ status: "released", endReason: "not_connected" });
+  });
+
   it("streams the leased browser's screen and its tabs, and stops within 1 s of the lease's release", async () => {
     const pool = await newPool("viewer");
     const { id, connectUrl, viewerUrl } = await lease(pool);
