@@ -25,6 +25,7 @@ import { log } from "../log";
 import { poolCall } from "./calls";
 import { isTenantPool, rateLimited, rateRule } from "./auth";
 import { ApiError } from "./errors";
+import { closeQuietly } from "./sockets";
 import { LeaseId, PoolName } from "./schemas";
 import { poolOf } from "../stubs";
 import { tokenHash, tokenTenant } from "../token";
@@ -209,16 +210,5 @@ function forward(to: WebSocket, data: string | ArrayBuffer): void {
     to.send(data);
   } catch {
     // The other end is closing; its close event ends the pipe.
-  }
-}
-
-/** Closes with the peer's code where the protocol allows sending it (1005/1006/1015 are receive-only). */
-function closeQuietly(socket: WebSocket, code: number, reason: string): void {
-  const sendable = code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
-  try {
-    if (sendable) socket.close(code, reason.slice(0, 120));
-    else socket.close(1000, "peer closed");
-  } catch {
-    // Already closed.
   }
 }

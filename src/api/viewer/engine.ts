@@ -20,8 +20,10 @@
  * A tab the viewer chose ("switch") is kept until it goes away, even hidden:
  * the page is then told the tab is not painted (`visible: false`).
  *
- * Frames are paced by the viewer (see FramePacer): the browser never waits for
- * a slow viewer, and a slow viewer never gets a backlog.
+ * Frames are paced by the viewer (pacer.ts): the browser never waits for a
+ * slow viewer, and a slow viewer never gets a backlog. The tab list is kept in
+ * tabs.ts, the CDP commands and events go through channel.ts, and what the
+ * page sends is read by input.ts.
  *
  * Protocol, all JSON text messages:
  * - to the page: `{type:"state", state:"connected"|"ended", reason?}`,
@@ -30,9 +32,14 @@
  *   `{type:"frame", data:<base64 JPEG>, metadata:{deviceWidth, deviceHeight, pageScaleFactor, offsetTop, scrollOffsetX, scrollOffsetY, timestamp}}`.
  * - from the page: `{type:"ack"}` once a frame is drawn, `{type:"switch", targetId}`,
  *   and, from an interactive viewer only, `{type:"mouse", …}` and `{type:"key", …}`
- *   (parsed by mouseCommand and keyCommand below). Anything else is ignored.
+ *   (parsed by mouseCommand and keyCommand, input.ts). Anything else is ignored.
  */
 import { message as errorText, withDeadline } from "../../deadline";
+import { closeQuietly } from "../sockets";
+import { CdpChannel } from "./channel";
+import { keyCommand, mouseCommand, pageMessage } from "./input";
+import { FramePacer } from "./pacer";
+import { isTab, TabList, type TargetInfo } from "./tabs";
 
 export interface ViewerOptions {
   /** Forward input to the page; a read-only viewer's input messages are ignored. */
@@ -49,14 +56,10 @@ export interface ViewerStream {
 }
 
 const DEFAULT_MAX_FPS = 10;
-/** How long one CDP command may take before the engine stops waiting for it. */
-const COMMAND_TIMEOUT_MS = 5_000;
 /** How long the goodbye to the browser (stop the screencast, detach) may take before the socket is closed anyway. */
 const GOODBYE_TIMEOUT_MS = 1_000;
 /** Input commands awaiting the browser's answer at most; a viewer sending faster has the excess dropped. */
 const MAX_INPUT_IN_FLIGHT = 32;
-/** Largest message the page may send that is read at all (input and acks are tiny). */
-const MAX_PAGE_MESSAGE_CHARS = 4_096;
 
 /** Quality and size of the screencast: a 1280×800 JPEG at 60 is ~50-150 KB. */
 const SCREENCAST = { format: "jpeg", quality: 60, maxWidth: 1280, maxHeight: 800 } as const;
@@ -67,107 +70,10 @@ export function serveViewer(viewer: WebSocket, browser: WebSocket, options: View
   return { end: (code, reason) => session.end("end", code, reason) };
 }
 
-interface Tab {
-  targetId: string;
-  url: string;
-  title: string;
-  /** Creation order as this engine saw it: the largest is the newest tab. */
-  seen: number;
-}
-
-interface TargetInfo {
-  targetId: string;
-  type: string;
-  url: string;
-  title: string;
-}
-
-interface Frame {
-  data: string;
-  metadata: Record<string, unknown>;
-  /** The screencast's frame number, echoed in Page.screencastFrameAck. */
-  ack: number;
-}
-
-/**
- * Paces frames by the viewer. Chromium keeps sending screencast frames only
- * while few are unacknowledged (two in flight), so holding the ack is how the
- * rate is lowered: the page itself runs at full speed whatever the viewer does.
- *
- * A frame is sent to the viewer, and Chromium's frames so far acknowledged,
- * only when the viewer has acknowledged the frame before AND 1000/maxFps ms
- * have passed since the last send. Frames arriving meanwhile replace each
- * other: only the newest is kept, never a queue, so a viewer that catches up
- * gets the latest picture at once, and a page that stops changing is still
- * shown as it finally is (Chromium sends no frame without a repaint).
- */
-class FramePacer {
-  private newest: Frame | undefined;
-  private unacked: number[] = [];
-  private viewerDrawing = false;
-  private lastSentAt = -Infinity;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  dropped = 0;
-
-  constructor(
-    private readonly intervalMs: number,
-    private readonly send: (frame: Frame) => boolean,
-    private readonly ackBrowser: (frameNumbers: number[]) => void,
-  ) {}
-
-  frame(frame: Frame): void {
-    if (this.newest) this.dropped += 1;
-    this.newest = frame;
-    this.unacked.push(frame.ack);
-    this.tick();
-  }
-
-  viewerAck(): void {
-    this.viewerDrawing = false;
-    this.tick();
-  }
-
-  /** Forgets the watched tab's frames (a switch: they belong to a screencast that is over). */
-  reset(): void {
-    this.newest = undefined;
-    this.unacked = [];
-    this.stop();
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  private tick(): void {
-    if (this.viewerDrawing || this.timer || (!this.newest && this.unacked.length === 0)) return;
-    const wait = this.lastSentAt + this.intervalMs - Date.now();
-    if (wait > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.tick();
-      }, wait);
-      return;
-    }
-    if (this.newest) {
-      const frame = this.newest;
-      this.newest = undefined;
-      if (!this.send(frame)) return;
-      this.viewerDrawing = true;
-      this.lastSentAt = Date.now();
-    }
-    this.ackBrowser(this.unacked.splice(0));
-  }
-}
-
-type Pending = { resolve: (value: any) => void; reject: (error: Error) => void };
-
 class ViewerSession {
   private ended = false;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  private readonly tabs = new Map<string, Tab>();
-  private seen = 0;
+  private readonly cdp: CdpChannel;
+  private readonly tabs = new TabList();
   /** The tab the viewer chose, kept until it goes away. */
   private pinned: string | undefined;
   /** The tab being screencast, with the flat session attached to it. */
@@ -189,6 +95,7 @@ class ViewerSession {
     private readonly browser: WebSocket,
     private readonly options: ViewerOptions,
   ) {
+    this.cdp = new CdpChannel(browser);
     const fps = options.maxFps && options.maxFps > 0 ? options.maxFps : DEFAULT_MAX_FPS;
     this.pacer = new FramePacer(
       1000 / fps,
@@ -196,7 +103,7 @@ class ViewerSession {
       (numbers) => {
         const watched = this.watching;
         if (!watched) return;
-        for (const n of numbers) this.command("Page.screencastFrameAck", { sessionId: n }, watched.sessionId).catch(() => {});
+        for (const n of numbers) this.cdp.command("Page.screencastFrameAck", { sessionId: n }, watched.sessionId).catch(() => {});
       },
     );
   }
@@ -209,7 +116,7 @@ class ViewerSession {
     this.browser.addEventListener("message", (event) => this.fromBrowser(event.data));
     this.viewer.addEventListener("close", (event) => this.end("viewer", event.code, event.reason));
     this.browser.addEventListener("close", (event) => {
-      this.failPending();
+      this.cdp.failAll();
       this.end("browser", event.code, event.reason || "the browser connection closed");
     });
     this.viewer.addEventListener("error", () => this.end("viewer_error", 1011, "viewer connection failed"));
@@ -235,29 +142,24 @@ class ViewerSession {
         await withDeadline(
           Promise.allSettled([
             ...(watched
-              ? [this.command("Page.stopScreencast", {}, watched.sessionId), this.command("Target.detachFromTarget", { sessionId: watched.sessionId })]
+              ? [this.cdp.command("Page.stopScreencast", {}, watched.sessionId), this.cdp.command("Target.detachFromTarget", { sessionId: watched.sessionId })]
               : []),
-            this.command("Target.setDiscoverTargets", { discover: false }),
+            this.cdp.command("Target.setDiscoverTargets", { discover: false }),
           ]),
           GOODBYE_TIMEOUT_MS,
           "the viewer's goodbye to the browser",
         ).catch(() => {});
       }
       closeQuietly(this.browser, 1000, "viewer closed");
-      this.failPending();
+      this.cdp.failAll();
     })();
     this.options.onEnd?.(by);
-  }
-
-  private failPending(): void {
-    for (const waiter of this.pending.values()) waiter.reject(new Error("the viewer's browser connection closed"));
-    this.pending.clear();
   }
 
   private async discover(): Promise<void> {
     try {
       // Answers after a Target.targetCreated for every existing target.
-      await this.command("Target.setDiscoverTargets", { discover: true });
+      await this.cdp.command("Target.setDiscoverTargets", { discover: true });
       if (this.ended) return;
       this.discovered = true;
       this.toViewer({ type: "state", state: "connected" });
@@ -270,36 +172,9 @@ class ViewerSession {
 
   // ---- the browser's side
 
-  private command<T = any>(method: string, params: Record<string, unknown>, sessionId?: string): Promise<T> {
-    const id = this.nextId++;
-    const answer = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      try {
-        this.browser.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
-      } catch (error) {
-        this.pending.delete(id);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      }
-    });
-    return withDeadline(answer, COMMAND_TIMEOUT_MS, method).finally(() => this.pending.delete(id));
-  }
-
   private fromBrowser(data: string | ArrayBuffer): void {
-    let message: { id?: number; result?: unknown; error?: { message?: string }; method?: string; params?: any; sessionId?: string };
-    try {
-      message = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
-    } catch {
-      return;
-    }
-    if (message.id !== undefined) {
-      const waiter = this.pending.get(message.id);
-      if (!waiter) return;
-      this.pending.delete(message.id);
-      if (message.error) waiter.reject(new Error(`CDP: ${message.error.message ?? "error"}`));
-      else waiter.resolve(message.result);
-      return;
-    }
-    if (this.ended || !message.params) return;
+    const message = this.cdp.receive(data);
+    if (!message || this.ended || !message.params) return;
     switch (message.method) {
       case "Page.screencastFrame":
         if (message.sessionId !== undefined && message.sessionId === this.watching?.sessionId) {
@@ -342,12 +217,11 @@ class ViewerSession {
       if (this.tabs.has(info.targetId)) this.targetGone(info.targetId);
       return;
     }
-    const known = this.tabs.get(info.targetId);
-    if (known && known.url === info.url && known.title === info.title) return;
-    this.tabs.set(info.targetId, { targetId: info.targetId, url: info.url, title: info.title, seen: known?.seen ?? ++this.seen });
+    const change = this.tabs.record(info);
+    if (change === "same") return;
     // A new tab opens in front; a search under way would answer for the tabs before it.
     // (Tabs listed at discovery are older: the first search picks among them.)
-    if (created && !known && this.discovered) {
+    if (created && change === "new" && this.discovered) {
       this.searchAgain = this.searching;
       if (!this.pinned) this.retarget();
     }
@@ -355,7 +229,7 @@ class ViewerSession {
   }
 
   private targetGone(targetId: string): void {
-    if (!this.tabs.delete(targetId)) return;
+    if (!this.tabs.remove(targetId)) return;
     if (this.pinned === targetId) this.pinned = undefined;
     const watched = this.wanted === targetId || this.watching?.targetId === targetId;
     this.sendTabs();
@@ -367,9 +241,7 @@ class ViewerSession {
 
   /** Decides which tab to watch: the viewer's choice while it lives, else the newest. */
   private retarget(): void {
-    let newest: Tab | undefined;
-    for (const tab of this.tabs.values()) if (!newest || tab.seen > newest.seen) newest = tab;
-    this.wanted = this.pinned ?? newest?.targetId;
+    this.wanted = this.pinned ?? this.tabs.newest()?.targetId;
     void this.reconcile();
   }
 
@@ -388,7 +260,7 @@ class ViewerSession {
       do {
         this.searchAgain = false;
         if (this.pinned) return this.retarget();
-        const candidates = [...this.tabs.values()].sort((a, b) => b.seen - a.seen);
+        const candidates = this.tabs.newestFirst();
         let visible: string | undefined;
         for (const tab of candidates) {
           if (this.ended) return;
@@ -414,8 +286,8 @@ class ViewerSession {
     if (this.watching?.targetId === targetId) return this.watchedVisible === true;
     let sessionId: string | undefined;
     try {
-      ({ sessionId } = await this.command<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true }));
-      const { result } = await this.command<{ result: { value?: unknown } }>(
+      ({ sessionId } = await this.cdp.command<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true }));
+      const { result } = await this.cdp.command<{ result: { value?: unknown } }>(
         "Runtime.evaluate",
         { expression: "document.visibilityState", returnByValue: true },
         sessionId,
@@ -424,7 +296,7 @@ class ViewerSession {
     } catch {
       return false;
     } finally {
-      if (sessionId) this.command("Target.detachFromTarget", { sessionId }).catch(() => {});
+      if (sessionId) this.cdp.command("Target.detachFromTarget", { sessionId }).catch(() => {});
     }
   }
 
@@ -440,18 +312,18 @@ class ViewerSession {
           this.watchedVisible = undefined;
           this.pacer.reset();
           await Promise.allSettled([
-            this.command("Page.stopScreencast", {}, previous.sessionId),
-            this.command("Target.detachFromTarget", { sessionId: previous.sessionId }),
+            this.cdp.command("Page.stopScreencast", {}, previous.sessionId),
+            this.cdp.command("Target.detachFromTarget", { sessionId: previous.sessionId }),
           ]);
           this.sendTabs();
           continue;
         }
         const targetId = this.wanted!;
         try {
-          const { sessionId } = await this.command<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true });
+          const { sessionId } = await this.cdp.command<{ sessionId: string }>("Target.attachToTarget", { targetId, flatten: true });
           this.watching = { targetId, sessionId };
           this.sendTabs();
-          await this.command("Page.startScreencast", { ...SCREENCAST, everyNthFrame: 1 }, sessionId);
+          await this.cdp.command("Page.startScreencast", { ...SCREENCAST, everyNthFrame: 1 }, sessionId);
         } catch {
           // The tab went away while we attached (its targetDestroyed changes `wanted`,
           // and the loop goes on), or it would not screencast: leave it until the tabs change.
@@ -477,24 +349,16 @@ class ViewerSession {
   private sendTabs(): void {
     if (this.ended) return;
     const active = this.watching?.targetId ?? this.wanted;
-    const tabs = [...this.tabs.values()]
-      .sort((a, b) => a.seen - b.seen)
-      .map(({ targetId, url, title }) => {
-        const watched = targetId === active && targetId === this.watching?.targetId && this.watchedVisible !== undefined;
-        return { targetId, url, title, active: targetId === active, ...(watched ? { visible: this.watchedVisible } : {}) };
-      });
+    const watched = this.watching;
+    const painted = watched && this.watchedVisible !== undefined ? { targetId: watched.targetId, visible: this.watchedVisible } : undefined;
+    const tabs = this.tabs.entries(active, painted);
     this.toViewer({ type: "tabs", tabs });
   }
 
   private fromViewer(data: string | ArrayBuffer): void {
-    if (this.ended || typeof data !== "string" || data.length > MAX_PAGE_MESSAGE_CHARS) return;
-    let message: unknown;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (!isRecord(message)) return;
+    if (this.ended) return;
+    const message = pageMessage(data);
+    if (!message) return;
     switch (message.type) {
       case "ack":
         this.pacer.viewerAck();
@@ -519,105 +383,8 @@ class ViewerSession {
     const watched = this.watching;
     if (!params || !watched || this.inputInFlight >= MAX_INPUT_IN_FLIGHT) return;
     this.inputInFlight += 1;
-    this.command(method, params, watched.sessionId)
+    this.cdp.command(method, params, watched.sessionId)
       .catch(() => {})
       .finally(() => (this.inputInFlight -= 1));
-  }
-}
-
-// ---- input, as the page may send it
-
-const MOUSE_EVENTS = new Set(["mousePressed", "mouseReleased", "mouseMoved", "mouseWheel"]);
-const MOUSE_BUTTONS = new Set(["none", "left", "middle", "right", "back", "forward"]);
-const KEY_EVENTS = new Set(["keyDown", "keyUp", "char"]);
-/** Coordinates beyond any screen are refused rather than clamped: they are a bug or a probe. */
-const MAX_COORDINATE = 100_000;
-
-/** A tab of the lessee's: a page, and not a piece of the browser's own UI (`chrome://*.top-chrome/`). */
-function isTab(info: TargetInfo): boolean {
-  if (info.type !== "page") return false;
-  try {
-    return !new URL(info.url).hostname.endsWith(".top-chrome");
-  } catch {
-    return true; // "" or another unparsable URL: a page still loading
-  }
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function finite(value: unknown, fallback: number, limit = MAX_COORDINATE): number | undefined {
-  if (value === undefined) return fallback;
-  return typeof value === "number" && Number.isFinite(value) && Math.abs(value) <= limit ? value : undefined;
-}
-
-function smallInt(value: unknown, max: number): number | undefined {
-  if (value === undefined) return 0;
-  return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= max ? (value as number) : undefined;
-}
-
-function shortText(value: unknown): string | undefined {
-  if (value === undefined) return "";
-  return typeof value === "string" && value.length <= 32 ? value : undefined;
-}
-
-/** Input.dispatchMouseEvent's params for a page's `{type:"mouse"}` message, or undefined if it is malformed. */
-export function mouseCommand(m: Record<string, unknown>): Record<string, unknown> | undefined {
-  if (typeof m.event !== "string" || !MOUSE_EVENTS.has(m.event)) return undefined;
-  const x = finite(m.x, NaN);
-  const y = finite(m.y, NaN);
-  const button = m.button === undefined ? (m.event === "mousePressed" || m.event === "mouseReleased" ? "left" : "none") : m.button;
-  const clickCount = m.clickCount === undefined ? (m.event === "mousePressed" || m.event === "mouseReleased" ? 1 : 0) : smallInt(m.clickCount, 3);
-  const deltaX = finite(m.deltaX, 0);
-  const deltaY = finite(m.deltaY, 0);
-  const modifiers = smallInt(m.modifiers, 15);
-  const buttons = smallInt(m.buttons, 31);
-  if (x === undefined || y === undefined || Number.isNaN(x) || Number.isNaN(y)) return undefined;
-  if (typeof button !== "string" || !MOUSE_BUTTONS.has(button)) return undefined;
-  if (clickCount === undefined || deltaX === undefined || deltaY === undefined || modifiers === undefined || buttons === undefined) return undefined;
-  return {
-    type: m.event,
-    x,
-    y,
-    button,
-    buttons,
-    clickCount,
-    modifiers,
-    ...(m.event === "mouseWheel" ? { deltaX, deltaY } : {}),
-  };
-}
-
-/** Input.dispatchKeyEvent's params for a page's `{type:"key"}` message, or undefined if it is malformed. */
-export function keyCommand(m: Record<string, unknown>): Record<string, unknown> | undefined {
-  if (typeof m.event !== "string" || !KEY_EVENTS.has(m.event)) return undefined;
-  const key = shortText(m.key);
-  const code = shortText(m.code);
-  const text = shortText(m.text);
-  const keyCode = smallInt(m.keyCode, 255);
-  const modifiers = smallInt(m.modifiers, 15);
-  if (key === undefined || code === undefined || text === undefined || keyCode === undefined || modifiers === undefined) return undefined;
-  if (m.event === "char" && !text) return undefined;
-  // As Puppeteer does: a keyDown that types nothing is a rawKeyDown, or Chromium would insert its (empty) text.
-  const type = m.event === "keyDown" && !text ? "rawKeyDown" : m.event;
-  return {
-    type,
-    key,
-    code,
-    modifiers,
-    windowsVirtualKeyCode: keyCode,
-    nativeVirtualKeyCode: keyCode,
-    ...(text ? { text, unmodifiedText: text } : {}),
-  };
-}
-
-/** Closes with `code` where the protocol allows sending it (as the CDP proxy's pipe does; 1005/1006/1015 are receive-only). */
-function closeQuietly(socket: WebSocket, code: number, reason: string): void {
-  const sendable = code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
-  try {
-    if (sendable) socket.close(code, reason.slice(0, 120));
-    else socket.close(1000, "peer closed");
-  } catch {
-    // Already closed.
   }
 }
