@@ -110,7 +110,10 @@ function miniflare(out, brokerVars) {
           REGISTRY: { className: "SessionRegistry", useSQLite: true },
           GOVERNOR: { className: "CapacityGovernor", useSQLite: true },
           TENANT: { className: "TenantObject", useSQLite: true },
+          RECORDER: { className: "LeaseRecorder", useSQLite: true },
         },
+        // Recorded leases' frames (in memory: the bench records nothing it keeps).
+        r2Buckets: ["RECORDINGS"],
         browserRendering: { binding: "BROWSER" },
         // Every request pays for the per-key limiter, as in production; the
         // limit is high enough that the benchmark measures the broker, not it.

@@ -1,7 +1,7 @@
 /** The Durable Objects the Worker calls, named in one place. */
 
 /** Which kind of object a stub reaches. */
-export type StubKind = "pool" | "tenant" | "registry" | "governor";
+export type StubKind = "pool" | "tenant" | "registry" | "governor" | "recorder";
 
 /**
  * A seam for tests: `wrap`, when set, is given every stub these functions
@@ -40,4 +40,10 @@ export function governorOf(env: Env, name = "account") {
 /** The tenant's object: its managed keys, quotas and fallback rate limiter (one object per tenant). */
 export function tenantOf(env: Env, tenant: string) {
   return hooked("tenant", tenant, env.TENANT.get(env.TENANT.idFromName(tenant)));
+}
+
+/** The recorder of one recorded lease: its screencast in R2, until the tenant's retention ends (one object per lease). */
+export function recorderOf(env: Env, tenant: string, pool: string, leaseId: string) {
+  const name = `${tenant}/${pool}/${leaseId}`;
+  return hooked("recorder", name, env.RECORDER.get(env.RECORDER.idFromName(name)));
 }

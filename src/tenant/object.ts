@@ -16,6 +16,8 @@
  * - its weight: its share of the account's browsers, relative to other
  *   tenants', when the account is full (the capacity governor, src/governor,
  *   reads it with `weightOf` and caches it);
+ * - how long its leases' recordings are kept (`recordingRetentionDays`, read
+ *   by each lease's recorder, src/recorder, when the recording ends);
  * - the fallback per-key rate limiter, used where the Rate Limiting binding is
  *   absent (a fixed window per key, in memory: exact, since this object is the
  *   only place that counts for its tenant, and harmless to lose on eviction).
@@ -42,12 +44,18 @@ const RATE_WINDOWS_KEPT = 10_000;
 export const DEFAULT_WEIGHT = 1;
 /** The largest weight a tenant may be given (weights are relative; this keeps shares meaningful). */
 export const MAX_WEIGHT = 1000;
+/** Days a tenant's recordings are kept unless it sets its own. */
+export const DEFAULT_RECORDING_RETENTION_DAYS = 7;
+/** The longest retention a tenant may set (a year: recordings are evidence, not an archive). */
+export const MAX_RECORDING_RETENTION_DAYS = 365;
 
 export interface Quota {
   maxPools: number;
   maxSessions: number;
   /** Its share of the account's browsers when tenants compete, relative to other tenants' weights. */
   weight: number;
+  /** Days a recorded lease's recording is kept after the lease ends. */
+  recordingRetentionDays: number;
 }
 
 export interface KeyView {
@@ -73,13 +81,13 @@ export interface IssuedKey extends KeyView {
 export interface TenantView {
   tenant: string;
   quota: Quota;
-  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS, weight 1) rather than set for this tenant. */
-  defaults: { maxPools: boolean; maxSessions: boolean; weight: boolean };
+  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS, weight 1, retention 7 days) rather than set for this tenant. */
+  defaults: { maxPools: boolean; maxSessions: boolean; weight: boolean; recordingRetentionDays: boolean };
   usage: { pools: number; sessions: number };
   keys: { active: number; revoked: number };
 }
 
-export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null; weight?: number | null };
+export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null; weight?: number | null; recordingRetentionDays?: number | null };
 
 export type Authentication =
   | { ok: true; keyId: string }
@@ -125,7 +133,10 @@ function positive(value: string | undefined, fallback: number): number {
 
 /** The deployment's default quota for tenants that have none of their own (vars TENANT_MAX_POOLS, TENANT_MAX_SESSIONS). */
 export function defaultQuota(env: Env): Quota {
-  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120), weight: DEFAULT_WEIGHT };
+  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120),
+    weight: DEFAULT_WEIGHT,
+    recordingRetentionDays: DEFAULT_RECORDING_RETENTION_DAYS,
+  };
 }
 
 export class TenantObject extends DurableObject<Env> {
@@ -291,7 +302,7 @@ export class TenantObject extends DurableObject<Env> {
   /** Sets (a number) or resets to the default (null) each quota field given. Lowering below usage refuses nothing that exists; it only refuses what comes next. */
   async setQuota(tenant: string, patch: QuotaPatch): Promise<TenantView> {
     this.remember(tenant);
-    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"], ["weight", "weight"]] as const) {
+    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"], ["weight", "weight"], ["recordingRetentionDays", "recording_retention_days"]] as const) {
       const value = patch[field];
       if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, column);
       else if (value !== undefined) this.setMeta(column, String(value));
@@ -304,6 +315,11 @@ export class TenantObject extends DurableObject<Env> {
   /** The tenant's weight, for the account's capacity governor. Reads only: creates no storage. */
   async weightOf(): Promise<number> {
     return this.quota().quota.weight;
+  }
+
+  /** Days the tenant's recordings are kept, for a lease's recorder when its recording ends. Reads only: creates no storage. */
+  async recordingRetentionDays(): Promise<number> {
+    return this.quota().quota.recordingRetentionDays;
   }
 
   /**
@@ -382,13 +398,20 @@ export class TenantObject extends DurableObject<Env> {
     const maxPools = this.schema ? this.meta("max_pools") : undefined;
     const maxSessions = this.schema ? this.meta("max_sessions") : undefined;
     const weight = this.schema ? this.meta("weight") : undefined;
+    const retention = this.schema ? this.meta("recording_retention_days") : undefined;
     return {
       quota: {
         maxPools: maxPools === undefined ? fallback.maxPools : Number(maxPools),
         maxSessions: maxSessions === undefined ? fallback.maxSessions : Number(maxSessions),
         weight: weight === undefined ? fallback.weight : Number(weight),
+        recordingRetentionDays: retention === undefined ? fallback.recordingRetentionDays : Number(retention),
       },
-      defaults: { maxPools: maxPools === undefined, maxSessions: maxSessions === undefined, weight: weight === undefined },
+      defaults: {
+        maxPools: maxPools === undefined,
+        maxSessions: maxSessions === undefined,
+        weight: weight === undefined,
+        recordingRetentionDays: retention === undefined,
+      },
     };
   }
 

@@ -194,13 +194,13 @@ describe("tenant quotas", () => {
   it("are the deployment's defaults until set, and return to them when set to null", async () => {
     const { tenant } = await newTenant("q-defaults");
     const before = await tenantView(tenant);
-    expect(before.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true });
-    expect(before.quota).toEqual({ maxPools: Number(env.TENANT_MAX_POOLS), maxSessions: Number(env.TENANT_MAX_SESSIONS), weight: 1 });
+    expect(before.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true, recordingRetentionDays: true });
+    expect(before.quota).toEqual({ maxPools: Number(env.TENANT_MAX_POOLS), maxSessions: Number(env.TENANT_MAX_SESSIONS), weight: 1, recordingRetentionDays: 7 });
     const set = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { maxPools: 7 }, key: ADMIN });
-    expect(set.body).toMatchObject({ quota: { maxPools: 7 }, defaults: { maxPools: false, maxSessions: true, weight: true } });
+    expect(set.body).toMatchObject({ quota: { maxPools: 7 }, defaults: { maxPools: false, maxSessions: true, weight: true, recordingRetentionDays: true } });
     const reset = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { maxPools: null }, key: ADMIN });
     expect(reset.body.quota).toEqual(before.quota);
-    expect(reset.body.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true });
+    expect(reset.body.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true, recordingRetentionDays: true });
   });
 
   it("lowering a quota below usage keeps what exists and refuses only what comes next", async () => {
