@@ -68,6 +68,12 @@ export const PROBLEMS = {
     next: "new-lease",
     todo: "Acquire a new lease. `GET /v1/pools/{pool}/leases/{id}` says why the old one ended (`endReason`). An expired lease is never resurrected.",
   },
+  recording_in_progress: {
+    title: "Recording in progress",
+    statuses: { 409: "The lease is still active (or waiting): its recording exists once the lease ends and the recorder has written it, a moment later." },
+    next: "retry",
+    todo: "End the lease (`DELETE /v1/pools/{pool}/leases/{id}`) or wait for it to end, then ask again. `GET /v1/pools/{pool}/leases/{id}` says whether it ended.",
+  },
   idempotency_key_reused: {
     title: "Idempotency-Key reused",
     statuses: { 409: "The `Idempotency-Key` was used within the last 24 hours, by the same API key, with a different body." },

@@ -39,6 +39,7 @@ import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken, viewerUrl } from "../token";
 import { viewerPageHandler, viewerStreamHandler } from "./viewer/routes";
+import { recording } from "./recording/routes";
 import { parse, readJson, unwrap } from "./validate";
 import { accountView, capacity, forgetWeight } from "./capacity";
 
@@ -159,6 +160,9 @@ v1.get("/pools/:pool/leases/:id/events", async (c) => {
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   return c.json(unwrap(await onPool(c, pool, "leaseEvents", "repeatable", (stub) => stub.leaseEvents(id))));
 });
+
+// A recorded lease's replay, from R2, once the lease has ended (src/api/recording).
+v1.route("/", recording);
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");

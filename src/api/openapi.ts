@@ -22,6 +22,7 @@ import {
   Problem,
   QuotaBody,
   MintedViewer,
+  Recording,
   RenewBody,
   RotateKeyBody,
   Tenant,
@@ -94,6 +95,7 @@ export function openApiDocument(): object {
         IssuedKey: json(IssuedKey),
         CreateKeyBody: json(CreateKeyBody, "input"),
         RotateKeyBody: json(RotateKeyBody, "input"),
+        Recording: json(Recording),
         Capacity: json(Capacity),
         CapacityBody: json(CapacityBody, "input"),
       },
@@ -287,7 +289,7 @@ export function openApiDocument(): object {
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401) },
         },
         put: {
-          summary: "Set a tenant's quota: maxPools, maxSessions, weight (null: back to the deployment's default) (admin token)",
+          summary: "Set a tenant's quota: maxPools, maxSessions, weight, recordingRetentionDays (null: back to the deployment's default) (admin token)",
           requestBody: { content: content(ref("QuotaBody")) },
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401, 413, 415) },
         },
@@ -429,6 +431,24 @@ export function openApiDocument(): object {
               }),
             },
             ...problems(400, 401, 404),
+          },
+        },
+      },
+      "/v1/pools/{pool}/leases/{id}/recording": {
+        parameters: [poolParam, idParam],
+        get: {
+          summary: "Replay a recorded lease (record: true) after it ended: an HTML page with play/pause and a timeline marked with the lease's journal events",
+          description:
+            "The recording exists once the lease has ended and its recorder wrote the manifest, and is deleted after the tenant's recordingRetentionDays " +
+            "(default 7) or with its pool. Send `Accept: application/json` for the manifest and the frames in order instead of the page. " +
+            "404 not_found when there is no recording (never recorded, still being finalized, or past its retention; the detail says which it can tell); " +
+            "409 recording_in_progress while the lease runs.",
+          responses: {
+            "200": {
+              description: "text/html: the replay page; application/json: the manifest and frames",
+              content: { "text/html": { schema: { type: "string" } }, ...content(ref("Recording")) },
+            },
+            ...problems(400, 401, 404, 409),
           },
         },
       },

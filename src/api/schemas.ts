@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
-import { MAX_ROTATION_GRACE_SECONDS, MAX_WEIGHT } from "../tenant/object";
+import { MAX_RECORDING_RETENTION_DAYS, MAX_ROTATION_GRACE_SECONDS, MAX_WEIGHT } from "../tenant/object";
 
 /** The largest request body accepted (labels included). */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -217,6 +217,13 @@ export const QuotaBody = z
       .max(MAX_WEIGHT)
       .nullable()
       .describe("the tenant's share of the account's browsers when tenants compete, relative to other tenants' weights (default 1)"),
+    recordingRetentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_RECORDING_RETENTION_DAYS)
+      .nullable()
+      .describe("days a recorded lease's recording is kept after the lease ends (default 7); applies to recordings that end from now on"),
   })
   .partial()
   .strict();
@@ -239,8 +246,13 @@ export const IssuedKey = ApiKey.extend({ key: z.string().describe("the API key; 
 
 export const Tenant = z.object({
   tenant: z.string(),
-  quota: z.object({ maxPools: Count, maxSessions: Count, weight: z.number().gt(0).describe("share of the account's browsers when tenants compete, relative to other tenants'") }),
-  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean(), weight: z.boolean() }),
+  quota: z.object({
+    maxPools: Count,
+    maxSessions: Count,
+    weight: z.number().gt(0).describe("share of the account's browsers when tenants compete, relative to other tenants'"),
+    recordingRetentionDays: z.number().int().min(1).describe("days a recording is kept after its lease ends"),
+  }),
+  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean(), weight: z.boolean(), recordingRetentionDays: z.boolean() }),
   usage: z.object({ pools: Count, sessions: Count.describe("the sum of the tenant's pools' maxSessions") }),
   keys: z.object({ active: Count, revoked: Count }),
 });
@@ -249,6 +261,29 @@ export const Tenant = z.object({
 export const TenantSelf = Tenant.pick({ tenant: true, quota: true, usage: true }).extend({
   rateLimit: z.object({ requests: Count, periodSeconds: Count }).nullable().describe("the per-key limit; null when rate limiting is off"),
 });
+
+// ---- recordings ------------------------------------------------------------------
+
+const RecordedFrame = z.object({ t: z.number().int().describe("when the frame was on screen, epoch ms"), data: z.string().describe("the JPEG, base64") });
+
+/** A recorded lease's manifest (src/recorder/store.ts, RecordingManifest); times are epoch ms. */
+export const RecordingManifest = z.object({
+  tenant: z.string(),
+  pool: z.string(),
+  lease: z.string(),
+  startedAt: z.number().int(),
+  endedAt: z.number().int(),
+  frames: Count,
+  bytes: Count.describe("base64 characters of the frames kept"),
+  chunks: Count,
+  truncated: z.boolean().describe("frames were dropped: the recording reached RECORDING_MAX_BYTES"),
+  fps: z.number().gt(0).describe("the frame rate the recording was paced to, at most"),
+  events: z.array(z.object({ at: z.string(), event: z.string(), detail: z.record(z.string(), z.unknown()).optional() })).describe("the lease's journal"),
+  expiresAt: z.number().int().describe("when the recording is deleted: the tenant's recordingRetentionDays after endedAt"),
+});
+
+/** GET …/leases/{id}/recording with Accept: application/json. */
+export const Recording = z.object({ manifest: RecordingManifest, frames: z.array(RecordedFrame).describe("in order") });
 
 // ---- the account's capacity (admin API) ---------------------------------------
 
