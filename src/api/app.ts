@@ -305,6 +305,19 @@ admin.get("/pools/:tenant/:pool/leases/:id/events", async (c) => {
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   return c.json(unwrap(await target.call("leaseEvents", "repeatable", (stub) => stub.leaseEvents(id))));
 });
+// Operators: a viewer URL for any tenant's lease, as POST /v1/pools/{pool}/leases/{id}/viewer mints for its
+// tenant. Routed before the admin sub-app: the dashboard's own script may mint with its session cookie (auth.ts).
+app.post("/v1/admin/pools/:tenant/:pool/leases/:id/viewer", requireAdmin({ dashboardPost: true }), limitBody, async (c) => {
+  const target = adminPool(c);
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  const body = parse(ViewerBody, await readJson(c), "body");
+  const interactive = body.interactive ?? false;
+  // The token names the pool's tenant, not the operator: the viewer routes find the pool object by it.
+  const viewer = mintToken(target.tenant);
+  const minted = unwrap(await target.call("mintViewer", "repeatable", (stub) => stub.mintViewer(id, viewer.hash, interactive)));
+  c.header("Cache-Control", "no-store");
+  return c.json({ viewerUrl: viewerUrl(c.req.url, target.pool, id, viewer.token), ...minted }, 201);
+});
 
 // Operators: tenants' quotas and managed API keys (a key is shown once, when created or rotated).
 function tenantParam(c: Ctx): string {
@@ -372,7 +385,7 @@ app.get("/dashboard", async (c, next) => {
 });
 app.get("/dashboard", requireAdmin(), (c) => {
   c.header("Cache-Control", "no-store");
-  c.header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'");
+  c.header("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; frame-src 'self'");
   return c.html(DASHBOARD_HTML);
 });
 app.get("/dashboard/data", requireAdmin(), async (c) => {

@@ -162,15 +162,22 @@ function cookie(header: string | undefined, name: string): string | undefined {
  * (GET, HEAD), the dashboard's session cookie, if its signature verifies under
  * the current ADMIN_TOKEN and it has not expired. A cookie rides along on
  * cross-site requests, so it never authorises an action.
+ *
+ * With `dashboardPost`, one route also lets the session cookie authorise a
+ * POST, but only one the dashboard's own script makes: its Origin header is
+ * this Worker's origin. A browser sends Origin with every POST and a page
+ * cannot set it, so a form or script on another site (or on a sibling
+ * subdomain, which SameSite=Strict lets the cookie reach) is still refused.
  */
-export function requireAdmin(): MiddlewareHandler<{ Bindings: Env }> {
+export function requireAdmin(options: { dashboardPost?: boolean } = {}): MiddlewareHandler<{ Bindings: Env }> {
   return async (c, next) => {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
     const readOnly = c.req.method === "GET" || c.req.method === "HEAD";
+    const fromDashboard = options.dashboardPost === true && c.req.method === "POST" && c.req.header("origin") === new URL(c.req.url).origin;
     if (match) {
       if (!isAdminToken(c.env, match[1])) throw unauthorized("the admin token is not valid");
     } else {
-      const session = readOnly ? cookie(c.req.header("cookie"), ADMIN_COOKIE) : undefined;
+      const session = readOnly || fromDashboard ? cookie(c.req.header("cookie"), ADMIN_COOKIE) : undefined;
       if (!session || !c.env.ADMIN_TOKEN) throw unauthorized("send 'Authorization: Bearer <admin token>'");
       if (!(await verifySession(c.env.ADMIN_TOKEN, session))) {
         throw unauthorized("the dashboard session is not valid or has expired; open /dashboard?token=<admin token> again");

@@ -7,7 +7,9 @@
  * / resetting / closing of maxSessions, waiting, consistency, draining, the
  * pool's circuit breaker, whether it can reach the governor), charts of
  * acquires, failures and mean queue wait per interval (kept in the page since
- * it opened), the head of the wait queue, and the latest lifecycle events.
+ * it opened), the head of the wait queue, the latest lifecycle events, and
+ * its active leases (the oldest 12), each with a live thumbnail and a button
+ * that opens an interactive viewer in a new tab.
  * A governor that does not answer leaves the account panel saying so; the
  * pools are drawn all the same.
  *
@@ -15,7 +17,19 @@
  * the page answers with an HttpOnly, SameSite=Strict cookie holding a signed
  * session that expires in 12 h (never the token; see session.ts) and redirects
  * to `/dashboard`, so the token leaves the address bar and the history. The
- * cookie authorises reads only (see requireAdmin).
+ * cookie authorises reads only (see requireAdmin), and one action: minting a
+ * lease's viewer from this page's own script (an Origin check, auth.ts).
+ *
+ * Thumbnails: the script mints one view-only viewer URL per lease (POST
+ * /v1/admin/pools/{tenant}/{pool}/leases/{id}/viewer) the first time it shows
+ * the lease, keeps it in page memory, and embeds it compact (`&compact=1`:
+ * the screen only, 2 frames a second). Never on a refresh: the data is redrawn
+ * every 2 s, but a lease's tile, and its <iframe>, is created once and
+ * removed when the lease is no longer listed (moving or re-creating an
+ * <iframe> would reload it, opening another stream). At most
+ * DASHBOARD_THUMBNAILS are live at once, page-wide; the page says so when
+ * leases go without. Each thumbnail is one of its lease's 4 viewer sockets
+ * while the page is open.
  */
 import type { CapacityView } from "../governor/object";
 import { grantedTotal } from "../pool/metrics";
@@ -24,6 +38,8 @@ import type { PoolEntry } from "../registry/object";
 
 /** Pools the dashboard shows at most (the first by tenant and name). */
 export const DASHBOARD_MAX_POOLS = 100;
+/** Live thumbnails the page shows at once: each is a stream of frames from a leased browser. */
+export const DASHBOARD_THUMBNAILS = 12;
 
 export interface DashboardPool {
   tenant: string;
@@ -41,6 +57,9 @@ export interface DashboardPool {
   totals: { granted: number; failed: number; queueWaitSeconds: number; launchFailures: number; launchDeferred: number };
   queue: PoolDashboard["queue"];
   events: PoolDashboard["events"];
+  /** The oldest active leases (PoolDashboard's `leases`), and whether more are active. */
+  leases: PoolDashboard["leases"];
+  moreLeases: boolean;
 }
 
 export function dashboardPool(d: PoolDashboard): DashboardPool {
@@ -64,6 +83,8 @@ export function dashboardPool(d: PoolDashboard): DashboardPool {
     },
     queue: d.queue,
     events: d.events,
+    leases: d.leases,
+    moreLeases: d.moreLeases,
   };
 }
 
@@ -145,15 +166,21 @@ export const DASHBOARD_HTML = `<!doctype html>
   th, td { text-align: right; padding: .15rem .5rem; border-bottom: 1px solid #2a333d; } th:first-child, td:first-child { text-align: left; }
   th { color: var(--muted); font-weight: 600; }
   .badge.warn { background: var(--launching); color: #000; }
+  .leases { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: .5rem; }
+  figure.lease { margin: 0; background: #141a20; border-radius: 4px; padding: .3rem; }
+  .thumb { aspect-ratio: 16 / 10; background: #0b0f13; border-radius: 3px; overflow: hidden; display: flex; align-items: center; justify-content: center; text-align: center; color: var(--muted); font-size: .75rem; padding: 0; }
+  .thumb iframe { width: 100%; height: 100%; border: 0; display: block; }
+  figcaption { display: flex; gap: .4rem; align-items: center; font-size: .75rem; margin-top: .25rem; white-space: nowrap; }
+  figcaption button { margin-left: auto; font: inherit; color: var(--text); background: #2a333d; border: 1px solid #3a4550; border-radius: 4px; padding: .05rem .4rem; cursor: pointer; }
 </style>
 </head>
 <body>
-<header><h1>Browser session broker</h1><span class="muted" id="updated">loading…</span><span id="error"></span></header>
+<header><h1>Browser session broker</h1><span class="muted" id="updated">loading…</span><span class="muted" id="thumbs"></span><span id="error"></span></header>
 <section id="account"><p class="empty">loading the account…</p></section>
 <main id="pools"></main>
 <script>
 "use strict";
-const POLL_MS = 2000, KEEP = 60;
+const POLL_MS = 2000, KEEP = 60, MAX_THUMBS = ${DASHBOARD_THUMBNAILS}, MINT_RETRY_MS = 30000;
 const history = new Map();
 const STATES = ["leased", "idle", "launching", "resetting", "closing"];
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -185,40 +212,157 @@ function renderAccount(a) {
     "<dl>" + cells + '<div><dt>breaker streak</dt><dd data-field="streak">' + a.breaker.streak + "</dd></div></dl><h3>Tenants</h3>" + tenants;
 }
 
+/** A pool's numbers, charts, queue and events: redrawn on every poll. */
+function summary(p) {
+  const key = p.tenant + "/" + p.pool;
+  const h = history.get(key) || { last: null, granted: [], failed: [], wait: [] };
+  if (h.last) {
+    const granted = p.totals.granted - h.last.granted;
+    h.granted.push(granted);
+    h.failed.push(p.totals.failed - h.last.failed);
+    h.wait.push(granted > 0 ? (p.totals.queueWaitSeconds - h.last.queueWaitSeconds) / granted : 0);
+    for (const series of [h.granted, h.failed, h.wait]) while (series.length > KEEP) series.shift();
+  }
+  h.last = p.totals;
+  history.set(key, h);
+  const bar = STATES.map((s) => '<span title="' + s + '" style="width:' + (100 * p.counts[s] / p.maxSessions) + '%;background:var(--' + s + ')"></span>').join("");
+  const cells = STATES.concat(["waiting"]).map((s) => '<div><dt>' + s + '</dt><dd data-field="' + s + '">' + p.counts[s] + '</dd></div>').join("");
+  const queue = p.queue.length ? "<ol>" + p.queue.map((w) => "<li><code>" + esc(w.lease.slice(0, 8)) + "</code> since " + esc(w.since.slice(11, 19)) + "</li>").join("") + "</ol>" : '<p class="empty">nobody waiting</p>';
+  const events = p.events.length ? "<ul>" + p.events.map((e) => "<li>" + esc(e.at.slice(11, 19)) + " <b>" + esc(e.event) + "</b>" + (e.lease ? " <code>" + esc(e.lease.slice(0, 8)) + "</code>" : "") + "</li>").join("") + "</ul>" : '<p class="empty">no events</p>';
+  return "<h2><span>" + esc(key) + "</span><span>" +
+    (p.draining ? '<span class="badge" data-field="draining">draining</span> ' : "") +
+    (p.governorUnreachable ? '<span class="badge bad" data-field="governor">governor unreachable</span> ' : "") +
+    breakerBadge(p.breaker, "breaker") + " " +
+    '<span class="badge' + (p.consistent ? "" : " bad") + '" data-field="consistent">' + (p.consistent ? "consistent" : "INCONSISTENT") + "</span> " +
+    '<span class="badge">max <b data-field="maxSessions">' + p.maxSessions + "</b></span></span></h2>" +
+    '<div class="bar">' + bar + "</div><dl>" + cells + "</dl>" +
+    '<div class="charts">' +
+    '<div class="chart"><div class="label">acquires / ' + POLL_MS / 1000 + ' s (total <span data-field="granted">' + p.totals.granted + "</span>)</div>" + spark(h.granted, "var(--idle)") + "</div>" +
+    '<div class="chart"><div class="label">failures / ' + POLL_MS / 1000 + ' s (total <span data-field="failed">' + p.totals.failed + "</span>)</div>" + spark(h.failed, "var(--bad)") + "</div>" +
+    '<div class="chart"><div class="label">mean queue wait, s</div>' + spark(h.wait, "var(--launching)") + "</div>" +
+    "</div><h3>Wait queue</h3>" + queue + "<h3>Recent events</h3>" + events;
+}
+
+/** The child of \`parent\` whose data-<name> is \`value\` (compared as data, so no selector escaping). */
+function childWith(parent, name, value) {
+  for (const child of parent.children) if (child.dataset[name] === value) return child;
+  return null;
+}
+
 function render(data) {
   renderAccount(data.account);
   const main = document.getElementById("pools");
-  if (data.pools.length === 0) { main.innerHTML = '<p class="empty">No pools yet.</p>'; return; }
-  main.innerHTML = data.pools.map((p) => {
+  const keys = new Set(data.pools.map((p) => p.tenant + "/" + p.pool));
+  // Sections (and the lease tiles in them) are kept across polls, never re-created: an <iframe> re-created or moved reloads.
+  for (const section of [...main.querySelectorAll("section.pool")]) if (!keys.has(section.dataset.pool)) section.remove();
+  const empty = document.getElementById("nopools");
+  if (data.pools.length === 0 && !empty) main.insertAdjacentHTML("beforeend", '<p class="empty" id="nopools">No pools yet.</p>');
+  if (data.pools.length > 0 && empty) empty.remove();
+  let previous = null;
+  for (const p of data.pools) {
     const key = p.tenant + "/" + p.pool;
-    const h = history.get(key) || { last: null, granted: [], failed: [], wait: [] };
-    if (h.last) {
-      const granted = p.totals.granted - h.last.granted;
-      h.granted.push(granted);
-      h.failed.push(p.totals.failed - h.last.failed);
-      h.wait.push(granted > 0 ? (p.totals.queueWaitSeconds - h.last.queueWaitSeconds) / granted : 0);
-      for (const series of [h.granted, h.failed, h.wait]) while (series.length > KEEP) series.shift();
+    let section = childWith(main, "pool", key);
+    if (!section) {
+      section = document.createElement("section");
+      section.dataset.pool = key;
+      section.innerHTML = '<div class="summary"></div><h3>Active leases <span data-field="leasesNote"></span></h3><div class="leases"></div>';
+      main.insertBefore(section, previous ? previous.nextSibling : main.firstChild);
     }
-    h.last = p.totals;
-    history.set(key, h);
-    const bar = STATES.map((s) => '<span title="' + s + '" style="width:' + (100 * p.counts[s] / p.maxSessions) + '%;background:var(--' + s + ')"></span>').join("");
-    const cells = STATES.concat(["waiting"]).map((s) => '<div><dt>' + s + '</dt><dd data-field="' + s + '">' + p.counts[s] + '</dd></div>').join("");
-    const queue = p.queue.length ? "<ol>" + p.queue.map((w) => "<li><code>" + esc(w.lease.slice(0, 8)) + "</code> since " + esc(w.since.slice(11, 19)) + "</li>").join("") + "</ol>" : '<p class="empty">nobody waiting</p>';
-    const events = p.events.length ? "<ul>" + p.events.map((e) => "<li>" + esc(e.at.slice(11, 19)) + " <b>" + esc(e.event) + "</b>" + (e.lease ? " <code>" + esc(e.lease.slice(0, 8)) + "</code>" : "") + "</li>").join("") + "</ul>" : '<p class="empty">no events</p>';
-    return '<section class="pool' + (p.consistent ? "" : " inconsistent") + '" data-pool="' + esc(key) + '">' +
-      "<h2><span>" + esc(key) + "</span><span>" +
-      (p.draining ? '<span class="badge" data-field="draining">draining</span> ' : "") +
-      (p.governorUnreachable ? '<span class="badge bad" data-field="governor">governor unreachable</span> ' : "") +
-      breakerBadge(p.breaker, "breaker") + " " +
-      '<span class="badge' + (p.consistent ? "" : " bad") + '" data-field="consistent">' + (p.consistent ? "consistent" : "INCONSISTENT") + "</span> " +
-      '<span class="badge">max <b data-field="maxSessions">' + p.maxSessions + "</b></span></span></h2>" +
-      '<div class="bar">' + bar + "</div><dl>" + cells + "</dl>" +
-      '<div class="charts">' +
-      '<div class="chart"><div class="label">acquires / ' + POLL_MS / 1000 + ' s (total <span data-field="granted">' + p.totals.granted + "</span>)</div>" + spark(h.granted, "var(--idle)") + "</div>" +
-      '<div class="chart"><div class="label">failures / ' + POLL_MS / 1000 + ' s (total <span data-field="failed">' + p.totals.failed + "</span>)</div>" + spark(h.failed, "var(--bad)") + "</div>" +
-      '<div class="chart"><div class="label">mean queue wait, s</div>' + spark(h.wait, "var(--launching)") + "</div>" +
-      "</div><h3>Wait queue</h3>" + queue + "<h3>Recent events</h3>" + events + "</section>";
-  }).join("");
+    previous = section;
+    section.className = "pool" + (p.consistent ? "" : " inconsistent");
+    section.querySelector(".summary").innerHTML = summary(p);
+    renderLeases(section, p);
+  }
+  thumbnails(main);
+}
+
+/** A pool's active leases: one tile each, created the first time the lease is listed, removed when it no longer is. */
+function renderLeases(section, p) {
+  const box = section.querySelector(".leases");
+  const listed = new Set(p.leases.map((l) => l.id));
+  for (const tile of [...box.children]) {
+    if (listed.has(tile.dataset.lease)) continue;
+    viewers.delete(tile.dataset.lease);
+    tile.remove();
+  }
+  let previous = null;
+  for (const lease of p.leases) {
+    let tile = childWith(box, "lease", lease.id);
+    if (!tile) {
+      tile = document.createElement("figure");
+      tile.className = "lease";
+      tile.dataset.lease = lease.id;
+      tile.innerHTML = '<div class="thumb"></div><figcaption><code>' + esc(lease.id.slice(0, 8)) + '</code><span data-field="expires"></span><button type="button">open interactive</button></figcaption>';
+      tile.querySelector("button").addEventListener("click", () => openInteractive(p.tenant, p.pool, lease.id));
+      tile.lease = { tenant: p.tenant, pool: p.pool, id: lease.id };
+      box.insertBefore(tile, previous ? previous.nextSibling : box.firstChild);
+    }
+    previous = tile;
+    tile.querySelector('[data-field="expires"]').textContent = lease.expiresAt ? "until " + lease.expiresAt.slice(11, 19) : "";
+  }
+  section.querySelector('[data-field="leasesNote"]').textContent = p.leases.length === 0 ? "(none)" : p.moreLeases ? "(the oldest " + p.leases.length + "; more are active)" : "";
+}
+
+/** Viewer URLs minted by this page, by lease id: { url } once minted, { pending }, or { error, retryAt }. */
+const viewers = new Map();
+
+async function mintViewer(lease, interactive) {
+  const path = "/v1/admin/pools/" + encodeURIComponent(lease.tenant) + "/" + encodeURIComponent(lease.pool) + "/leases/" + encodeURIComponent(lease.id) + "/viewer";
+  const response = await fetch(path, { method: "POST", credentials: "same-origin", cache: "no-store", headers: { "content-type": "application/json" }, body: JSON.stringify({ interactive }) });
+  const body = await response.json().catch(() => null);
+  if (response.status !== 201 || !body || typeof body.viewerUrl !== "string") throw new Error((body && body.detail) || "HTTP " + response.status);
+  return body.viewerUrl;
+}
+
+/** Gives tiles a live thumbnail, MAX_THUMBS at most (a tile keeps its own; freed ones go to the next in page order), minting each lease's view-only viewer once. */
+function thumbnails(main) {
+  const tiles = [...main.querySelectorAll("figure.lease")];
+  let shown = tiles.filter((tile) => tile.dataset.thumb).length, without = 0;
+  for (const tile of tiles) {
+    const box = tile.querySelector(".thumb");
+    if (!tile.dataset.thumb) {
+      if (shown >= MAX_THUMBS) {
+        without += 1;
+        box.textContent = "no live view: " + MAX_THUMBS + " at most";
+        continue;
+      }
+      shown += 1;
+      tile.dataset.thumb = "1";
+    }
+    const known = viewers.get(tile.lease.id);
+    if (known && (known.url || known.pending || known.retryAt > Date.now())) continue;
+    viewers.set(tile.lease.id, { pending: true });
+    box.textContent = "opening…";
+    mintViewer(tile.lease, false).then((url) => {
+      viewers.set(tile.lease.id, { url });
+      const frame = document.createElement("iframe");
+      const src = new URL(url);
+      src.searchParams.set("compact", "1");
+      frame.src = src.toString();
+      frame.title = "live view of lease " + tile.lease.id;
+      frame.referrerPolicy = "no-referrer";
+      box.replaceChildren(frame);
+    }, (error) => {
+      viewers.set(tile.lease.id, { error: true, retryAt: Date.now() + MINT_RETRY_MS });
+      box.textContent = "no live view: " + (error.message || error);
+    });
+  }
+  document.getElementById("thumbs").textContent = without ? "live thumbnails for " + MAX_THUMBS + " leases at most (" + without + " without)" : "";
+}
+
+/** Opens an interactive viewer of the lease in a new tab (a fresh URL each time: it may drive the lessee's page). */
+async function openInteractive(tenant, pool, id) {
+  // Opened at the click, so no popup blocker stands in the way; pointed at the viewer once minted.
+  const tab = window.open("", "_blank");
+  if (tab) tab.opener = null;
+  try {
+    const url = await mintViewer({ tenant, pool, id }, true);
+    if (tab) tab.location.replace(url);
+    else window.open(url, "_blank", "noopener");
+  } catch (error) {
+    if (tab) tab.close();
+    document.getElementById("error").textContent = "viewer of " + id.slice(0, 8) + ": " + (error.message || error);
+  }
 }
 
 async function poll() {

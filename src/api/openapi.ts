@@ -260,6 +260,14 @@ export function openApiDocument(): object {
         parameters: [tenantParam, poolParam, idParam],
         get: { summary: "Any lease's audit trail (admin token)", responses: { "200": { description: "Events" }, ...problems(400, 401, 404) } },
       },
+      "/v1/admin/pools/{tenant}/{pool}/leases/{id}/viewer": {
+        parameters: [tenantParam, poolParam, idParam],
+        post: {
+          summary: "Mint a viewer URL for any tenant's lease, as its tenant would (admin token; the dashboard's session cookie too, from the dashboard's own origin)",
+          requestBody: { content: content(ref("ViewerBody")) },
+          responses: { "201": { description: "The viewer URL (shown only here)", content: content(ref("MintedViewer")) }, ...problems(400, 401, 404, 409, 413, 415, 503) },
+        },
+      },
       "/v1/tenant": {
         get: {
           summary: "The caller's tenant: its quota (pools, sessions across pools), its usage, and the per-key rate limit",

@@ -109,7 +109,14 @@ export interface PoolDashboard extends PoolMetrics {
   queue: { lease: string; since: string; deadline: string | null }[];
   /** The newest journal rows, newest first. */
   events: { at: string; event: string; lease?: string; detail?: Record<string, unknown> }[];
+  /** The oldest DASHBOARD_LEASES active leases, oldest first (the dashboard watches them live). */
+  leases: { id: string; grantedAt: string | null; expiresAt: string | null; connected: boolean }[];
+  /** More leases are active than `leases` lists. */
+  moreLeases: boolean;
 }
+
+/** Active leases the dashboard view lists per pool: enough to pick from, few enough to poll every 2 s. */
+export const DASHBOARD_LEASES = 12;
 
 export interface AcquireInput {
   /** Chosen by the Worker, one per HTTP request, so it can cancel the wait if its client disconnects and retry the call safely. */
@@ -275,12 +282,21 @@ export function poolMetrics(shell: PoolShell): PoolMetrics {
   };
 }
 
-/** What the operators' dashboard shows of the pool: its metrics, the head of its queue, its latest events. */
+/** What the operators' dashboard shows of the pool: its metrics, the head of its queue, its latest events, its active leases. */
 export function poolDashboard(shell: PoolShell): PoolDashboard {
+  // One more than shown, to tell whether there are more (the status index serves it).
+  const active = shell.db.leasesIn("active", DASHBOARD_LEASES + 1);
   return {
     ...poolMetrics(shell),
     draining: isDraining(shell.db),
     queue: shell.db.waiters(10).map((w) => ({ lease: w.id, since: iso(w.created_at), deadline: w.wait_deadline === null ? null : iso(w.wait_deadline) })),
     events: shell.db.recentJournal(15).map((row) => ({ ...eventView(row), ...(row.lease_id ? { lease: row.lease_id } : {}) })),
+    leases: active.slice(0, DASHBOARD_LEASES).map((row) => ({
+      id: row.id,
+      grantedAt: row.granted_at === null ? null : iso(row.granted_at),
+      expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+      connected: row.connected_at !== null,
+    })),
+    moreLeases: active.length > DASHBOARD_LEASES,
   };
 }

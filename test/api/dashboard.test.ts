@@ -1,13 +1,14 @@
 /**
  * The dashboard's HTTP side in workerd: the admin token, its exchange for a
- * signed, expiring, read-only session cookie, and the data the page draws.
+ * signed, expiring, read-only session cookie, the data the page draws, and
+ * the admin route that mints a lease's viewer (the page's thumbnails).
  * The page itself is tested in real Chromium in test/e2e/dashboard.test.ts.
  */
 import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { call, poolName } from "../support/http";
-import { faultPool } from "../support/pool";
+import { call, DEV2_KEY, newPool, poolName } from "../support/http";
+import { faultPool, granted } from "../support/pool";
 import { injectFaults, objectErrors } from "./stub-faults";
 
 const ADMIN = "dev-admin";
@@ -206,5 +207,98 @@ describe("GET /dashboard", () => {
     } finally {
       injectFaults().restore();
     }
+  });
+
+  it("/dashboard/data lists each pool's active leases, oldest first, and says when there are more than 12", async () => {
+    // Simulated browsers: 13 leases without 13 real Chromium launches.
+    const busy = await faultPool({ maxSessions: 13 });
+    const quiet = await faultPool({ maxSessions: 1 });
+    const ids: string[] = [];
+    for (let i = 0; i < 13; i += 1) ids.push(granted(await busy.acquire({ ttlSeconds: 60 })).id);
+    const { cookie } = await login();
+    const shown = async (name: string) => (await dataWith(cookie)).body.pools.find((p: { pool: string }) => p.pool === name);
+    let mine = await shown(busy.name);
+    expect(mine.leases.map((l: { id: string }) => l.id)).toEqual(ids.slice(0, 12));
+    expect(mine.leases[0]).toEqual({ id: ids[0], grantedAt: expect.any(String), expiresAt: expect.any(String), connected: false });
+    expect(mine.moreLeases).toBe(true);
+    // Ended leases leave the list.
+    for (const id of ids.slice(0, 2)) expect((await busy.stub.release(id)).ok).toBe(true);
+    mine = await shown(busy.name);
+    expect(mine.leases.map((l: { id: string }) => l.id)).toEqual(ids.slice(2));
+    expect(mine.moreLeases).toBe(false);
+    expect(await shown(quiet.name)).toMatchObject({ leases: [], moreLeases: false });
+  });
+});
+
+describe("POST /v1/admin/pools/{tenant}/{pool}/leases/{id}/viewer", () => {
+  /** A lease of tenant dev2's (not the operator's, not dev's): the viewer token must name the pool's tenant. */
+  async function dev2Lease() {
+    const pool = await newPool("dash-view", { maxSessions: 1 }, DEV2_KEY);
+    const reply = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: { ttlSeconds: 60 }, key: DEV2_KEY });
+    expect(reply.status).toBe(201);
+    return { pool, id: reply.body.id as string, path: `/v1/admin/pools/dev2/${pool}/leases/${reply.body.id}/viewer` };
+  }
+
+  it("mints a viewer URL of any tenant's lease for the admin token: view only by default, interactive when asked", async () => {
+    const { pool, id, path } = await dev2Lease();
+    const minted = await call(path, { method: "POST", key: ADMIN, body: {} });
+    expect(minted.status).toBe(201);
+    expect(minted.headers.get("cache-control")).toBe("no-store");
+    expect(minted.body).toEqual({ viewerUrl: expect.any(String), interactive: false, expiresAt: expect.any(String) });
+    expect(minted.body.viewerUrl).toMatch(new RegExp(`^https://broker\\.test/v1/pools/${pool}/leases/${id}/viewer\\?token=`));
+    // The URL works: its page is served (the token is checked by dev2's pool, so it names dev2).
+    const page = await SELF.fetch(minted.body.viewerUrl);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("view only");
+    const driving = await call(path, { method: "POST", key: ADMIN, body: { interactive: true } });
+    expect(driving.status).toBe(201);
+    expect(driving.body.interactive).toBe(true);
+    const interactivePage = await SELF.fetch(driving.body.viewerUrl);
+    expect(interactivePage.status).toBe(200);
+    expect(await interactivePage.text()).toContain('id="mode">interactive<');
+    // A compact page (the dashboard's thumbnail) is the same viewer, laid out small.
+    const compact = await SELF.fetch(`${minted.body.viewerUrl}&compact=1`);
+    expect(await compact.text()).toContain('<body class="compact">');
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE", key: DEV2_KEY });
+    // Dead with its lease.
+    expect((await SELF.fetch(minted.body.viewerUrl)).status).toBe(409);
+  });
+
+  it("needs the admin token: none, an API key or a wrong token is 401 and mints nothing", async () => {
+    const { pool, id, path } = await dev2Lease();
+    for (const key of [null, DEV2_KEY, "not-the-admin-token"]) {
+      const reply = await call(path, { method: "POST", key, body: {} });
+      expect({ key, status: reply.status, code: reply.body?.code }).toEqual({ key, status: 401, code: "unauthorized" });
+    }
+    const events = (await call(`/v1/pools/${pool}/leases/${id}/events`, { key: DEV2_KEY })).body.events.map((e: { event: string }) => e.event);
+    expect(events).not.toContain("viewer_issued");
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE", key: DEV2_KEY });
+  });
+
+  it("the dashboard's session cookie mints only from the dashboard's own origin", async () => {
+    const { pool, id, path } = await dev2Lease();
+    const { cookie } = await login();
+    const fromDashboard = await call(path, { method: "POST", key: null, body: {}, headers: { cookie, origin: "https://broker.test" } });
+    expect(fromDashboard.status).toBe(201);
+    // Another site (or a sibling subdomain the SameSite cookie still reaches), or no Origin at all: refused.
+    for (const origin of ["https://evil.test", "https://other.broker.test", "null", undefined]) {
+      const headers: Record<string, string> = { cookie, ...(origin === undefined ? {} : { origin }) };
+      expect({ origin, status: (await call(path, { method: "POST", key: null, body: {}, headers })).status }).toEqual({ origin, status: 401 });
+    }
+    // The exception is this route's: the cookie still authorises no other action from the same origin.
+    expect((await call(`/v1/admin/pools/dev2/${pool}/drain`, { method: "POST", key: null, headers: { cookie, origin: "https://broker.test" } })).status).toBe(401);
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE", key: DEV2_KEY });
+  });
+
+  it("answers 404 for an unknown lease, pool or tenant, and 400 for a malformed body", async () => {
+    const { pool, id, path } = await dev2Lease();
+    const unknown = crypto.randomUUID();
+    for (const target of [`/v1/admin/pools/dev2/${pool}/leases/${unknown}/viewer`, `/v1/admin/pools/dev2/no-such-pool/leases/${id}/viewer`, `/v1/admin/pools/dev/${pool}/leases/${id}/viewer`]) {
+      const reply = await call(target, { method: "POST", key: ADMIN, body: {} });
+      expect({ target, status: reply.status, code: reply.body?.code }).toEqual({ target, status: 404, code: "not_found" });
+    }
+    const bad = await call(path, { method: "POST", key: ADMIN, body: { interactive: "yes" } });
+    expect(bad.status).toBe(400);
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE", key: DEV2_KEY });
   });
 });

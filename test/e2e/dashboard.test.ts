@@ -2,8 +2,9 @@
  * The operators' dashboard in real headless Chromium: a browser leased from
  * the broker itself opens /dashboard with the admin token, the numbers it
  * shows (the pool's and the account's) match the admin API, it refreshes
- * itself when the pool changes, and a screenshot is kept as a test artifact
- * (test-results/dashboard.png).
+ * itself when the pool changes, the held lease gets a live thumbnail (a
+ * compact viewer of that lease, in an <iframe>), and a screenshot is kept as a
+ * test artifact (test-results/dashboard.png).
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -18,8 +19,9 @@ async function shown(page: Page, key: string, field: string): Promise<string | n
 }
 
 describe("GET /dashboard in a real browser", () => {
-  it("shows the API's numbers, refreshes itself, and is saved as a screenshot", async () => {
-    const watched = uniquePool("dash");
+  it("shows the API's numbers and a live thumbnail of the held lease, refreshes itself, and is saved as a screenshot", async () => {
+    // "0…" sorts before other tests' pools: the page gives thumbnails (12 at most) in page order.
+    const watched = uniquePool("0dash");
     expect((await api(`/v1/pools/${watched}`, { method: "PUT", body: { maxSessions: 3 } })).status).toBe(200);
     const held = await acquire(watched, { ttlSeconds: 120 });
     const viewerPool = uniquePool("viewer");
@@ -54,6 +56,16 @@ describe("GET /dashboard in a real browser", () => {
       const devHeld = await page.$eval(`#account tr[data-tenant="dev"] [data-field="held"]`, (el) => Number(el.textContent)).catch(() => 0);
       expect(devHeld).toBeGreaterThanOrEqual(2);
 
+      // The held lease's tile has a thumbnail: a compact viewer of that lease, minted by the page, that goes live.
+      const frameSelector = `section[data-pool="${key}"] figure.lease[data-lease="${held.id}"] iframe`;
+      await page.waitForSelector(frameSelector, { timeout: 15_000 });
+      const src = new URL(await page.$eval(frameSelector, (el) => (el as HTMLIFrameElement).src));
+      expect(src.pathname).toBe(`/v1/pools/${watched}/leases/${held.id}/viewer`);
+      expect(src.searchParams.get("token")).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
+      expect(src.searchParams.get("compact")).toBe("1");
+      const thumbnail = await (await page.$(frameSelector))!.contentFrame();
+      await thumbnail!.waitForFunction(() => document.getElementById("state")?.dataset.state === "live", { timeout: 20_000 });
+
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
 
@@ -64,6 +76,8 @@ describe("GET /dashboard in a real browser", () => {
         { timeout: 15_000 },
         `section[data-pool="${key}"] [data-field="leased"]`,
       );
+      // The ended lease's tile (and its viewer) leaves the page.
+      await page.waitForFunction((selector) => !document.querySelector(selector), { timeout: 15_000 }, `section[data-pool="${key}"] figure.lease[data-lease="${held.id}"]`);
       const after = (await api(`/v1/pools/${watched}`)).body;
       expect(await shown(page, key, "leased")).toBe(String(after.counts.leased));
     } finally {

@@ -11,6 +11,10 @@
  * page's CSS pixels with the frame's metadata (deviceWidth × deviceHeight is
  * what the shown image covers) and sends them; a read-only one says
  * "view only" and sends no input (the engine would ignore it anyway).
+ *
+ * Compact (a thumbnail, as the operators' dashboard embeds it): the screen
+ * fills the frame, with the state badge and URL on one thin line over it; the
+ * page name, mode and tab list are hidden.
  */
 
 export interface ViewerPageOptions {
@@ -19,6 +23,8 @@ export interface ViewerPageOptions {
   interactive: boolean;
   lease: string;
   pool: string;
+  /** The thumbnail layout (see above). */
+  compact?: boolean;
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
@@ -56,9 +62,14 @@ export function viewerPage(options: ViewerPageOptions): string {
   #screen:not([src]) { display: none; }
   #stage.interactive #screen { cursor: default; }
   #message { position: absolute; inset: auto 0 1rem 0; text-align: center; color: var(--muted); pointer-events: none; }
+  body.compact header { position: absolute; top: 0; left: 0; right: 0; z-index: 1; gap: .35rem; padding: 2px 4px; border: 0; background: rgba(15, 20, 25, .7); }
+  body.compact header .name, body.compact #mode, body.compact #tabs { display: none; }
+  body.compact #url { font-size: 10px; }
+  body.compact .badge { font-size: 10px; padding: 0 .3rem; }
+  body.compact #message { inset: auto 0 .25rem 0; font-size: 11px; }
 </style>
 </head>
-<body>
+<body${options.compact ? ' class="compact"' : ""}>
 <header>
   <span class="name">${title}</span>
   <span class="badge" id="state" data-state="connecting">connecting</span>

@@ -11,6 +11,10 @@
  * moment of the lease ending (the same `watchConnection` a CDP client waits
  * on), and is reported closed, so a released browser is reset only after its
  * viewers are gone.
+ *
+ * `?compact=1` (on both) is the thumbnail the operators' dashboard embeds:
+ * the page keeps only the screen and a thin status line, and the stream sends
+ * at most THUMBNAIL_MAX_FPS frames a second.
  */
 import type { Context } from "hono";
 import { providerFactory } from "../../browser/factory";
@@ -24,14 +28,18 @@ import { unwrap } from "../validate";
 import { serveViewer } from "./engine";
 import { viewerPage } from "./page";
 
+/** Frames per second a compact viewer (a thumbnail) is sent at most: enough to see the page move, a fifth of a full viewer's default. */
+const THUMBNAIL_MAX_FPS = 2;
+
 const HINT = "open the viewerUrl the lease was created with, or mint one with POST /v1/pools/{pool}/leases/{id}/viewer";
 
 /** The viewer page, served only for a token that may watch an active lease. */
 export async function viewerPageHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
   const { pool, leaseId, token, tenant } = await tokenRequest(c, "viewer token", HINT);
   const grant = unwrap(await poolCall(c.env, tenant, pool, "openViewer", "repeatable", (s) => s.openViewer(leaseId, tokenHash(token), false)));
-  const streamUrl = `/v1/pools/${pool}/leases/${leaseId}/viewer/stream?token=${encodeURIComponent(token)}`;
-  const html = viewerPage({ streamUrl, interactive: grant.interactive, lease: leaseId, pool });
+  const compact = c.req.query("compact") === "1";
+  const streamUrl = `/v1/pools/${pool}/leases/${leaseId}/viewer/stream?token=${encodeURIComponent(token)}${compact ? "&compact=1" : ""}`;
+  const html = viewerPage({ streamUrl, interactive: grant.interactive, lease: leaseId, pool, compact });
   return c.html(html, 200, {
     // The page holds its token in its URL: it must not be cached, nor leak through a Referer.
     "cache-control": "no-store",
@@ -60,6 +68,7 @@ export async function viewerStreamHandler(c: Context<{ Bindings: Env }>): Promis
   let ended = false;
   const stream = serveViewer(server, browser, {
     interactive: grant.interactive,
+    ...(c.req.query("compact") === "1" ? { maxFps: THUMBNAIL_MAX_FPS } : {}),
     onEnd: (by) => {
       if (ended) return;
       ended = true;
