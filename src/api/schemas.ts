@@ -33,6 +33,10 @@ export const AcquireBody = z
       .optional()
       .describe("queue order while the pool is busy (default normal): first come, first served within a priority; a low caller that waited 30 s outranks a normal one arriving now, so none starves"),
     labels: Labels.optional(),
+    record: z
+      .boolean()
+      .optional()
+      .describe("keep the lease's screencast (about 2 frames a second, bounded in size) for replay at GET …/leases/{id}/recording after it ends; default the pool's `record`"),
   })
   .strict();
 
@@ -151,6 +155,7 @@ export const Pool = z.object({
     admission: z.boolean(),
     warmFromDemand: z.boolean(),
     breakerThreshold: z.number().int(),
+    record: z.boolean(),
   }),
   counts: z.object({ launching: Count, idle: Count, leased: Count, resetting: Count, closing: Count, waiting: Count }),
   breaker: Breaker,

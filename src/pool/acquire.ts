@@ -61,6 +61,7 @@ export async function acquireLease(shell: PoolShell, lifecycle: Lifecycle, input
       idempotencyKey: key,
       tokenHash: input.tokenHash ?? null,
       ...(input.priority ? { priority: input.priority } : {}),
+      ...(input.record === undefined ? {} : { record: input.record }),
     });
     if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
     if (input.viewerTokenHash && result.kind !== "rejected") rememberViewer(step, input.leaseId, input.viewerTokenHash);

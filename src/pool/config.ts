@@ -24,6 +24,8 @@
  *   (capacity.ts), within minIdle..maxSessions and the tenant's fair share.
  * - breakerThreshold: launches failing in a row that open the pool's circuit
  *   breaker (capacity.ts); 0 turns it off.
+ * - record: whether leases are recorded unless the acquire says (src/recorder);
+ *   off by default, since a recording stores screenshots of the customer's pages.
  */
 import { z } from "zod";
 
@@ -46,6 +48,7 @@ export const DEFAULT_CONFIG = {
   admission: true,
   warmFromDemand: false,
   breakerThreshold: 5,
+  record: false,
 } as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -67,6 +70,7 @@ export const PoolConfigPatch = z
     admission: z.boolean(),
     warmFromDemand: z.boolean(),
     breakerThreshold: int(0, 1000),
+    record: z.boolean(),
   })
   .partial()
   .strict();

@@ -30,6 +30,7 @@ import {
 } from "./machine";
 import { pingFailed, pingSucceeded, probeAnswered } from "./liveness";
 import { launchDeferred } from "./permits";
+import { eventView } from "./views";
 import type { PoolShell } from "./shell";
 
 /**
@@ -142,6 +143,18 @@ export class Effects {
           ),
         );
         break;
+      // A recording is best effort: the recorder finalizes on its own alarm if a stop is lost.
+      case "record": {
+        const spec = { tenant: this.shell.tenant, pool: this.shell.poolName, leaseId: effect.leaseId, sessionId: effect.sessionId, startedAt: this.shell.clock() };
+        this.shell.track(this.shell.rpc(() => this.shell.recorder(effect.leaseId).start(spec), "the lease's recorder"));
+        break;
+      }
+      case "stopRecording": {
+        const events = this.shell.db.journalFor(effect.leaseId).map(eventView);
+        const endedAt = this.shell.clock();
+        this.shell.track(this.shell.rpc(() => this.shell.recorder(effect.leaseId).stop(events, endedAt), "the lease's recorder"));
+        break;
+      }
       case "grant": {
         const lease = this.shell.db.lease(effect.leaseId);
         if (lease) this.shell.callers.answer(effect.leaseId, { ok: true, value: { lease: this.shell.view(lease), replayed: false } });

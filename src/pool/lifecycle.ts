@@ -11,7 +11,8 @@
  * the last change: a report of an old size cannot land after a growth was
  * claimed, and a change queued behind a deletion cannot re-create the pool.
  */
-import { message } from "../deadline";
+import { message, withDeadline } from "../deadline";
+import { deleteRecordings } from "../recorder/store";
 import { log } from "../log";
 import { fail, type Failure, type Result } from "../result";
 import { registryOf, tenantOf } from "../stubs";
@@ -19,6 +20,9 @@ import { DEFAULT_CONFIG, mergeConfig, type PoolConfigPatch } from "./config";
 import { notFound, recover } from "./machine";
 import { applyConfig, createPool, retire, undoDeletion } from "./operations";
 import type { PoolShell } from "./shell";
+
+/** One pass of deleting a deleted pool's recordings may take this long. */
+const RECORDINGS_DELETE_TIMEOUT_MS = 30_000;
 
 /**
  * An acquire or config change while the pool is being deleted: answered at
@@ -153,9 +157,24 @@ export class Lifecycle {
         return fail({ status: 503, code: "unavailable", detail: "the pool could not be unregistered; nothing was deleted (it stays drained): retry", retryAfter: 1 });
       }
       await shell.dropStorage();
+      // Its recordings go with it, in the background (a recorder still finishing
+      // one deletes it at its own retention alarm).
+      shell.track(this.deleteRecordings(tenant, poolName));
       log("pool_deleted", { pool: `${tenant}/${poolName}`, closedSessions: retired.closed });
       return { ok: true, value: { pool: poolName, deleted: true as const, closedSessions: retired.closed } };
     });
+  }
+
+  /** Deletes a deleted pool's recordings from R2, pass after pass (each bounded), until none is left. */
+  private async deleteRecordings(tenant: string, pool: string): Promise<void> {
+    const bucket = this.env().RECORDINGS;
+    let total = 0;
+    for (let pass = 0; pass < 100; pass += 1) {
+      const deleted = await withDeadline(deleteRecordings(bucket, tenant, pool), RECORDINGS_DELETE_TIMEOUT_MS, "deleting the pool's recordings");
+      total += deleted;
+      if (deleted === 0) break;
+    }
+    if (total > 0) log("recordings_deleted", { pool: `${tenant}/${pool}`, objects: total });
   }
 
   /** Records the pool's creation (after the tenant's quota granted it). Its tables are made here. */

@@ -74,6 +74,7 @@ export function vanish(step: Step, session: SessionRow): void {
       db.journal(now, "lease_failed", lease.id, session.id, { reason: "browser_gone" });
       db.observe("lease_duration_seconds", { reason: "failed" }, (now - (lease.granted_at ?? now)) / 1000);
       step.effects.push({ kind: "disconnect", leaseId: lease.id, reason: "browser_gone" });
+      if (lease.record) step.effects.push({ kind: "stopRecording", leaseId: lease.id });
     }
   }
   closed(step, session, { end_reason: session.state === "closing" ? session.end_reason : "vanished" });

@@ -70,6 +70,10 @@ export type Effect =
   /** Show the platform activity so it keeps the browser (idle, or leased with no client connected). */
   | { kind: "ping"; row: number; sessionId: string }
   | { kind: "grant"; leaseId: string }
+  /** A recorded lease was granted: its recorder starts (src/recorder). */
+  | { kind: "record"; leaseId: string; sessionId: string }
+  /** A recorded lease ended: its recorder finishes the recording, with the lease's journal for its timeline. */
+  | { kind: "stopRecording"; leaseId: string }
   | { kind: "reject"; leaseId: string; failure: Failure };
 
 /** What every transition runs with. `effects` collects the I/O to do after commit. */
@@ -110,6 +114,8 @@ export interface LeaseRequest {
   id: string;
   /** Default "normal". */
   priority?: Priority;
+  /** Record the lease's screen while it is active; default the pool's `record`. */
+  record?: boolean;
   owner: string;
   labels: Record<string, string>;
   ttlMs: number;
@@ -187,6 +193,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     priority,
     rank,
     wait_ms: req.waitMs,
+    record: (req.record ?? config.record) ? 1 : 0,
   };
   if (idle && isFresh(step, idle)) {
     // The common case, written once: the lease is inserted already active on
@@ -203,6 +210,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     db.insertLease(active);
     db.updateSession(idle.id, { state: "leased", lease_id: active.id, deadline: now + keepAlivePingMs(step), uses: idle.uses + 1 });
     db.journal(now, "granted", active.id, idle.id, { sessionId: idle.session_id, waitedMs: 0, uses: idle.uses + 1, ttlMs: req.ttlMs });
+    if (active.record) step.effects.push({ kind: "record", leaseId: active.id, sessionId: idle.session_id! });
     db.observe("queue_wait_seconds", {}, 0);
     clearExhausted(step);
     pump(step);
@@ -654,6 +662,7 @@ function grant(step: Step, lease: LeaseRow, session: SessionRow, proven = false)
   db.journal(now, "granted", lease.id, row, { sessionId: session.session_id, waitedMs: now - lease.created_at, uses: session.uses + 1 });
   db.observe("queue_wait_seconds", {}, (now - lease.created_at) / 1000);
   step.effects.push({ kind: "grant", leaseId: lease.id });
+  if (lease.record) step.effects.push({ kind: "record", leaseId: lease.id, sessionId: session.session_id! });
   return freed;
 }
 
@@ -775,6 +784,7 @@ export function endActive(step: Step, lease: LeaseRow, reason: EndReason): Lease
   // Only holds that ended as their holder meant teach admission control how long a lease lasts.
   if (reason === "released" || reason === "expired") recordHold(step, now - (lease.granted_at ?? now));
   step.effects.push({ kind: "disconnect", leaseId: lease.id, reason });
+  if (lease.record) step.effects.push({ kind: "stopRecording", leaseId: lease.id });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
   const reusable = reason === "released" || reason === "not_connected" || reason === "abandoned";

@@ -72,6 +72,8 @@ export type LeaseRow = {
   rank: number;
   /** The waitSeconds asked for, in ms: a caller's wait returns to it when a launch it waited for is deferred. */
   wait_ms: number;
+  /** 1: the lease's screen is recorded while it is active (src/recorder). */
+  record: number;
 };
 
 /** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
@@ -275,6 +277,11 @@ const MIGRATIONS: Migration[] = [
       `CREATE INDEX viewers_by_lease ON viewers (lease_id)`,
       `ALTER TABLE connections ADD COLUMN kind TEXT NOT NULL DEFAULT 'client'`,
     ],
+  },
+  {
+    // Recordings: whether a lease's screencast is kept (src/recorder).
+    version: 10,
+    statements: [`ALTER TABLE leases ADD COLUMN record INTEGER NOT NULL DEFAULT 0`],
   },
 ];
 

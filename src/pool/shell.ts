@@ -17,7 +17,7 @@ import { providerFactory } from "../browser/factory";
 import { keepAliveOf, type BrowserProvider } from "../browser/provider";
 import { message, withDeadline } from "../deadline";
 import { log } from "../log";
-import { registryOf } from "../stubs";
+import { recorderOf, registryOf } from "../stubs";
 import { AlarmSchedule } from "./alarm";
 import { Callers } from "./callers";
 import { Effects } from "./effects";
@@ -284,6 +284,11 @@ export class PoolShell {
   /** The account's registry (a fresh stub per call). */
   registry() {
     return registryOf(this.env());
+  }
+
+  /** The recorder of one of this pool's leases (src/recorder; a fresh stub per call). */
+  recorder(leaseId: string) {
+    return recorderOf(this.env(), this.tenant, this.poolName, leaseId);
   }
 
   // ---- the alarm ----------------------------------------------------------------

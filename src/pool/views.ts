@@ -128,6 +128,8 @@ export interface AcquireInput {
   waitSeconds?: number;
   /** Queue order among waiters (machine.ts: FIFO within a priority, with ageing). */
   priority?: Priority;
+  /** Record the lease's screen (default: the pool's `record`). */
+  record?: boolean;
   /** SHA-256 (hex) of the read-only viewer token the Worker minted for the lease's `viewerUrl` (viewers.ts). */
   viewerTokenHash?: string;
   labels?: Record<string, string>;

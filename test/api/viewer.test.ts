@@ -4,8 +4,8 @@
  * and the stream of the leased browser's screen that ends with the lease.
  * (Pixels seen by a person's browser: test/e2e/viewer.test.ts.)
  */
-import { SELF } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { env, SELF } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
 import { connect, openPage, viaSelf } from "../support/cdp";
 import { call, DEV2_KEY, newPool } from "../support/http";
 
@@ -142,5 +142,43 @@ describe("live viewer", () => {
     expect(ended.code).toBe(4001);
     expect(ended.at - release).toBeLessThan(1_000);
     expect(stream.messages.some((m) => m.type === "state" && m.state === "ended")).toBe(true);
+  });
+});
+
+describe("recordings", () => {
+  it("a lease acquired with record replays its frames in order, with its journal, after release; a deleted pool's recordings go with it", async () => {
+    const pool = await newPool("recorded");
+    const created = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: { ttlSeconds: 60, record: true } });
+    expect(created.status).toBe(201);
+    const { id, connectUrl } = created.body as { id: string; connectUrl: string };
+    const cdp = await connect(connectUrl);
+    await openPage(cdp, "<body style='background:#00a'>recorded</body>");
+    // While the lease is active there is nothing to replay yet.
+    expect((await call(`/v1/pools/${pool}/leases/${id}/recording`)).body.code).toBe("recording_in_progress");
+    // Frames are flushed to R2 as they come (every 5 s at the latest): wait for the first chunk.
+    const prefix = `recordings/dev/${pool}/${id}/`;
+    await vi.waitFor(async () => expect((await env.RECORDINGS.list({ prefix })).objects.length).toBeGreaterThan(0), { timeout: 10_000, interval: 100 });
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
+
+    // The recorder finishes the recording (its manifest) just after the release.
+    const replay = await vi.waitFor(
+      async () => {
+        const answer = await call(`/v1/pools/${pool}/leases/${id}/recording`, { headers: { accept: "application/json" } });
+        expect(answer.status).toBe(200);
+        return answer;
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    const { manifest, frames } = replay.body as { manifest: { frames: number; events: { event: string }[] }; frames: { t: number; data: string }[] };
+    expect(frames.length).toBeGreaterThan(0);
+    expect(frames.length).toBe(manifest.frames);
+    for (let i = 1; i < frames.length; i += 1) expect(frames[i]!.t).toBeGreaterThan(frames[i - 1]!.t);
+    expect(manifest.events.map((e) => e.event)).toEqual(expect.arrayContaining(["granted", "released"]));
+    const page = await SELF.fetch(`https://broker.test/v1/pools/${pool}/leases/${id}/recording`, { headers: { authorization: "Bearer dev-key" } });
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    await page.body?.cancel();
+
+    expect((await call(`/v1/pools/${pool}`, { method: "DELETE" })).status).toBe(200);
+    await vi.waitFor(async () => expect((await env.RECORDINGS.list({ prefix })).objects).toEqual([]), { timeout: 10_000 });
   });
 });
