@@ -312,6 +312,11 @@ app.post("/v1/admin/pools/:tenant/:pool/leases/:id/viewer", requireAdmin({ dashb
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   const body = parse(ViewerBody, await readJson(c), "body");
   const interactive = body.interactive ?? false;
+  // A session cookie (no Bearer header: requireAdmin accepted the dashboard's cookie) opens view-only
+  // viewers only: a copied cookie must not be worth driving every tenant's browsers.
+  if (interactive && !/^Bearer\s/i.test(c.req.header("authorization") ?? "")) {
+    throw unauthorized("an interactive viewer drives the lessee's page: mint it with 'Authorization: Bearer <admin token>'; the dashboard's session opens view-only viewers");
+  }
   // The token names the pool's tenant, not the operator: the viewer routes find the pool object by it.
   const viewer = mintToken(target.tenant);
   const minted = unwrap(await target.call("mintViewer", "repeatable", (stub) => stub.mintViewer(id, viewer.hash, interactive)));

@@ -9,7 +9,7 @@
  * acquires, failures and mean queue wait per interval (kept in the page since
  * it opened), the head of the wait queue, the latest lifecycle events, and
  * its active leases (the oldest 12), each with a live thumbnail and a button
- * that opens an interactive viewer in a new tab.
+ * that opens a (view-only) viewer in a new tab.
  * A governor that does not answer leaves the account panel saying so; the
  * pools are drawn all the same.
  *
@@ -292,8 +292,8 @@ function renderLeases(section, p) {
       tile = document.createElement("figure");
       tile.className = "lease";
       tile.dataset.lease = lease.id;
-      tile.innerHTML = '<div class="thumb"></div><figcaption><code>' + esc(lease.id.slice(0, 8)) + '</code><span data-field="expires"></span><button type="button">open interactive</button></figcaption>';
-      tile.querySelector("button").addEventListener("click", () => openInteractive(p.tenant, p.pool, lease.id));
+      tile.innerHTML = '<div class="thumb"></div><figcaption><code>' + esc(lease.id.slice(0, 8)) + '</code><span data-field="expires"></span><button type="button">open viewer</button></figcaption>';
+      tile.querySelector("button").addEventListener("click", () => openViewer(p.tenant, p.pool, lease.id));
       tile.lease = { tenant: p.tenant, pool: p.pool, id: lease.id };
       box.insertBefore(tile, previous ? previous.nextSibling : box.firstChild);
     }
@@ -350,13 +350,13 @@ function thumbnails(main) {
   document.getElementById("thumbs").textContent = without ? "live thumbnails for " + MAX_THUMBS + " leases at most (" + without + " without)" : "";
 }
 
-/** Opens an interactive viewer of the lease in a new tab (a fresh URL each time: it may drive the lessee's page). */
-async function openInteractive(tenant, pool, id) {
+/** Opens a (view-only) viewer of the lease in a new tab: the session cookie mints no interactive viewer. */
+async function openViewer(tenant, pool, id) {
   // Opened at the click, so no popup blocker stands in the way; pointed at the viewer once minted.
   const tab = window.open("", "_blank");
   if (tab) tab.opener = null;
   try {
-    const url = await mintViewer({ tenant, pool, id }, true);
+    const url = await mintViewer({ tenant, pool, id }, false);
     if (tab) tab.location.replace(url);
     else window.open(url, "_blank", "noopener");
   } catch (error) {

@@ -280,6 +280,10 @@ describe("POST /v1/admin/pools/{tenant}/{pool}/leases/{id}/viewer", () => {
     const { cookie } = await login();
     const fromDashboard = await call(path, { method: "POST", key: null, body: {}, headers: { cookie, origin: "https://broker.test" } });
     expect(fromDashboard.status).toBe(201);
+    expect(fromDashboard.body.interactive).toBe(false);
+    // View only: driving a tenant's browser takes the admin token itself.
+    const driving = await call(path, { method: "POST", key: null, body: { interactive: true }, headers: { cookie, origin: "https://broker.test" } });
+    expect(driving.status).toBe(401);
     // Another site (or a sibling subdomain the SameSite cookie still reaches), or no Origin at all: refused.
     for (const origin of ["https://evil.test", "https://other.broker.test", "null", undefined]) {
       const headers: Record<string, string> = { cookie, ...(origin === undefined ? {} : { origin }) };
