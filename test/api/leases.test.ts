@@ -51,8 +51,10 @@ describe("a lease's life over HTTP with real Chromium", () => {
 
     const read = await call(`${leases(name)}/${lease.id}`);
     expect(read.status).toBe(200);
-    const { connectUrl, ...withoutToken } = lease;
+    // Reads never show a token again: neither the connect URL nor the viewer URL.
+    const { connectUrl, viewerUrl, ...withoutToken } = lease;
     expect(connectUrl).toBeDefined();
+    expect(viewerUrl).toMatch(new RegExp(`^https://broker\\.test/v1/pools/${name}/leases/${lease.id}/viewer\\?token=ZGV2\\.[\\w-]{43}$`));
     expect(read.body).toEqual(withoutToken);
 
     const listed = await call(`${leases(name)}?status=active`);

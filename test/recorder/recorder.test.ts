@@ -114,6 +114,31 @@ describe("a recorded lease's browser", () => {
     );
   });
 
+  it("stops keeping frames at RECORDING_MAX_BYTES and says the recording is truncated", async () => {
+    const pool = poolName("rec-full");
+    const lease = crypto.randomUUID();
+    const recorder = recorderOf(env, "dev", pool, lease);
+    // Room for a few frames of this page at most.
+    await runInDurableObject(recorder, (object: LeaseRecorder) => {
+      object.maxBytes = 8_000;
+    });
+    const own = await puppeteer.launch(env.BROWSER, { keep_alive: 60_000 });
+    const [page] = await own.pages();
+    await page!.setContent("<html><body style='background:#fff'></body></html>");
+    await recorder.start({ tenant: "dev", pool, leaseId: lease, sessionId: own.sessionId(), startedAt: Date.now() });
+    // Chromium sends frames only as the page repaints: a page that keeps changing, once the screencast runs.
+    await page!.setContent(`<html><body style="margin:0;height:100vh"><script>
+      let n = 0;
+      setInterval(() => { document.body.style.background = "hsl(" + (n++ * 47) % 360 + ",80%,50%)"; }, 100);
+    </script></body></html>`);
+    await within(15_000, "the bound reached", async () => (await recorder.status())?.capturing === false);
+    const manifest = (await recorder.stop([], Date.now()))!;
+    expect(manifest.truncated).toBe(true);
+    expect(manifest.bytes).toBeLessThanOrEqual(8_000);
+    expect(manifest.frames).toBeGreaterThan(0);
+    await own.close();
+  });
+
   it("keeps what it captured when the browser goes away first, and waits for stop", async () => {
     const own = await puppeteer.launch(env.BROWSER, { keep_alive: 60_000 });
     const pool = poolName("rec-gone");
