@@ -19,13 +19,12 @@
  * time comes, stamped with that time: the screen still shows it then, since
  * Chromium sends a frame on every repaint.
  */
+import { CdpChannel } from "../browser/channel";
 import { message as errorText, withDeadline } from "../deadline";
 import { log } from "../log";
 
 /** Quality and size of a recorded frame: a 960×600 JPEG at 50 is ~20-60 KB (base64). */
 const SCREENCAST = { format: "jpeg", quality: 50, maxWidth: 960, maxHeight: 600, everyNthFrame: 1 } as const;
-/** How long one CDP command may take. */
-const COMMAND_TIMEOUT_MS = 5_000;
 /** How long the goodbye (stop the screencast, detach) may take before the socket is closed anyway. */
 const GOODBYE_TIMEOUT_MS = 1_000;
 
@@ -57,11 +56,8 @@ export function isRecordedTab(info: TargetInfo): boolean {
   }
 }
 
-type Pending = { resolve: (value: any) => void; reject: (error: Error) => void };
-
 export class ScreencastCapture {
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
+  private readonly cdp: CdpChannel;
   /** Tabs by target id, with the order the capture saw them created in. */
   private readonly tabs = new Map<string, number>();
   private seen = 0;
@@ -82,6 +78,7 @@ export class ScreencastCapture {
     private readonly options: CaptureOptions,
   ) {
     this.intervalMs = 1000 / options.fps;
+    this.cdp = new CdpChannel(socket);
   }
 
   /** Starts watching; resolves once the screencast of the tab in front was asked for (or there is no tab yet). */
@@ -124,7 +121,7 @@ export class ScreencastCapture {
     } catch {
       // already closed
     }
-    this.failPending(new Error("the recording stopped"));
+    this.cdp.failAll("the recording stopped");
   }
 
   private closed(reason: string): void {
@@ -132,45 +129,18 @@ export class ScreencastCapture {
     this.keepHeld();
     this.stopped = true;
     clearTimeout(this.timer);
-    this.failPending(new Error(reason));
+    this.cdp.failAll(reason);
     this.options.onClosed(reason);
   }
 
-  private failPending(error: Error): void {
-    for (const waiter of this.pending.values()) waiter.reject(error);
-    this.pending.clear();
-  }
-
   private command<T = any>(method: string, params: Record<string, unknown>, sessionId?: string): Promise<T> {
-    const id = this.nextId++;
-    const answer = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      try {
-        this.socket.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
-      } catch (error) {
-        this.pending.delete(id);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      }
-    });
-    return withDeadline(answer, COMMAND_TIMEOUT_MS, method).finally(() => this.pending.delete(id));
+    return this.cdp.command<T>(method, params, sessionId);
   }
 
   private fromBrowser(data: string | ArrayBuffer): void {
-    let message: { id?: number; result?: unknown; error?: { message?: string }; method?: string; params?: any; sessionId?: string };
-    try {
-      message = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
-    } catch {
-      return;
-    }
-    if (message.id !== undefined) {
-      const waiter = this.pending.get(message.id);
-      if (!waiter) return;
-      this.pending.delete(message.id);
-      if (message.error) waiter.reject(new Error(`CDP: ${message.error.message ?? "error"}`));
-      else waiter.resolve(message.result);
-      return;
-    }
-    if (this.stopped || !message.params) return;
+    // An answer settles its command inside the channel; what comes back is an event.
+    const message = this.cdp.receive(data);
+    if (!message || this.stopped || !message.params) return;
     switch (message.method) {
       case "Page.screencastFrame":
         if (message.sessionId !== undefined && message.sessionId === this.watching?.sessionId) {

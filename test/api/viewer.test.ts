@@ -158,7 +158,8 @@ describe("recordings", () => {
     // Frames are flushed to R2 as they come (every 5 s at the latest): wait for the first chunk.
     const prefix = `recordings/dev/${pool}/${id}/`;
     await vi.waitFor(async () => expect((await env.RECORDINGS.list({ prefix })).objects.length).toBeGreaterThan(0), { timeout: 10_000, interval: 100 });
-    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
+    const released = await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
+    expect(released.status, JSON.stringify(released.body)).toBe(200);
 
     // The recorder finishes the recording (its manifest) just after the release.
     const replay = await vi.waitFor(

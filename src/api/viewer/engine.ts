@@ -36,7 +36,7 @@
  */
 import { message as errorText, withDeadline } from "../../deadline";
 import { closeQuietly } from "../sockets";
-import { CdpChannel } from "./channel";
+import { CdpChannel } from "../../browser/channel";
 import { keyCommand, mouseCommand, pageMessage } from "./input";
 import { FramePacer } from "./pacer";
 import { isTab, TabList, type TargetInfo } from "./tabs";

@@ -1,12 +1,13 @@
 /**
- * The viewer engine's side of a browser-level CDP socket: commands with
+ * Our side of a browser-level CDP socket, for the live viewer's engine
+ * (src/api/viewer) and the lease recorder (src/recorder): commands with
  * numbered ids, each answered or failed within COMMAND_TIMEOUT_MS (a browser
- * that stops answering never leaves the engine waiting), and the events the
- * browser sends unasked, handed back to the engine to act on.
+ * that stops answering never leaves anyone waiting), and the events the
+ * browser sends unasked, handed back to the caller to act on.
  */
-import { withDeadline } from "../../deadline";
+import { withDeadline } from "../deadline";
 
-/** How long one CDP command may take before the engine stops waiting for it. */
+/** How long one CDP command may take before its caller stops waiting for it. */
 const COMMAND_TIMEOUT_MS = 5_000;
 
 /** A CDP event (a message that answers no command). */
@@ -56,9 +57,9 @@ export class CdpChannel {
     return undefined;
   }
 
-  /** Fails every command still waiting: the socket closed, so no answer will come. */
-  failAll(): void {
-    for (const waiter of this.pending.values()) waiter.reject(new Error("the viewer's browser connection closed"));
+  /** Fails every command still waiting: the socket closed (or its user stopped), so no answer will come. */
+  failAll(reason = "the browser connection closed"): void {
+    for (const waiter of this.pending.values()) waiter.reject(new Error(reason));
     this.pending.clear();
   }
 }
