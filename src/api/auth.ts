@@ -76,6 +76,12 @@ export function rateRule(env: Env): RateRule | null {
   return { limit, periodMs: (period === 60 ? 60 : 10) * 1000 };
 }
 
+/** The key of a `steel-api-key` header (Steel's clients' way to send it), if it is one token. */
+function steelKey(header: string | undefined): string | undefined {
+  const key = header?.trim();
+  return key && /^\S+$/.test(key) ? key : undefined;
+}
+
 /** `429 rate_limited`: `who` ("this API key", "this client address") made more requests than `limit` allows. */
 export const rateLimited = (retryAfterSeconds: number, limit: RateRule, who = "this API key") =>
   ApiError.retryable(
@@ -88,9 +94,9 @@ export const rateLimited = (retryAfterSeconds: number, limit: RateRule, who = "t
 export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> {
   return async (c, next) => {
     const header = c.req.header("authorization") ?? "";
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw unauthorized("send 'Authorization: Bearer <api key>'");
-    const key = match[1]!;
+    // Steel's clients (steel-sdk) send their key as `steel-api-key`; Authorization wins when both are sent.
+    const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] ?? steelKey(c.req.header("steel-api-key"));
+    if (!key) throw unauthorized("send 'Authorization: Bearer <api key>' (or 'steel-api-key: <api key>')");
     const rate = rateRule(c.env);
     const binding = c.env.RATE_LIMITER as RateLimit | undefined;
     // Without the binding, the tenant object counts: in the same call that checks a managed key.
