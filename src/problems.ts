@@ -130,6 +130,12 @@ export const PROBLEMS = {
     next: "retry",
     todo: "Retry after the `Retry-After` delay, or ask for a longer `waitSeconds` to queue. If it persists, the pool is too small for its load: raise `maxSessions` (within the tenant's quota) or release leases sooner.",
   },
+  session_exists: {
+    title: "Session exists",
+    statuses: { 409: "`POST /v1/sessions` named a `sessionId` that a session of this tenant already has." },
+    next: "fix",
+    todo: "Choose another `sessionId` (a fresh UUID), or leave it out and the broker picks one.",
+  },
   expected_wait_exceeded: {
     title: "Expected wait exceeds waitSeconds",
     statuses: {

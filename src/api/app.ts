@@ -39,6 +39,7 @@ import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken, viewerUrl } from "../token";
 import { viewerPageHandler, viewerStreamHandler } from "./viewer/routes";
+import { steel } from "./steel";
 import { recording } from "./recording/routes";
 import { parse, readJson, unwrap } from "./validate";
 import { accountView, capacity, forgetWeight } from "./capacity";
@@ -163,6 +164,8 @@ v1.get("/pools/:pool/leases/:id/events", async (c) => {
 
 // A recorded lease's replay, from R2, once the lease has ended (src/api/recording).
 v1.route("/", recording);
+// Steel's Sessions API on top of leases (steel.ts).
+v1.route("/", steel);
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");

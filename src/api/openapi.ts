@@ -417,6 +417,26 @@ export function openApiDocument(): object {
           responses: { "101": { description: "Switching Protocols" }, ...problems(400, 401, 404, 409, 426, 429, 503) },
         },
       },
+      "/v1/sessions": {
+        post: {
+          summary: "Steel's create session, on a lease of the namespace's pool (docs/api.md, Steel's Sessions API); fields the broker cannot honour answer 400 naming the field",
+          description: "Accepts the steel-api-key header as well as Authorization: Bearer. Body: sessionId (UUID), timeout (ms), namespace, headless (true only).",
+          requestBody: { content: content({ type: "object" }) },
+          responses: { "200": { description: "Steel's Session: id, status, websocketUrl, sessionViewerUrl, debugUrl, timeout, duration, …", content: content({ type: "object" }) }, ...problems(400, 401, 409, 413, 415, 429, 502, 503) },
+        },
+      },
+      "/v1/sessions/{id}": {
+        parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+        get: { summary: "Steel's session: live, released or failed", responses: { "200": { description: "Session", content: content({ type: "object" }) }, ...problems(400, 401, 404, 503) } },
+      },
+      "/v1/sessions/{id}/release": {
+        parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+        post: { summary: "Releases the session", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 404, 503) } },
+      },
+      "/v1/sessions/release": {
+        parameters: [{ name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+        post: { summary: "Releases every session of the caller's key in the namespace", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 503) } },
+      },
       "/v1/pools/{pool}/leases/{id}/events": {
         parameters: [poolParam, idParam],
         get: {

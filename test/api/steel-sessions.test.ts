@@ -1,0 +1,63 @@
+/**
+ * Steel's Sessions API on top of leases (src/api/steel.ts), through the real
+ * Worker with real Chromium: create, retrieve, release and release all, in
+ * Steel's shapes; fields the broker cannot honour are refused by name.
+ * (The official steel-sdk against the running broker: test/e2e/steel.test.ts.)
+ */
+import { describe, expect, it } from "vitest";
+import { call, DEV2_KEY, poolName } from "../support/http";
+
+const steelKey = (key = "dev-key") => ({ key: null, headers: { "steel-api-key": key } });
+
+describe("/v1/sessions", () => {
+  it("creates a live session on a lease of the namespace's pool, retrieves it, and releases it", async () => {
+    const namespace = poolName("steel");
+    const created = await call("/v1/sessions", { method: "POST", body: { namespace, timeout: 60_000 }, ...steelKey() });
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    const session = created.body;
+    expect(session).toMatchObject({ status: "live", timeout: 60_000, namespace, headless: true });
+    expect(session.websocketUrl).toMatch(new RegExp(`/v1/pools/${namespace}/leases/${session.id}/cdp\\?token=`));
+    expect(session.sessionViewerUrl).toMatch(new RegExp(`/v1/pools/${namespace}/leases/${session.id}/viewer\\?token=`));
+    // It is a lease like any other.
+    expect((await call(`/v1/pools/${namespace}/leases/${session.id}`)).body.status).toBe("active");
+
+    const read = await call(`/v1/sessions/${session.id}?namespace=${namespace}`, steelKey());
+    expect(read.body).toMatchObject({ id: session.id, status: "live", websocketUrl: "" });
+    // Another tenant does not see it.
+    expect((await call(`/v1/sessions/${session.id}?namespace=${namespace}`, steelKey(DEV2_KEY))).status).toBe(404);
+
+    const released = await call(`/v1/sessions/${session.id}/release?namespace=${namespace}`, { method: "POST", ...steelKey() });
+    expect(released.body).toEqual({ success: true, message: `session ${session.id} released` });
+    expect((await call(`/v1/sessions/${session.id}?namespace=${namespace}`, steelKey())).body.status).toBe("released");
+  });
+
+  it("takes a client-chosen sessionId once (409 session_exists the second time), and releases all of the key's sessions", async () => {
+    const namespace = poolName("steel");
+    const sessionId = crypto.randomUUID();
+    const first = await call("/v1/sessions", { method: "POST", body: { namespace, sessionId }, ...steelKey() });
+    expect(first.body.id).toBe(sessionId);
+    const again = await call("/v1/sessions", { method: "POST", body: { namespace, sessionId }, ...steelKey() });
+    expect(again.status).toBe(409);
+    expect(again.body.code).toBe("session_exists");
+    const all = await call(`/v1/sessions/release?namespace=${namespace}`, { method: "POST", ...steelKey() });
+    expect(all.body).toEqual({ success: true, message: "released 1 session(s)" });
+    expect((await call(`/v1/pools/${namespace}/leases/${sessionId}`)).body.status).toBe("released");
+  });
+
+  it("refuses what it cannot honour with 400 naming the field, and creates nothing", async () => {
+    const namespace = poolName("steel");
+    for (const [field, value] of [
+      ["useProxy", true],
+      ["solveCaptcha", true],
+      ["sessionContext", { cookies: [] }],
+      ["isSelenium", true],
+      ["headless", false],
+      ["noSuchField", 1],
+    ] as const) {
+      const reply = await call("/v1/sessions", { method: "POST", body: { namespace, [field]: value }, ...steelKey() });
+      expect({ field, status: reply.status, code: reply.body.code }).toEqual({ field, status: 400, code: "invalid_request" });
+      expect(reply.body.detail).toContain(field);
+    }
+    expect((await call(`/v1/pools/${namespace}`)).status).toBe(404);
+  });
+});

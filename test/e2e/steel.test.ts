@@ -1,0 +1,42 @@
+/**
+ * The official steel-sdk, unchanged, against the running broker: only
+ * `baseURL` and the key differ from a Steel user's script. Puppeteer drives
+ * the session through its `websocketUrl`; errors arrive as the SDK's classes.
+ */
+import puppeteer from "puppeteer-core";
+import Steel from "steel-sdk";
+import { describe, expect, it } from "vitest";
+import { brokerUrl } from "./support";
+
+describe("steel-sdk against the broker", () => {
+  const client = () => new Steel({ baseURL: brokerUrl(), steelAPIKey: "dev-key", maxRetries: 0 });
+
+  it("creates a session, drives it with Puppeteer through websocketUrl, retrieves and releases it", async () => {
+    const steel = client();
+    const session = await steel.sessions.create({ timeout: 60_000 });
+    expect(session.status).toBe("live");
+    const browser = await puppeteer.connect({ browserWSEndpoint: session.websocketUrl });
+    try {
+      const page = await browser.newPage();
+      await page.setContent("<title>from steel-sdk</title><p>hello</p>");
+      expect(await page.title()).toBe("from steel-sdk");
+    } finally {
+      await browser.disconnect();
+    }
+    expect((await steel.sessions.retrieve(session.id)).status).toBe("live");
+    expect(await steel.sessions.release(session.id)).toEqual({ success: true, message: `session ${session.id} released` });
+    expect((await steel.sessions.retrieve(session.id)).status).toBe("released");
+  });
+
+  it("reports refusals as the SDK's error classes", async () => {
+    const steel = client();
+    await expect(steel.sessions.create({ useProxy: true })).rejects.toBeInstanceOf(Steel.BadRequestError);
+    await expect(steel.sessions.retrieve(crypto.randomUUID())).rejects.toBeInstanceOf(Steel.NotFoundError);
+    await expect(new Steel({ baseURL: brokerUrl(), steelAPIKey: "not-a-key", maxRetries: 0 }).sessions.retrieve(crypto.randomUUID())).rejects.toBeInstanceOf(
+      Steel.AuthenticationError,
+    );
+    const taken = await steel.sessions.create({ sessionId: crypto.randomUUID() });
+    await expect(steel.sessions.create({ sessionId: taken.id })).rejects.toBeInstanceOf(Steel.ConflictError);
+    await steel.sessions.release(taken.id);
+  });
+});
