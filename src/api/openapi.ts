@@ -418,6 +418,16 @@ export function openApiDocument(): object {
         },
       },
       "/v1/sessions": {
+        get: {
+          summary: "Steel's list of sessions (the namespace's, newest first; cursorId pages, status filters)",
+          parameters: [
+            { name: "namespace", in: "query", required: false, schema: { type: "string" } },
+            { name: "cursorId", in: "query", required: false, schema: { type: "string", format: "uuid" } },
+            { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
+            { name: "status", in: "query", required: false, schema: { type: "string", enum: ["live", "released", "failed"] } },
+          ],
+          responses: { "200": { description: "{sessions}", content: content({ type: "object" }) }, ...problems(400, 401, 503) },
+        },
         post: {
           summary: "Steel's create session, on a lease of the namespace's pool (docs/api.md, Steel's Sessions API); fields the broker cannot honour answer 400 naming the field",
           description: "Accepts the steel-api-key header as well as Authorization: Bearer. Body: sessionId (UUID), timeout (ms), namespace, headless (true only).",

@@ -11,8 +11,8 @@
  * never ignored: a caller relying on a proxy, a solved CAPTCHA or a carried
  * session context must know it is not getting one.
  *
- * This is the first step of issue 18: create, retrieve, release and release
- * all. Listing, context, events, live details and profiles are to come.
+ * So far (issue 18): create, list, retrieve, release and release all.
+ * Context, events, live details and profiles are to come.
  */
 import { Hono } from "hono";
 import { z } from "zod";
@@ -111,6 +111,45 @@ steel.post("/sessions", async (c) => {
   );
 });
 
+/** Steel's statuses of a lease's. */
+function steelStatus(status: LeaseView["status"]): "live" | "released" | "failed" {
+  return status === "active" || status === "waiting" ? "live" : status === "failed" ? "failed" : "released";
+}
+
+const ListSessions = z
+  .object({
+    cursorId: z.uuid().optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(50),
+    status: z.enum(["live", "released", "failed"]).optional(),
+    namespace: PoolName.optional(),
+  })
+  .strict();
+
+// Newest first. Steel's cursor is the last session id of the previous page; an empty page ends the listing.
+steel.get("/sessions", async (c) => {
+  const query = parse(ListSessions, c.req.query(), "query");
+  const pool = query.namespace ?? DEFAULT_NAMESPACE;
+  const sessions: ReturnType<typeof session>[] = [];
+  let afterLease = query.cursorId;
+  let cursor: number | undefined;
+  // Leases are filtered by Steel's status here (released covers released and expired), so a
+  // page is filled from as many pool pages as it takes; a bounded number of them.
+  for (let pages = 0; pages < 20 && sessions.length < query.limit; pages += 1) {
+    const listed = await poolCall(c.env, c.get("tenant"), pool, "listLeases", "repeatable", (stub) =>
+      stub.listLeases({ limit: 100, ...(cursor !== undefined ? { cursor } : afterLease !== undefined ? { afterLease } : {}) }),
+    );
+    if (!listed.ok) break; // no such pool: no sessions
+    for (const lease of listed.value.leases) {
+      if (sessions.length >= query.limit) break;
+      if (!query.status || steelStatus(lease.status) === query.status) sessions.push(session(lease, pool, null));
+    }
+    if (listed.value.nextCursor === null) break;
+    cursor = listed.value.nextCursor;
+    afterLease = undefined;
+  }
+  return c.json({ sessions });
+});
+
 steel.get("/sessions/:id", async (c) => {
   const id = parse(SessionId, c.req.param("id"), "path.id");
   const { lease, pool } = await findSession(c.env, c.get("tenant"), id, c.req.query("namespace"));
@@ -147,7 +186,7 @@ function session(lease: LeaseView, pool: string, urls: { websocketUrl: string; v
   return {
     id: lease.id,
     createdAt: lease.createdAt,
-    status: lease.status === "active" || lease.status === "waiting" ? "live" : lease.status === "failed" ? "failed" : "released",
+    status: steelStatus(lease.status),
     timeout,
     duration: Math.max(0, ended - created),
     websocketUrl: urls?.websocketUrl ?? "",

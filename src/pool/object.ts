@@ -182,9 +182,11 @@ export class PoolObject extends DurableObject<Env> {
     return { ok: true, value: { lease: leaseId, events } };
   }
 
-  async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number }): Promise<Result<{ leases: LeaseView[]; nextCursor: number | null }>> {
+  /** Newest first; `cursor` (a page's nextCursor) or `afterLease` (the last lease id of a page, as Steel's cursorId) continues a listing. */
+  async listLeases(options: { status?: LeaseStatus; limit: number; cursor?: number; afterLease?: string }): Promise<Result<{ leases: LeaseView[]; nextCursor: number | null }>> {
     if (!this.shell.serving()) return fail(notFound("pool"));
-    const rows = this.db.listLeases(options.status, options.cursor, options.limit + 1);
+    const after = options.afterLease === undefined ? options.cursor : (this.db.lease(options.afterLease)?.seq ?? 0);
+    const rows = this.db.listLeases(options.status, after, options.limit + 1);
     const page = rows.slice(0, options.limit);
     const nextCursor = rows.length > options.limit ? page[page.length - 1]!.seq : null;
     return { ok: true, value: { leases: page.map((row) => this.shell.view(row)), nextCursor } };

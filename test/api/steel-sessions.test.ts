@@ -44,6 +44,28 @@ describe("/v1/sessions", () => {
     expect((await call(`/v1/pools/${namespace}/leases/${sessionId}`)).body.status).toBe("released");
   });
 
+  it("lists sessions newest first, page by page with Steel's cursorId, filtered by Steel's status", async () => {
+    const namespace = poolName("steel");
+    expect((await call(`/v1/pools/${namespace}`, { method: "PUT", body: { maxSessions: 3 } })).status).toBe(200);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const created = await call("/v1/sessions", { method: "POST", body: { namespace }, ...steelKey() });
+      ids.push(created.body.id);
+    }
+    await call(`/v1/sessions/${ids[0]}/release?namespace=${namespace}`, { method: "POST", ...steelKey() });
+    const first = await call(`/v1/sessions?namespace=${namespace}&limit=2`, steelKey());
+    expect(first.body.sessions.map((s: { id: string }) => s.id)).toEqual([ids[2], ids[1]]);
+    const second = await call(`/v1/sessions?namespace=${namespace}&limit=2&cursorId=${ids[1]}`, steelKey());
+    expect(second.body.sessions.map((s: { id: string; status: string }) => [s.id, s.status])).toEqual([[ids[0], "released"]]);
+    const end = await call(`/v1/sessions?namespace=${namespace}&limit=2&cursorId=${ids[0]}`, steelKey());
+    expect(end.body.sessions).toEqual([]);
+    const live = await call(`/v1/sessions?namespace=${namespace}&status=live`, steelKey());
+    expect(live.body.sessions.map((s: { id: string }) => s.id)).toEqual([ids[2], ids[1]]);
+    // Another tenant's listing of the same namespace is its own (empty).
+    expect((await call(`/v1/sessions?namespace=${namespace}`, steelKey(DEV2_KEY))).body.sessions).toEqual([]);
+    await call(`/v1/sessions/release?namespace=${namespace}`, { method: "POST", ...steelKey() });
+  });
+
   it("refuses what it cannot honour with 400 naming the field, and creates nothing", async () => {
     const namespace = poolName("steel");
     for (const [field, value] of [

@@ -28,6 +28,20 @@ describe("steel-sdk against the broker", () => {
     expect((await steel.sessions.retrieve(session.id)).status).toBe("released");
   });
 
+  it("lists sessions with the SDK's auto-pagination, which ends", async () => {
+    const steel = client();
+    const created = [await steel.sessions.create({}), await steel.sessions.create({})];
+    const seen: string[] = [];
+    for await (const session of steel.sessions.list({ limit: 1 })) {
+      seen.push(session.id);
+      if (seen.length > 200) break;
+    }
+    expect(seen.length).toBeLessThanOrEqual(200);
+    expect(seen).toEqual(expect.arrayContaining(created.map((s) => s.id)));
+    expect(new Set(seen).size).toBe(seen.length);
+    for (const session of created) await steel.sessions.release(session.id);
+  });
+
   it("reports refusals as the SDK's error classes", async () => {
     const steel = client();
     await expect(steel.sessions.create({ useProxy: true })).rejects.toBeInstanceOf(Steel.BadRequestError);
