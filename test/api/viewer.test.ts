@@ -179,7 +179,8 @@ describe("recordings", () => {
     expect(page.headers.get("content-type")).toMatch(/^text\/html/);
     await page.body?.cancel();
 
-    expect((await call(`/v1/pools/${pool}`, { method: "DELETE" })).status).toBe(200);
+    // The released browser is being reset for a moment (the pool refuses deletion while it is in use: 409 pool_busy).
+    await vi.waitFor(async () => expect((await call(`/v1/pools/${pool}`, { method: "DELETE" })).status).toBe(200), { timeout: 20_000, interval: 250 });
     await vi.waitFor(async () => expect((await env.RECORDINGS.list({ prefix })).objects).toEqual([]), { timeout: 10_000 });
   });
 });
