@@ -63,7 +63,7 @@ const CreateSession = z
     namespace: PoolName.optional().describe("which of the tenant's pools; default 'default'"),
     headless: z.literal(true).optional().describe("always headless: false is refused"),
   })
-  .catchall(z.unknown());
+  .strict();
 
 const SessionId = z.uuid();
 
@@ -77,7 +77,7 @@ steel.post("/sessions", async (c) => {
       if (why) throw new ApiError(400, "invalid_request", `body.${field}: not supported by this broker (${why})`);
     }
   }
-  const body = parse(CreateSession.strict(), raw, "body");
+  const body = parse(CreateSession, raw, "body");
   const tenant = c.get("tenant");
   const pool = body.namespace ?? DEFAULT_NAMESPACE;
   const id = body.sessionId ?? crypto.randomUUID();
