@@ -4,7 +4,8 @@
  * object `idFromName(tenant + "/" + pool)` and calls it over RPC. Every
  * decision about sessions and leases is the pool object's.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
+import { MAX_STATE_BYTES } from "../browser/state";
 import { bodyLimit } from "hono/body-limit";
 import type { AcquireView } from "../pool/object";
 import type { Result } from "../result";
@@ -33,6 +34,8 @@ import {
   ViewerBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { profiles } from "./profiles";
+import { steelLive } from "./steel-live";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
 import { poolOf, tenantOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
@@ -66,13 +69,28 @@ function fingerprint(value: unknown): string {
   return sha256Hex(canonical(value));
 }
 
-/** Bodies over MAX_BODY_BYTES answer 413 before anything reads them. */
-const limitBody = bodyLimit({
+/**
+ * Bodies over MAX_BODY_BYTES answer 413 before anything reads them; those that
+ * may carry a browser state (an acquire's `context`, Steel's `sessionContext`,
+ * a profile) may take MAX_STATE_BYTES plus room for the rest of the body.
+ */
+const STATE_BODY_BYTES = MAX_STATE_BYTES + MAX_BODY_BYTES;
+const carriesState = (method: string, path: string) =>
+  (method === "POST" && (/^\/v1\/pools\/[^/]+\/leases\/?$/.test(path) || /^\/v1\/sessions\/?$/.test(path))) ||
+  ((method === "POST" || method === "PATCH") && /^\/v1\/profiles(\/[^/]+)?\/?$/.test(path));
+const limitSmall = bodyLimit({
   maxSize: MAX_BODY_BYTES,
   onError: () => {
     throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
   },
 });
+const limitState = bodyLimit({
+  maxSize: STATE_BODY_BYTES,
+  onError: () => {
+    throw new ApiError(413, "payload_too_large", `bodies carrying a browser state are limited to ${STATE_BODY_BYTES} bytes (the state itself to ${MAX_STATE_BYTES})`);
+  },
+});
+const limitBody: MiddlewareHandler = (c, next) => (carriesState(c.req.method, new URL(c.req.url).pathname) ? limitState : limitSmall)(c, next);
 
 const v1 = new Hono<AppEnv>();
 v1.use("*", requireApiKey());
@@ -164,8 +182,11 @@ v1.get("/pools/:pool/leases/:id/events", async (c) => {
 
 // A recorded lease's replay, from R2, once the lease has ended (src/api/recording).
 v1.route("/", recording);
-// Steel's Sessions API on top of leases (steel.ts).
+// Steel's Sessions API on top of leases (steel.ts); its events and live details (steel-live.ts).
+v1.route("/", steelLive);
 v1.route("/", steel);
+// Saved browser state, per tenant, in Steel's shape (profiles.ts).
+v1.route("/", profiles);
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");

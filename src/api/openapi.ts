@@ -4,6 +4,9 @@
  * uses natively), so the contract cannot drift from the code.
  */
 import { z } from "zod";
+import { content, idParam, json, keyIdParam, poolParam, problems, ref, tenantParam } from "./openapi-kit";
+import { profilePaths } from "./openapi-profiles";
+import { steelPaths } from "./openapi-steel";
 import { ERRORS_PATH, PROBLEMS } from "../problems";
 import {
   AcquireBody,
@@ -29,19 +32,6 @@ import {
   TenantSelf,
   ViewerBody,
 } from "./schemas";
-
-const json = (schema: z.ZodType, io: "input" | "output" = "output") => z.toJSONSchema(schema, { io, unrepresentable: "any" });
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const content = (schema: object) => ({ "application/json": { schema } });
-const problems = (...statuses: number[]) =>
-  Object.fromEntries(
-    statuses.map((status) => [String(status), { description: "Problem", content: { "application/problem+json": { schema: ref("Problem") } } }]),
-  );
-
-const poolParam = { name: "pool", in: "path", required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9-]{0,62}$" } };
-const tenantParam = { name: "tenant", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9_.-]{1,100}$" } };
-const keyIdParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^key_[0-9a-f]{16}$" } };
-const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
 const pageParams = [
   { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
@@ -417,36 +407,8 @@ export function openApiDocument(): object {
           responses: { "101": { description: "Switching Protocols" }, ...problems(400, 401, 404, 409, 426, 429, 503) },
         },
       },
-      "/v1/sessions": {
-        get: {
-          summary: "Steel's list of sessions (the namespace's, newest first; cursorId pages, status filters)",
-          parameters: [
-            { name: "namespace", in: "query", required: false, schema: { type: "string" } },
-            { name: "cursorId", in: "query", required: false, schema: { type: "string", format: "uuid" } },
-            { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
-            { name: "status", in: "query", required: false, schema: { type: "string", enum: ["live", "released", "failed"] } },
-          ],
-          responses: { "200": { description: "{sessions}", content: content({ type: "object" }) }, ...problems(400, 401, 503) },
-        },
-        post: {
-          summary: "Steel's create session, on a lease of the namespace's pool (docs/api.md, Steel's Sessions API); fields the broker cannot honour answer 400 naming the field",
-          description: "Accepts the steel-api-key header as well as Authorization: Bearer. Body: sessionId (UUID), timeout (ms), namespace, headless (true only).",
-          requestBody: { content: content({ type: "object" }) },
-          responses: { "200": { description: "Steel's Session: id, status, websocketUrl, sessionViewerUrl, debugUrl, timeout, duration, …", content: content({ type: "object" }) }, ...problems(400, 401, 409, 413, 415, 429, 502, 503) },
-        },
-      },
-      "/v1/sessions/{id}": {
-        parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
-        get: { summary: "Steel's session: live, released or failed", responses: { "200": { description: "Session", content: content({ type: "object" }) }, ...problems(400, 401, 404, 503) } },
-      },
-      "/v1/sessions/{id}/release": {
-        parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
-        post: { summary: "Releases the session", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 404, 503) } },
-      },
-      "/v1/sessions/release": {
-        parameters: [{ name: "namespace", in: "query", required: false, schema: { type: "string" } }],
-        post: { summary: "Releases every session of the caller's key in the namespace", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 503) } },
-      },
+      ...steelPaths(),
+      ...profilePaths(),
       "/v1/pools/{pool}/leases/{id}/events": {
         parameters: [poolParam, idParam],
         get: {

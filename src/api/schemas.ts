@@ -4,6 +4,7 @@
  * request types are inferred from them.
  */
 import { z } from "zod";
+import { BrowserState } from "../browser/state";
 import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
 import { MAX_RECORDING_RETENTION_DAYS, MAX_ROTATION_GRACE_SECONDS, MAX_WEIGHT } from "../tenant/object";
 
@@ -22,6 +23,8 @@ export const Labels = z
   )
   .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
+const ProfileId = z.uuid("profile ids are UUIDs");
+
 const Ttl = z.number().int().min(1).max(MAX_TTL_LIMIT_SECONDS);
 
 export const AcquireBody = z
@@ -37,8 +40,19 @@ export const AcquireBody = z
       .boolean()
       .optional()
       .describe("keep the lease's screencast (about 2 frames a second, bounded in size) for replay at GET …/leases/{id}/recording after it ends; default the pool's `record`"),
+    context: BrowserState.optional().describe(
+      "cookies and localStorage (per origin) set in the browser before the lease is granted, so the first page sees them (Steel's sessionContext shape; sessionStorage and IndexedDB are not restored)",
+    ),
+    profileId: ProfileId.optional().describe("a profile of the tenant's (/v1/profiles) whose saved state is applied before the lease is granted; applied before `context`, which wins where they overlap"),
+    persistProfile: z
+      .boolean()
+      .optional()
+      .describe("save the browser's cookies and localStorage to the profile when the lease ends (however it ends, while the browser lives): to `profileId`, or to a new profile whose id the answer carries"),
   })
   .strict();
+
+/** Profile ids: UUIDs (Steel's). */
+export const ProfileIdSchema = ProfileId;
 
 export const RenewBody = z.object({ ttlSeconds: Ttl.optional() }).strict();
 
