@@ -6,7 +6,8 @@
 import { z } from "zod";
 import { BrowserState } from "../browser/state";
 import { HARD_MAX_SESSIONS, MAX_TTL_LIMIT_SECONDS, PoolConfigPatch } from "../pool/config";
-import { MAX_RECORDING_RETENTION_DAYS, MAX_ROTATION_GRACE_SECONDS, MAX_WEIGHT } from "../tenant/object";
+import { MAX_ROTATION_GRACE_SECONDS } from "../tenant/object";
+import { MAX_PROFILE_RETENTION_DAYS, MAX_RECORDING_RETENTION_DAYS, MAX_WEIGHT } from "../tenant/quota";
 
 /** The largest request body accepted (labels included). */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -243,6 +244,13 @@ export const QuotaBody = z
       .max(MAX_RECORDING_RETENTION_DAYS)
       .nullable()
       .describe("days a recorded lease's recording is kept after the lease ends (default 7); applies to recordings that end from now on"),
+    profileRetentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_PROFILE_RETENTION_DAYS)
+      .nullable()
+      .describe("days a saved profile is kept after its last write (default 30), and the most a profile's own retentionDays may be; applies from each profile's next write"),
   })
   .partial()
   .strict();
@@ -270,8 +278,9 @@ export const Tenant = z.object({
     maxSessions: Count,
     weight: z.number().gt(0).describe("share of the account's browsers when tenants compete, relative to other tenants'"),
     recordingRetentionDays: z.number().int().min(1).describe("days a recording is kept after its lease ends"),
+    profileRetentionDays: z.number().int().min(1).describe("days a profile is kept after its last write, at most"),
   }),
-  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean(), weight: z.boolean(), recordingRetentionDays: z.boolean() }),
+  defaults: z.object({ maxPools: z.boolean(), maxSessions: z.boolean(), weight: z.boolean(), recordingRetentionDays: z.boolean(), profileRetentionDays: z.boolean() }),
   usage: z.object({ pools: Count, sessions: Count.describe("the sum of the tenant's pools' maxSessions") }),
   keys: z.object({ active: Count, revoked: Count }),
 });

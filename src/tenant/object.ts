@@ -17,7 +17,9 @@
  *   tenants', when the account is full (the capacity governor, src/governor,
  *   reads it with `weightOf` and caches it);
  * - how long its leases' recordings are kept (`recordingRetentionDays`, read
- *   by each lease's recorder, src/recorder, when the recording ends);
+ *   by each lease's recorder, src/recorder, when the recording ends) and its
+ *   saved profiles (`profileRetentionDays`, read by src/profiles when one is
+ *   written). The quota's fields and how they are kept: quota.ts;
  * - the fallback per-key rate limiter, used where the Rate Limiting binding is
  *   absent (a fixed window per key, in memory: exact, since this object is the
  *   only place that counts for its tenant, and harmless to lose on eviction).
@@ -30,6 +32,10 @@ import type { Failure, Result } from "../result";
 import { registryOf } from "../stubs";
 import { log } from "../log";
 import { keyHint, mintKey, newKeyId } from "./keys";
+import { type Quota, type QuotaDefaults, type QuotaPatch, quotaWrites, readQuota, refuseClaim } from "./quota";
+
+// Importers of these from here predate quota.ts.
+export { DEFAULT_RECORDING_RETENTION_DAYS, DEFAULT_WEIGHT } from "./quota";
 
 /** Active (unrevoked) keys one tenant may have at once. */
 export const MAX_ACTIVE_KEYS = 50;
@@ -39,24 +45,6 @@ export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
 const LAST_USED_RESOLUTION_MS = 60_000;
 /** Keys the fallback limiter tracks before it forgets those of past windows. */
 const RATE_WINDOWS_KEPT = 10_000;
-
-/** A tenant's weight unless set: every tenant counts the same. */
-export const DEFAULT_WEIGHT = 1;
-/** The largest weight a tenant may be given (weights are relative; this keeps shares meaningful). */
-export const MAX_WEIGHT = 1000;
-/** Days a tenant's recordings are kept unless it sets its own. */
-export const DEFAULT_RECORDING_RETENTION_DAYS = 7;
-/** The longest retention a tenant may set (a year: recordings are evidence, not an archive). */
-export const MAX_RECORDING_RETENTION_DAYS = 365;
-
-export interface Quota {
-  maxPools: number;
-  maxSessions: number;
-  /** Its share of the account's browsers when tenants compete, relative to other tenants' weights. */
-  weight: number;
-  /** Days a recorded lease's recording is kept after the lease ends. */
-  recordingRetentionDays: number;
-}
 
 export interface KeyView {
   id: string;
@@ -81,13 +69,11 @@ export interface IssuedKey extends KeyView {
 export interface TenantView {
   tenant: string;
   quota: Quota;
-  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS, weight 1, retention 7 days) rather than set for this tenant. */
-  defaults: { maxPools: boolean; maxSessions: boolean; weight: boolean; recordingRetentionDays: boolean };
+  /** Which quota fields are the deployment's defaults (TENANT_MAX_POOLS, TENANT_MAX_SESSIONS, weight 1, retention 7 and 30 days) rather than set for this tenant. */
+  defaults: QuotaDefaults;
   usage: { pools: number; sessions: number };
   keys: { active: number; revoked: number };
 }
-
-export type QuotaPatch = { maxPools?: number | null; maxSessions?: number | null; weight?: number | null; recordingRetentionDays?: number | null };
 
 export type Authentication =
   | { ok: true; keyId: string }
@@ -125,19 +111,6 @@ const MIGRATIONS = [
 ];
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-function positive(value: string | undefined, fallback: number): number {
-  const parsed = Number(value);
-  return Number.isInteger(parsed) && parsed > 0 ? parsed : fallback;
-}
-
-/** The deployment's default quota for tenants that have none of their own (vars TENANT_MAX_POOLS, TENANT_MAX_SESSIONS). */
-export function defaultQuota(env: Env): Quota {
-  return { maxPools: positive(env.TENANT_MAX_POOLS, 100), maxSessions: positive(env.TENANT_MAX_SESSIONS, 120),
-    weight: DEFAULT_WEIGHT,
-    recordingRetentionDays: DEFAULT_RECORDING_RETENTION_DAYS,
-  };
-}
 
 export class TenantObject extends DurableObject<Env> {
   /** The time source; tests replace it to move past rotation grace periods without sleeping. */
@@ -302,10 +275,9 @@ export class TenantObject extends DurableObject<Env> {
   /** Sets (a number) or resets to the default (null) each quota field given. Lowering below usage refuses nothing that exists; it only refuses what comes next. */
   async setQuota(tenant: string, patch: QuotaPatch): Promise<TenantView> {
     this.remember(tenant);
-    for (const [field, column] of [["maxPools", "max_pools"], ["maxSessions", "max_sessions"], ["weight", "weight"], ["recordingRetentionDays", "recording_retention_days"]] as const) {
-      const value = patch[field];
-      if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, column);
-      else if (value !== undefined) this.setMeta(column, String(value));
+    for (const { key, value } of quotaWrites(patch)) {
+      if (value === null) this.ctx.storage.sql.exec(`DELETE FROM meta WHERE key = ?`, key);
+      else this.setMeta(key, value);
     }
     await this.register();
     log("quota_set", { tenant, ...patch });
@@ -322,6 +294,11 @@ export class TenantObject extends DurableObject<Env> {
     return this.quota().quota.recordingRetentionDays;
   }
 
+  /** Days the tenant's profiles are kept after their last write (at most), for src/profiles. Reads only: creates no storage. */
+  async profileRetentionDays(): Promise<number> {
+    return this.quota().quota.profileRetentionDays;
+  }
+
   /**
    * A pool of this tenant asks for `maxSessions` of capacity: granted if the
    * tenant's pools (counting this one, and this one at its new size) stay
@@ -330,25 +307,11 @@ export class TenantObject extends DurableObject<Env> {
    */
   async claimPool(tenant: string, pool: string, maxSessions: number): Promise<Result<null>> {
     this.remember(tenant);
-    const { quota } = this.quota();
-    const current = this.sql<{ max_sessions: number }>(`SELECT max_sessions FROM pools WHERE pool = ?`, pool)[0];
-    if (!current) {
-      const pools = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM pools`)[0]!.n;
-      if (pools >= quota.maxPools) {
-        return fail(403, "quota_exceeded", `tenant '${tenant}' may have at most ${quota.maxPools} pools (it has ${pools})`);
-      }
-    }
-    if (!current || maxSessions > current.max_sessions) {
-      const others = this.sql<{ n: number | null }>(`SELECT SUM(max_sessions) AS n FROM pools WHERE pool != ?`, pool)[0]!.n ?? 0;
-      if (others + maxSessions > quota.maxSessions) {
-        return fail(
-          403,
-          "quota_exceeded",
-          `maxSessions: tenant '${tenant}' may hold at most ${quota.maxSessions} sessions across its pools; ` +
-            `its other pools have ${others}, so this pool may have at most ${Math.max(0, quota.maxSessions - others)}`,
-        );
-      }
-    }
+    const current = this.sql<{ max_sessions: number }>(`SELECT max_sessions FROM pools WHERE pool = ?`, pool)[0]?.max_sessions;
+    const pools = this.sql<{ n: number }>(`SELECT COUNT(*) AS n FROM pools`)[0]!.n;
+    const others = this.sql<{ n: number | null }>(`SELECT SUM(max_sessions) AS n FROM pools WHERE pool != ?`, pool)[0]!.n ?? 0;
+    const refusal = refuseClaim(tenant, this.quota().quota, { maxSessions, current, pools, others });
+    if (refusal !== null) return fail(403, "quota_exceeded", refusal);
     this.record(pool, maxSessions);
     await this.afterClaim?.(pool, maxSessions);
     return { ok: true, value: null };
@@ -393,26 +356,8 @@ export class TenantObject extends DurableObject<Env> {
   }
 
   /** The tenant's quota, and which of its fields are the deployment's defaults (no value set for this tenant). */
-  private quota(): { quota: Quota; defaults: TenantView["defaults"] } {
-    const fallback = defaultQuota(this.env);
-    const maxPools = this.schema ? this.meta("max_pools") : undefined;
-    const maxSessions = this.schema ? this.meta("max_sessions") : undefined;
-    const weight = this.schema ? this.meta("weight") : undefined;
-    const retention = this.schema ? this.meta("recording_retention_days") : undefined;
-    return {
-      quota: {
-        maxPools: maxPools === undefined ? fallback.maxPools : Number(maxPools),
-        maxSessions: maxSessions === undefined ? fallback.maxSessions : Number(maxSessions),
-        weight: weight === undefined ? fallback.weight : Number(weight),
-        recordingRetentionDays: retention === undefined ? fallback.recordingRetentionDays : Number(retention),
-      },
-      defaults: {
-        maxPools: maxPools === undefined,
-        maxSessions: maxSessions === undefined,
-        weight: weight === undefined,
-        recordingRetentionDays: retention === undefined,
-      },
-    };
+  private quota(): { quota: Quota; defaults: QuotaDefaults } {
+    return readQuota(this.env, (key) => (this.schema ? this.meta(key) : undefined));
   }
 
   /** Creates the tables if need be and keeps the tenant's name (the object's id is only a hash of it). Called by every write. */

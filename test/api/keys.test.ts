@@ -211,7 +211,7 @@ describe("managed API keys", () => {
     expect(own.status).toBe(200);
     expect(own.body).toEqual({
       tenant,
-      quota: { maxPools: 5, maxSessions: 7, weight: 1, recordingRetentionDays: 7 },
+      quota: { maxPools: 5, maxSessions: 7, weight: 1, recordingRetentionDays: 7, profileRetentionDays: 30 },
       usage: { pools: 1, sessions: 3 },
       rateLimit: { requests: Number(env.RATE_LIMIT_REQUESTS), periodSeconds: Number(env.RATE_LIMIT_PERIOD_SECONDS) },
     });

@@ -194,13 +194,36 @@ describe("tenant quotas", () => {
   it("are the deployment's defaults until set, and return to them when set to null", async () => {
     const { tenant } = await newTenant("q-defaults");
     const before = await tenantView(tenant);
-    expect(before.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true, recordingRetentionDays: true });
-    expect(before.quota).toEqual({ maxPools: Number(env.TENANT_MAX_POOLS), maxSessions: Number(env.TENANT_MAX_SESSIONS), weight: 1, recordingRetentionDays: 7 });
+    const allDefaults = { maxPools: true, maxSessions: true, weight: true, recordingRetentionDays: true, profileRetentionDays: true };
+    expect(before.defaults).toEqual(allDefaults);
+    expect(before.quota).toEqual({
+      maxPools: Number(env.TENANT_MAX_POOLS),
+      maxSessions: Number(env.TENANT_MAX_SESSIONS),
+      weight: 1,
+      recordingRetentionDays: 7,
+      profileRetentionDays: 30,
+    });
     const set = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { maxPools: 7 }, key: ADMIN });
-    expect(set.body).toMatchObject({ quota: { maxPools: 7 }, defaults: { maxPools: false, maxSessions: true, weight: true, recordingRetentionDays: true } });
+    expect(set.body).toMatchObject({ quota: { maxPools: 7 }, defaults: { ...allDefaults, maxPools: false } });
     const reset = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { maxPools: null }, key: ADMIN });
     expect(reset.body.quota).toEqual(before.quota);
-    expect(reset.body.defaults).toEqual({ maxPools: true, maxSessions: true, weight: true, recordingRetentionDays: true });
+    expect(reset.body.defaults).toEqual(allDefaults);
+  });
+
+  it("keep profiles profileRetentionDays (1 to 365, default 30), which the tenant reads too", async () => {
+    const { tenant, key } = await newTenant("q-profiles");
+    const set = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { profileRetentionDays: 90 }, key: ADMIN });
+    expect(set.status).toBe(200);
+    expect(set.body.quota.profileRetentionDays).toBe(90);
+    expect(set.body.defaults.profileRetentionDays).toBe(false);
+    expect((await call(`/v1/tenant`, { key })).body.quota.profileRetentionDays).toBe(90);
+    for (const days of [0, 366, 1.5]) {
+      const refused = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { profileRetentionDays: days }, key: ADMIN });
+      expect({ days, status: refused.status, detail: refused.body.detail }).toMatchObject({ days, status: 400, detail: expect.stringContaining("body.profileRetentionDays") });
+    }
+    const reset = await call(`/v1/admin/tenants/${tenant}`, { method: "PUT", body: { profileRetentionDays: null }, key: ADMIN });
+    expect(reset.body.quota.profileRetentionDays).toBe(30);
+    expect(reset.body.defaults.profileRetentionDays).toBe(true);
   });
 
   it("lowering a quota below usage keeps what exists and refuses only what comes next", async () => {
