@@ -5,6 +5,7 @@
  * without Chromium, while `npm start` and the integration tests use the real
  * Browser Rendering binding (rendering.ts).
  */
+import type { StoredState } from "./state";
 
 export interface LiveSession {
   sessionId: string;
@@ -19,8 +20,12 @@ export interface BrowserProvider {
   launch(options: { keepAliveMs: number }): Promise<string>;
   /** Ends a browser. Resolves when it is gone (a browser already gone counts as closed). */
   close(sessionId: string): Promise<void>;
-  /** Makes a used browser fit for the next lease: closes the previous lease's pages and contexts. */
+  /** Makes a used browser fit for the next lease: closes the previous lease's pages and contexts, and forgets its cookies and storage. */
   reset(sessionId: string): Promise<void>;
+  /** Sets cookies and localStorage in the browser's default context (context.ts): a lease's `context` or profile, before it is granted. */
+  applyState(sessionId: string, state: StoredState): Promise<void>;
+  /** The default context's cookies and the localStorage its tabs' origins hold (context.ts). */
+  readState(sessionId: string): Promise<StoredState>;
   /** Shows activity so the platform does not kill an idle browser; rejects if the browser is gone. */
   ping(sessionId: string): Promise<void>;
   /** The platform's live sessions (for the whole account, not only this pool's). It can lag or omit. */

@@ -15,6 +15,8 @@
 import puppeteer from "@cloudflare/puppeteer";
 import type { BrowserProvider, LiveSession, PlatformLimits } from "./provider";
 import { withCdp } from "./cdp";
+import { applyState, clearState, readState } from "./context";
+import type { StoredState } from "./state";
 import { PlatformLimitError } from "./provider";
 
 const PLATFORM = "https://fake.host";
@@ -98,10 +100,17 @@ export class RenderingProvider implements BrowserProvider {
       // Wait until the new tab has a main frame, so the next client's connect finds a ready page.
       const { sessionId: tab } = await send<{ sessionId: string }>("Target.attachToTarget", { targetId: fresh, flatten: true });
       await send("Runtime.evaluate", { expression: "document.readyState" }, tab);
-      await send("Target.detachFromTarget", { sessionId: tab });
       type Targets = { targetInfos: { targetId: string; type: string }[] };
       const stale = (targets: Targets) => targets.targetInfos.filter((t) => t.type === "page" && t.targetId !== fresh);
-      for (const target of stale(await send<Targets>("Target.getTargets"))) await send("Target.closeTarget", { targetId: target.targetId });
+      const tabs = stale(await send<Targets>("Target.getTargets"));
+      // Cookies and storage outlive tabs: forget those of every origin the old tabs show, before closing them.
+      await clearState(
+        send,
+        tabs.map((t) => t.targetId),
+        tab,
+      );
+      await send("Target.detachFromTarget", { sessionId: tab });
+      for (const target of tabs) await send("Target.closeTarget", { targetId: target.targetId });
       // closeTarget answers before the tab is gone; a client connecting meanwhile
       // would attach to a dying page ("Requesting main frame too early!").
       for (let delay = 10; stale(await send<Targets>("Target.getTargets")).length > 0; delay = Math.min(delay * 2, 100)) {
@@ -109,6 +118,14 @@ export class RenderingProvider implements BrowserProvider {
         await scheduler.wait(delay);
       }
     });
+  }
+
+  async applyState(sessionId: string, state: StoredState): Promise<void> {
+    await withCdp(this.binding, sessionId, (send, on) => applyState(send, on, state));
+  }
+
+  async readState(sessionId: string): Promise<StoredState> {
+    return withCdp(this.binding, sessionId, (send, on) => readState(send, on));
   }
 
   async ping(sessionId: string): Promise<void> {

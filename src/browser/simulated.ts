@@ -10,6 +10,7 @@
  */
 import type { BrowserProvider, LiveSession, PlatformLimits } from "./provider";
 import { PlatformLimitError } from "./provider";
+import type { StoredState } from "./state";
 
 export interface SimulationConfig {
   launchMs: number;
@@ -31,6 +32,8 @@ export interface SimulationConfig {
 
 const browsers = new Map<string, LiveSession>();
 let counter = 0;
+/** The state each simulated browser was given (applyState), until its reset. */
+const states = new Map<string, StoredState>();
 
 export function simulationConfig(env: Record<string, unknown>): SimulationConfig {
   const num = (key: string, fallback: number) => {
@@ -73,6 +76,18 @@ export class SimulatedProvider implements BrowserProvider {
   async reset(sessionId: string): Promise<void> {
     if (this.config.resetMs > 0) await scheduler.wait(this.config.resetMs);
     if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
+    states.delete(sessionId);
+  }
+
+  /** A simulated browser keeps the state it was given (in this isolate's memory), so reads give it back, until a reset. */
+  async applyState(sessionId: string, state: StoredState): Promise<void> {
+    if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
+    states.set(sessionId, structuredClone(state));
+  }
+
+  async readState(sessionId: string): Promise<StoredState> {
+    if (!browsers.has(sessionId)) throw new Error(`browser ${sessionId} is gone`);
+    return structuredClone(states.get(sessionId) ?? { cookies: [], localStorage: {} });
   }
 
   async ping(sessionId: string): Promise<void> {

@@ -62,6 +62,7 @@ export async function acquireLease(shell: PoolShell, lifecycle: Lifecycle, input
       tokenHash: input.tokenHash ?? null,
       ...(input.priority ? { priority: input.priority } : {}),
       ...(input.record === undefined ? {} : { record: input.record }),
+      ...(input.persistProfile ? { persistProfile: input.persistProfile } : {}),
     });
     if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
     if (input.viewerTokenHash && result.kind !== "rejected") rememberViewer(step, input.leaseId, input.viewerTokenHash);

@@ -116,6 +116,8 @@ export interface LeaseRequest {
   priority?: Priority;
   /** Record the lease's screen while it is active; default the pool's `record`. */
   record?: boolean;
+  /** Save the browser's state to this profile of the tenant's when the lease ends. */
+  persistProfile?: string;
   owner: string;
   labels: Record<string, string>;
   ttlMs: number;
@@ -194,6 +196,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     rank,
     wait_ms: req.waitMs,
     record: (req.record ?? config.record) ? 1 : 0,
+    persist_profile: req.persistProfile ?? null,
   };
   if (idle && isFresh(step, idle)) {
     // The common case, written once: the lease is inserted already active on

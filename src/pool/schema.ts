@@ -74,6 +74,8 @@ export type LeaseRow = {
   wait_ms: number;
   /** 1: the lease's screen is recorded while it is active (src/recorder). */
   record: number;
+  /** The tenant's profile the browser's state is saved to when the lease ends (src/profiles), or null. */
+  persist_profile: string | null;
 };
 
 /** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
@@ -282,6 +284,11 @@ const MIGRATIONS: Migration[] = [
     // Recordings: whether a lease's screencast is kept (src/recorder).
     version: 10,
     statements: [`ALTER TABLE leases ADD COLUMN record INTEGER NOT NULL DEFAULT 0`],
+  },
+  {
+    // Profiles: the profile a lease's browser state is saved to when it ends (src/profiles).
+    version: 11,
+    statements: [`ALTER TABLE leases ADD COLUMN persist_profile TEXT`],
   },
 ];
 

@@ -130,6 +130,8 @@ export interface AcquireInput {
   priority?: Priority;
   /** Record the lease's screen (default: the pool's `record`). */
   record?: boolean;
+  /** The tenant's profile the browser's state is saved to when the lease ends (its reset saves it first). */
+  persistProfile?: string;
   /** SHA-256 (hex) of the read-only viewer token the Worker minted for the lease's `viewerUrl` (viewers.ts). */
   viewerTokenHash?: string;
   labels?: Record<string, string>;

@@ -10,6 +10,7 @@
  */
 import type { BrowserProvider, LiveSession, PlatformLimits } from "../../src/browser/provider";
 import { PlatformLimitError } from "../../src/browser/provider";
+import type { StoredState } from "../../src/browser/state";
 
 export type LaunchPlan =
   | { kind: "ok" }
@@ -165,7 +166,25 @@ export class FaultProvider implements BrowserProvider {
       }
       if (!this.live.has(sessionId)) throw new Error(`session ${sessionId} is gone`);
       this.resets.push(sessionId);
+      this.states.delete(sessionId);
     });
+  }
+
+  /** Each browser's state as applied (until its reset); `stateHangs` makes reads and writes never answer. */
+  readonly states = new Map<string, StoredState>();
+  stateHangs = false;
+
+  applyState(sessionId: string, state: StoredState): Promise<void> {
+    if (this.stateHangs) return new Promise<never>(() => {});
+    if (!this.live.has(sessionId)) return Promise.reject(new Error(`session ${sessionId} is gone`));
+    this.states.set(sessionId, structuredClone(state));
+    return Promise.resolve();
+  }
+
+  readState(sessionId: string): Promise<StoredState> {
+    if (this.stateHangs) return new Promise<never>(() => {});
+    if (!this.live.has(sessionId)) return Promise.reject(new Error(`session ${sessionId} is gone`));
+    return Promise.resolve(structuredClone(this.states.get(sessionId) ?? { cookies: [], localStorage: {} }));
   }
 
   ping(sessionId: string): Promise<void> {

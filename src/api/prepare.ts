@@ -1,0 +1,62 @@
+/**
+ * A lease's browser state on its way in and out, for the native acquire and
+ * Steel's create alike: the state a caller asks for (`context`, a profile) is
+ * put together before the pool is asked (so a missing profile or an oversized
+ * state costs no lease), applied over CDP after the pool granted the lease and
+ * before the answer leaves the Worker (so the first page the client opens
+ * sees it), and a lease that fails to take it is released, not handed out
+ * half-prepared. Saving at the end is the pool's reset's job (the lease's
+ * `persistProfile`), so it happens however the lease ends.
+ */
+import { providerFactory } from "../browser/factory";
+import { isEmptyState, MAX_STATE_BYTES, normalState, stateBytes, type BrowserState, type StoredState } from "../browser/state";
+import { message, withDeadline } from "../deadline";
+import { log } from "../log";
+import { poolOf } from "../stubs";
+import type { z } from "zod";
+import { ApiError } from "./errors";
+
+/** How long applying a state to a granted lease's browser may take before the lease is released and the caller told. */
+export const APPLY_TIMEOUT_MS = 15_000;
+/** How long reading a live browser's state may take. */
+export const READ_TIMEOUT_MS = 15_000;
+
+export interface StatePlan {
+  /** What to apply before the lease is answered; undefined when nothing was asked. */
+  state: StoredState | undefined;
+}
+
+/** The state a request asks for, checked: it fits MAX_STATE_BYTES. */
+export function planState(context: z.output<typeof BrowserState> | undefined): StatePlan {
+  if (context === undefined) return { state: undefined };
+  const state = normalState(context);
+  if (stateBytes(state) > MAX_STATE_BYTES) throw new ApiError(413, "payload_too_large", `the browser state is limited to ${MAX_STATE_BYTES} bytes as JSON`);
+  return { state: isEmptyState(state) ? undefined : state };
+}
+
+/**
+ * Sets the planned state in the granted lease's browser. On failure the
+ * lease is released and the caller gets 502 `context_failed`: a lease whose
+ * browser lacks what was asked is never handed out.
+ */
+export async function applyPlan(env: Env, tenant: string, pool: string, lease: { id: string; sessionId: string | null }, plan: StatePlan): Promise<void> {
+  if (!plan.state) return;
+  try {
+    if (!lease.sessionId) throw new Error("the lease has no browser");
+    await withDeadline(providerFactory.create(env).applyState(lease.sessionId, plan.state), APPLY_TIMEOUT_MS, "applying the browser state");
+  } catch (error) {
+    log("context_failed", { tenant, pool, lease: lease.id, error: message(error) });
+    const released: Promise<unknown> = poolOf(env, tenant, pool).release(lease.id);
+    await withDeadline(released, 5_000, "releasing the lease").catch(() => undefined);
+    throw new ApiError(502, "context_failed", `the browser did not take the requested state (${message(error)}); the lease was released`);
+  }
+}
+
+/** The live browser's cookies and localStorage; 502 `browser_unreachable`-like failures become `context_failed`. */
+export async function readLiveState(env: Env, sessionId: string): Promise<StoredState> {
+  try {
+    return await withDeadline(providerFactory.create(env).readState(sessionId), READ_TIMEOUT_MS, "reading the browser state");
+  } catch (error) {
+    throw new ApiError(502, "context_failed", `the browser's state could not be read: ${message(error)}`);
+  }
+}
