@@ -171,6 +171,12 @@ export const PROBLEMS = {
     next: "retry",
     todo: "Close any other socket you hold to this lease, then connect again after the `Retry-After` delay.",
   },
+  browser_unresponsive: {
+    title: "Browser unresponsive",
+    statuses: { 503: "Reading the leased browser over CDP (Steel's `GET /v1/sessions/{id}/live-details`: its pages) failed or took longer than its deadline, while the lease is still active. `Retry-After: 1`." },
+    next: "retry",
+    todo: "Retry after the `Retry-After` delay. If it persists, the browser may be gone: once the pool has confirmed that (its reconciliation with the platform), the lease ends `failed` (`browser_gone`) and the same request answers `409 lease_not_active`.",
+  },
   unavailable: {
     title: "Service unavailable",
     statuses: {

@@ -29,6 +29,36 @@ export function steelPaths(): Record<string, object> {
       parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
       post: { summary: "Releases the session", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 404, 503) } },
     },
+    "/v1/sessions/{id}/events": {
+      parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+      get: {
+        summary: "The session's events, oldest first: its lease's lifecycle journal (requested, granted, connected, released, …), not Steel's rrweb recording",
+        description: "Paged with limit and pointer: a page that is not the last carries a Next-Cursor header, sent back as pointer for the next. compressed=true is refused (400).",
+        parameters: [
+          { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 1000 } },
+          { name: "pointer", in: "query", required: false, schema: { type: "string" }, description: "the previous page's Next-Cursor" },
+          { name: "compressed", in: "query", required: false, schema: { type: "boolean", enum: [false] } },
+        ],
+        responses: {
+          "200": {
+            description: "[{at, event, sessionRow?, detail?}]",
+            headers: { "Next-Cursor": { description: "present when more events follow: the pointer of the next page", schema: { type: "string" } } },
+            content: content({ type: "array", items: { type: "object", properties: { at: { type: "string", format: "date-time" }, event: { type: "string" }, sessionRow: { type: "integer" }, detail: { type: "object" } }, required: ["at", "event"] } }),
+          },
+          ...problems(400, 401, 404, 503),
+        },
+      },
+    },
+    "/v1/sessions/{id}/live-details": {
+      parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+      get: {
+        summary: "The live session's pages (read from its browser now) and a fresh view-only viewer URL; wsUrl is empty (the connect URL is shown only at creation)",
+        responses: {
+          "200": { description: "{pages: [{id, url, title, favicon: null, sessionViewerUrl, sessionViewerFullscreenUrl}], sessionViewerUrl, sessionViewerFullscreenUrl, wsUrl: \"\"}", content: content({ type: "object" }) },
+          ...problems(400, 401, 404, 409, 503),
+        },
+      },
+    },
     "/v1/sessions/release": {
       parameters: [{ name: "namespace", in: "query", required: false, schema: { type: "string" } }],
       post: { summary: "Releases every session of the caller's key in the namespace", responses: { "200": { description: "{success, message}", content: content({ type: "object" }) }, ...problems(400, 401, 503) } },

@@ -65,7 +65,7 @@ const CreateSession = z
   })
   .strict();
 
-const SessionId = z.uuid();
+export const SessionId = z.uuid();
 
 export const steel = new Hono<SteelEnv>();
 
@@ -171,7 +171,7 @@ steel.post("/sessions/:id/release", async (c) => {
 });
 
 /** The session's lease, in the pool `namespace` names (default 'default'); 404 if the tenant has none of that id. */
-async function findSession(env: Env, tenant: string, id: string, namespace: string | undefined): Promise<{ lease: LeaseView; pool: string }> {
+export async function findSession(env: Env, tenant: string, id: string, namespace: string | undefined): Promise<{ lease: LeaseView; pool: string }> {
   const pool = parse(PoolName.optional(), namespace, "query.namespace") ?? DEFAULT_NAMESPACE;
   const found = await poolCall(env, tenant, pool, "getLease", "repeatable", (stub) => stub.getLease(id));
   if (!found.ok) throw new ApiError(404, "not_found", `session ${id} not found`);
