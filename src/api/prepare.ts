@@ -14,6 +14,7 @@ import { message, withDeadline } from "../deadline";
 import { log } from "../log";
 import { poolOf } from "../stubs";
 import type { z } from "zod";
+import { deleteProfile, loadProfile, reserveProfile } from "../profiles/store";
 import { ApiError } from "./errors";
 
 /** How long applying a state to a granted lease's browser may take before the lease is released and the caller told. */
@@ -24,14 +25,53 @@ export const READ_TIMEOUT_MS = 15_000;
 export interface StatePlan {
   /** What to apply before the lease is answered; undefined when nothing was asked. */
   state: StoredState | undefined;
+  /** The profile the lease's state is saved to when it ends (the pool's `persistProfile`). */
+  persistProfile: string | undefined;
+  /** A profile made for this lease (persistProfile without profileId): deleted again if the lease is not granted. */
+  reserved: string | undefined;
 }
 
-/** The state a request asks for, checked: it fits MAX_STATE_BYTES. */
-export function planState(context: z.output<typeof BrowserState> | undefined): StatePlan {
-  if (context === undefined) return { state: undefined };
-  const state = normalState(context);
+export interface StateAsk {
+  context?: z.output<typeof BrowserState> | undefined;
+  profileId?: string | undefined;
+  persistProfile?: boolean | undefined;
+}
+
+/**
+ * The state a request asks for, put together and checked before any lease
+ * exists: the profile's (404 if the tenant has no such profile), with
+ * `context` laid over it; within MAX_STATE_BYTES (413). With
+ * `persistProfile` and no `profileId`, a new profile is made for the lease.
+ */
+export async function planState(env: Env, tenant: string, leaseId: string, ask: StateAsk): Promise<StatePlan> {
+  let state = normalState(ask.context);
+  if (ask.profileId) {
+    const profile = await loadProfile(env, tenant, ask.profileId);
+    if (!profile) throw new ApiError(404, "not_found", `profile ${ask.profileId} not found`);
+    state = overlay(profile.state, state);
+  }
   if (stateBytes(state) > MAX_STATE_BYTES) throw new ApiError(413, "payload_too_large", `the browser state is limited to ${MAX_STATE_BYTES} bytes as JSON`);
-  return { state: isEmptyState(state) ? undefined : state };
+  let persistProfile: string | undefined;
+  let reserved: string | undefined;
+  if (ask.persistProfile) {
+    persistProfile = ask.profileId ?? (reserved = (await reserveProfile(env, tenant, { sourceSessionId: leaseId })).id);
+  }
+  return { state: isEmptyState(state) ? undefined : state, persistProfile, reserved };
+}
+
+/** Gives back what a plan made when its lease was not granted (best effort: an empty reserved profile). */
+export async function dropPlan(env: Env, tenant: string, plan: StatePlan): Promise<void> {
+  if (plan.reserved) await deleteProfile(env, tenant, plan.reserved).catch(() => undefined);
+}
+
+/** `top` laid over `base`: a cookie of the same name, domain and path, and an origin's item of the same key, are top's. */
+export function overlay(base: StoredState, top: StoredState): StoredState {
+  const key = (c: StoredState["cookies"][number]) => `${c.name}\u0000${c.domain ?? ""}\u0000${c.path ?? "/"}\u0000${c.url ?? ""}`;
+  const cookies = new Map(base.cookies.map((c) => [key(c), c]));
+  for (const cookie of top.cookies) cookies.set(key(cookie), cookie);
+  const localStorage: StoredState["localStorage"] = { ...base.localStorage };
+  for (const [origin, items] of Object.entries(top.localStorage)) localStorage[origin] = { ...localStorage[origin], ...items };
+  return { cookies: [...cookies.values()], localStorage };
 }
 
 /**

@@ -22,6 +22,8 @@ import type { CookieState, StoredState } from "./state";
 
 /** How long one scratch-tab visit to an origin may take. */
 const VISIT_TIMEOUT_MS = 5_000;
+/** The most origins a read visits for their localStorage (each is a navigation of the scratch tab, some milliseconds). */
+export const MAX_READ_ORIGINS = 64;
 /** How long closing the scratch tab waits for it to be gone. */
 const SCRATCH_CLOSE_WAIT_MS = 2_000;
 const EMPTY_PAGE = btoa("<!doctype html><title></title>");
@@ -41,7 +43,13 @@ export async function applyState(send: Send, on: On, state: StoredState): Promis
   });
 }
 
-/** The default context's cookies, and the localStorage of every origin its open tabs show (history and frames included). */
+/**
+ * The default context's cookies, and the localStorage of every origin its
+ * open tabs show (history and frames included) and of the https origin of
+ * each cookie's domain (so state applied but not visited yet, or left by a
+ * tab since closed, is found when the site set a cookie), at most
+ * MAX_READ_ORIGINS origins.
+ */
 export async function readState(send: Send, on: On): Promise<StoredState> {
   const { cookies } = await send<{ cookies: CookieState[] }>("Storage.getCookies", {});
   const pages = (await send<Targets>("Target.getTargets")).targetInfos.filter((t) => t.type === "page");
@@ -49,10 +57,14 @@ export async function readState(send: Send, on: On): Promise<StoredState> {
     send,
     pages.map((p) => p.targetId),
   );
+  for (const cookie of cookies) {
+    const host = cookie.domain?.replace(/^\./, "");
+    if (host && origins.size < MAX_READ_ORIGINS) origins.add(`https://${host}`);
+  }
   const localStorage: StoredState["localStorage"] = {};
   if (origins.size > 0) {
     await withScratchTab(send, on, async (visit, evaluate) => {
-      for (const origin of origins) {
+      for (const origin of [...origins].slice(0, MAX_READ_ORIGINS)) {
         await visit(origin);
         const items = JSON.parse(String(await evaluate("JSON.stringify(Object.fromEntries(Object.entries(localStorage)))"))) as Record<string, string>;
         if (Object.keys(items).length > 0) localStorage[origin] = items;

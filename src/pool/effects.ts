@@ -18,6 +18,7 @@ import {
   closeFailed,
   closeSucceeded,
   type Effect,
+  type ProfileSave,
   launchFailed,
   launchSucceeded,
   registered,
@@ -32,6 +33,7 @@ import { pingFailed, pingSucceeded, probeAnswered } from "./liveness";
 import { launchDeferred } from "./permits";
 import { eventView } from "./views";
 import type { PoolShell } from "./shell";
+import { markProfileFailed, saveProfile } from "../profiles/store";
 
 /**
  * How long a released session waits for its lease's sockets to close before it
@@ -40,6 +42,11 @@ import type { PoolShell } from "./shell";
  * the previous lease may still be connected.
  */
 export const DISCONNECT_GRACE_MS = 2_000;
+/**
+ * How long reading an ending lease's browser state, and then writing it to
+ * its profile, may each take: within the reset's or close's own 15 s.
+ */
+export const SAVE_TIMEOUT_MS = 5_000;
 
 export class Effects {
   /** The pool's own CDP conversation with a browser (ping, check, reset), by session id: a client's connect waits for it. */
@@ -77,8 +84,16 @@ export class Effects {
         break;
       case "close":
         this.shell.track(
-          this.io(epoch, () => this.shell.provider.close(effect.sessionId), CLOSE_TIMEOUT_MS, "a close", (s) => closeSucceeded(s, effect.row), (s, m) =>
-            closeFailed(s, effect.row, m),
+          this.io(
+            epoch,
+            async () => {
+              if (effect.save) await this.saveProfile(effect.save, effect.sessionId, epoch);
+              await this.shell.provider.close(effect.sessionId);
+            },
+            CLOSE_TIMEOUT_MS,
+            "a close",
+            (s) => closeSucceeded(s, effect.row),
+            (s, m) => closeFailed(s, effect.row, m),
           ),
         );
         break;
@@ -91,6 +106,7 @@ export class Effects {
               if (!(await this.untilDisconnected(effect.leaseId, DISCONNECT_GRACE_MS))) {
                 throw new Error(`a CDP client of lease ${effect.leaseId} was still connected ${DISCONNECT_GRACE_MS} ms after it ended`);
               }
+              if (effect.save) await this.saveProfile(effect.save, effect.sessionId, epoch);
               await this.talk(effect.sessionId, () => this.shell.provider.reset(effect.sessionId));
             },
             RESET_TIMEOUT_MS,
@@ -163,6 +179,30 @@ export class Effects {
       case "reject":
         this.shell.callers.answer(effect.leaseId, { ok: false, failure: effect.failure });
         break;
+    }
+  }
+
+  /**
+   * Saves an ending lease's browser state to its profile (persistProfile),
+   * before the reset or close that loses it. Best effort within
+   * SAVE_TIMEOUT_MS, and never a reason to fail the reset or close: a failure
+   * is journalled (`profile_save_failed`) and marks the profile FAILED (its
+   * previous state is kept), so the caller can see it did not happen.
+   */
+  private async saveProfile(save: ProfileSave, sessionId: string, epoch: number): Promise<void> {
+    const { tenant } = this.shell;
+    try {
+      const state = await withDeadline(
+        this.talk(sessionId, () => this.shell.provider.readState(sessionId)),
+        SAVE_TIMEOUT_MS,
+        "reading the browser state",
+      );
+      const meta = await withDeadline(saveProfile(this.shell.env(), tenant, save.profile, state, { sourceSessionId: save.leaseId }), SAVE_TIMEOUT_MS, "saving the profile");
+      this.shell.after(epoch, (s) => s.db.journal(s.now, "profile_saved", save.leaseId, null, { profile: save.profile, bytes: meta.bytes }));
+    } catch (error) {
+      log("profile_save_failed", { pool: this.shell.name(), lease: save.leaseId, profile: save.profile, error: message(error) });
+      this.shell.after(epoch, (s) => s.db.journal(s.now, "profile_save_failed", save.leaseId, null, { profile: save.profile, error: message(error) }));
+      await withDeadline(markProfileFailed(this.shell.env(), tenant, save.profile, message(error)), 2_000, "marking the profile failed").catch(() => undefined);
     }
   }
 

@@ -47,14 +47,18 @@ import type { LeaseRow, SessionRow } from "./schema";
 import type { Counts, PoolStore } from "./store";
 
 
+/** A lease's browser state to save to the tenant's profile as the lease ends (src/profiles). */
+export type ProfileSave = { profile: string; leaseId: string };
+
 export type Effect =
   /** Start a browser for the `launching` row (after the account's governor gave a permit; `warm`: nobody waits for it). */
   | { kind: "launch"; row: number; warm: boolean }
   /** The browsers of these rows no longer run (closed, failed, never launched): give their permits back to the account. */
   | { kind: "returnPermits"; rows: number[] }
-  | { kind: "close"; row: number; sessionId: string }
-  /** Clean a released session for the next lease, once every client of `leaseId` has disconnected. */
-  | { kind: "reset"; row: number; sessionId: string; leaseId: string }
+  /** `save`: first save the browser's state to the lease's profile (persistProfile), since the close ends it. */
+  | { kind: "close"; row: number; sessionId: string; save?: ProfileSave }
+  /** Clean a released session for the next lease, once every client of `leaseId` has disconnected (and save its state first, with `save`). */
+  | { kind: "reset"; row: number; sessionId: string; leaseId: string; save?: ProfileSave }
   /** Make sure an idle session's browser is alive before it is handed out (validate on borrow). */
   | { kind: "check"; row: number; sessionId: string }
   /** Ask the platform directly whether a session it did not list is still running (never connects). */
@@ -790,32 +794,34 @@ export function endActive(step: Step, lease: LeaseRow, reason: EndReason): Lease
   if (lease.record) step.effects.push({ kind: "stopRecording", leaseId: lease.id });
   const session = lease.session_row === null ? undefined : db.session(lease.session_row);
   if (session?.state !== "leased" || session.lease_id !== lease.id) return ended;
+  // However the lease ends, a browser that still runs has its state saved before it is reset or closed.
+  const save = lease.persist_profile === null ? undefined : { profile: lease.persist_profile, leaseId: lease.id };
   const reusable = reason === "released" || reason === "not_connected" || reason === "abandoned";
   const owed = Number(db.getMeta("shed_owed") ?? 0);
   if (reusable && owed > 0) {
     // The account asked this pool to give a browser back (shed): this one goes.
     db.setMeta("shed_owed", String(owed - 1));
-    startClosing(step, session, "shed");
+    startClosing(step, session, "shed", undefined, save);
     pump(step);
   } else if (reusable && config.reuse && !pastLifetime(step, session)) {
     db.updateSession(session.id, { state: "resetting", lease_id: null, deadline: now + RESET_TIMEOUT_MS });
-    step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id });
+    step.effects.push({ kind: "reset", row: session.id, sessionId: session.session_id!, leaseId: lease.id, ...(save ? { save } : {}) });
   } else if (reusable && config.reuse) {
-    startClosing(step, session, "recycled", { uses: session.uses });
+    startClosing(step, session, "recycled", { uses: session.uses }, save);
     pump(step);
   } else {
-    startClosing(step, session, reason === "expired" ? "lease_expired" : reason === "forced" ? "forced" : "released_no_reuse");
+    startClosing(step, session, reason === "expired" ? "lease_expired" : reason === "forced" ? "forced" : "released_no_reuse", undefined, save);
   }
   return ended;
 }
 
 export type EndReason = "released" | "expired" | "forced" | "not_connected" | "abandoned";
 
-export function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>): void {
+export function startClosing(step: Step, session: SessionRow, reason: string, detail?: Record<string, unknown>, save?: ProfileSave): void {
   const { db, now } = step;
   db.updateSession(session.id, { state: "closing", lease_id: null, end_reason: reason, deadline: now + CLOSE_TIMEOUT_MS });
   db.journal(now, "closing", null, session.id, { reason, ...detail });
-  if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id });
+  if (session.session_id) step.effects.push({ kind: "close", row: session.id, sessionId: session.session_id, ...(save ? { save } : {}) });
   else closeSucceeded(step, session.id);
 }
 

@@ -94,7 +94,7 @@ export class PoolShell {
   /** `env` is read at each use: operators' settings (alert thresholds, EVENT_LOGS) are the object's current env. */
   constructor(
     private readonly ctx: DurableObjectState,
-    private readonly env: () => Env,
+    readonly env: () => Env,
   ) {
     this.db = new PoolStore(ctx.storage.sql);
     this.provider = providerFactory.create(env());

@@ -26,6 +26,8 @@ export interface LeaseView {
   endedAt?: string;
   endReason?: string;
   labels: Record<string, string>;
+  /** The profile the browser's state is saved to when the lease ends. */
+  persistProfile?: string;
 }
 
 export interface PoolView {
@@ -170,6 +172,7 @@ export function leaseView(row: LeaseRow, pool: string): LeaseView {
     ...(row.ended_at === null ? {} : { endedAt: iso(row.ended_at) }),
     ...(row.end_reason === null ? {} : { endReason: row.end_reason }),
     labels: JSON.parse(row.labels) as Record<string, string>,
+    ...(row.persist_profile === null ? {} : { persistProfile: row.persist_profile }),
   };
 }
 

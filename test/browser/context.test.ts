@@ -86,10 +86,11 @@ describe("browser state over CDP, real Chromium", () => {
 
     const second = await launch();
     await provider.applyState(second, carried);
-    // Cookies are browser-wide; localStorage is read from the origins tabs show, and none shows one yet.
+    // Before any tab shows an origin, a read finds localStorage through the cookies' domains:
+    // shop.example's (it set cookies), not docs.example's (it set none).
     const before = await provider.readState(second);
     expect(before.cookies.map((c) => c.name).sort()).toEqual(["session", "theme"]);
-    expect(before.localStorage).toEqual({});
+    expect(before.localStorage).toEqual({ "https://shop.example": { cart: "3 items", user: "ada" } });
     const next = await puppeteer.connect(env.BROWSER, second);
     try {
       const page = await visit(next, "https://shop.example/");
