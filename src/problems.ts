@@ -136,6 +136,14 @@ export const PROBLEMS = {
     next: "fix",
     todo: "Choose another `sessionId` (a fresh UUID), or leave it out and the broker picks one.",
   },
+  placement_fixed: {
+    title: "Placement fixed",
+    statuses: {
+      409: "The request asks for a pool placed elsewhere than it is: a `PUT /v1/pools/{pool}` naming a `locationHint` other than the one the existing pool was created with (or one for a pool created without), or a Steel `POST /v1/sessions` whose `region` maps to another hint than its namespace's pool has. A pool's Durable Object never moves; `detail` names both places.",
+    },
+    next: "fix",
+    todo: "Leave `locationHint` (or `region`) out to use the pool where it is, or create a pool (or namespace) of another name with the hint: a pool deleted and created again under the same name is the same object, placed already.",
+  },
   expected_wait_exceeded: {
     title: "Expected wait exceeds waitSeconds",
     statuses: {

@@ -17,10 +17,15 @@ function hooked<T extends object>(kind: StubKind, name: string, stub: T): T {
   return stubHooks.wrap ? stubHooks.wrap(kind, name, stub) : stub;
 }
 
-/** The pool object of `tenant`'s pool `pool` (one object per tenant and pool name). */
-export function poolOf(env: Env, tenant: string, pool: string) {
+/**
+ * The pool object of `tenant`'s pool `pool` (one object per tenant and pool
+ * name). `locationHint` places the object, but only if this is the first
+ * request ever to reach it: an object never moves (src/placement.ts).
+ */
+export function poolOf(env: Env, tenant: string, pool: string, locationHint?: DurableObjectLocationHint) {
   const name = `${tenant}/${pool}`;
-  return hooked("pool", name, env.POOL.get(env.POOL.idFromName(name)));
+  const id = env.POOL.idFromName(name);
+  return hooked("pool", name, locationHint === undefined ? env.POOL.get(id) : env.POOL.get(id, { locationHint }));
 }
 
 /** The account's registry of sessions and pools (one object). */

@@ -45,6 +45,7 @@ import { viewerPageHandler, viewerStreamHandler } from "./viewer/routes";
 import { steel } from "./steel";
 import { recording } from "./recording/routes";
 import { parse, readJson, unwrap } from "./validate";
+import { checkPlacement, placedCall } from "./placement";
 import { accountView, capacity, forgetWeight } from "./capacity";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
@@ -248,7 +249,10 @@ v1.delete("/pools/:pool", async (c) => {
 v1.put("/pools/:pool", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const patch = parse(PoolConfigBody, await readJson(c), "body");
-  return c.json(unwrap(await onPool(c, pool, "configure", "once", (stub) => stub.configure(c.get("tenant"), pool, patch))));
+  // A locationHint places the pool only if this request creates it (src/placement.ts); an existing pool is where it is.
+  if (patch.locationHint !== undefined) await checkPlacement(c.env, c.get("tenant"), pool, patch.locationHint, `locationHint ${patch.locationHint}`);
+  const hint = patch.locationHint ?? undefined;
+  return c.json(unwrap(await placedCall(c.env, c.get("tenant"), pool, hint, "configure", "once", (stub) => stub.configure(c.get("tenant"), pool, patch))));
 });
 
 export const app = new Hono<AppEnv>();

@@ -26,8 +26,14 @@
  *   breaker (capacity.ts); 0 turns it off.
  * - record: whether leases are recorded unless the acquire says (src/recorder);
  *   off by default, since a recording stores screenshots of the customer's pages.
+ * - locationHint: where the pool's object was asked to be created
+ *   (src/placement.ts). Fixed at creation, since the object never moves: the
+ *   Worker refuses (409 placement_fixed) a PUT naming another hint than an
+ *   existing pool's, and `mergeConfig` refuses changing a hint the pool has
+ *   whatever the route (it cannot tell a new pool from one created without).
  */
 import { z } from "zod";
+import { LOCATION_HINTS, type LocationHint } from "../placement";
 
 export const HARD_MAX_SESSIONS = 120;
 export const MAX_WAITERS_LIMIT = 10_000;
@@ -49,6 +55,7 @@ export const DEFAULT_CONFIG = {
   warmFromDemand: false,
   breakerThreshold: 5,
   record: false,
+  locationHint: null as LocationHint | null,
 } as const;
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -71,12 +78,14 @@ export const PoolConfigPatch = z
     warmFromDemand: z.boolean(),
     breakerThreshold: int(0, 1000),
     record: z.boolean(),
+    locationHint: z.enum(LOCATION_HINTS).nullable(),
   })
   .partial()
   .strict();
 
 export type PoolConfigPatch = z.infer<typeof PoolConfigPatch>;
-export type PoolConfig = { -readonly [K in keyof typeof DEFAULT_CONFIG]: (typeof DEFAULT_CONFIG)[K] extends boolean ? boolean : number };
+type Default<K extends keyof typeof DEFAULT_CONFIG> = (typeof DEFAULT_CONFIG)[K];
+export type PoolConfig = { -readonly [K in keyof typeof DEFAULT_CONFIG]: Default<K> extends boolean ? boolean : Default<K> extends number ? number : Default<K> };
 
 /** A rule broken by a merged config: which field, and why. */
 export interface ConfigProblem {
@@ -91,6 +100,9 @@ export function mergeConfig(
   maxSessionsLimit: number,
 ): { config: PoolConfig } | { problem: ConfigProblem } {
   const config: PoolConfig = { ...current, ...patch };
+  if (current.locationHint !== null && config.locationHint !== current.locationHint) {
+    return { problem: { field: "locationHint", detail: `the pool was created with locationHint ${current.locationHint} and never moves: its placement cannot change` } };
+  }
   if (config.maxSessions > maxSessionsLimit) {
     return { problem: { field: "maxSessions", detail: `maxSessions must be at most ${maxSessionsLimit} (MAX_SESSIONS_PER_POOL)` } };
   }
