@@ -167,6 +167,14 @@ export const PROBLEMS = {
     next: "retry",
     todo: "Retry the acquire after the `Retry-After` delay (or after a backoff when there is none). If it keeps failing, the platform is refusing launches: operators, see the launch-failures runbook.",
   },
+  context_failed: {
+    title: "Browser state failed",
+    statuses: {
+      502: "The lease's browser did not take the requested state (`context`, Steel's `sessionContext`, or a profile's) within 15 s, so the lease was released rather than handed out without it; or a live browser's state could not be read (`GET …/context`).",
+    },
+    next: "retry",
+    todo: "Retry: the next lease may get another browser. Check that cookies name a `domain` or `url` Chromium accepts and that localStorage keys are http(s) origins. If it persists, operators: see the pool's events for `context_failed`.",
+  },
   browser_gone: {
     title: "Browser gone",
     statuses: { 502: "(CDP socket) The leased browser refused the connection and the platform confirms it is gone: the lease has ended (`failed`, `endReason: browser_gone`)." },

@@ -34,6 +34,7 @@ import {
   ViewerBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
 import { profiles } from "./profiles";
 import { steelLive } from "./steel-live";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
@@ -100,9 +101,11 @@ v1.use("*", limitBody);
 v1.post("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
   const body = parse(AcquireBody, await readJson(c), "body");
+  const { context, profileId, persistProfile, ...request } = body;
   const header = c.req.header("idempotency-key");
   const idempotencyKey = header === undefined ? undefined : parse(IdempotencyKey, header, "header.Idempotency-Key");
   const leaseId = crypto.randomUUID();
+  const plan = await planState(c.env, c.get("tenant"), leaseId, { context, profileId, persistProfile });
   // Minted here, shown once in this response; the pool object keeps only their hashes.
   const token = mintToken(c.get("tenant"));
   const viewer = mintToken(c.get("tenant"));
@@ -118,7 +121,8 @@ v1.post("/pools/:pool/leases", async (c) => {
     owner: c.get("owner"),
     tokenHash: token.hash,
     viewerTokenHash: viewer.hash,
-    ...body,
+    ...request,
+    ...(plan.persistProfile ? { persistProfile: plan.persistProfile } : {}),
     ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
   };
   let result: Result<AcquireView>;
@@ -126,9 +130,13 @@ v1.post("/pools/:pool/leases", async (c) => {
     // Repeatable: the same input, lease id included, is answered with the lease
     // the first attempt created, if it got that far (see PoolObject.acquire).
     result = await onPool(c, pool, "acquire", "repeatable", (stub) => stub.acquire(input));
+  } catch (error) {
+    await dropPlan(c.env, c.get("tenant"), plan);
+    throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+  if (!result.ok) await dropPlan(c.env, c.get("tenant"), plan);
   const { lease, replayed } = unwrap(result);
   if (signal?.aborted && lease.status === "active") {
     // The caller left while the pool decided. Its connect token never left this
@@ -137,6 +145,8 @@ v1.post("/pools/:pool/leases", async (c) => {
     c.executionCtx.waitUntil(onPool(c, pool, "abandon", "repeatable", (stub) => stub.abandon(leaseId)).catch(() => false));
     throw new ApiError(409, "lease_not_active", "the request was aborted before its lease could be delivered; the lease was released");
   }
+  // Before the answer: the first page the client opens sees the state (a replay applies it again, harmlessly).
+  if (lease.status === "active") await applyPlan(c.env, c.get("tenant"), pool, lease, plan);
   c.header("Location", `/v1/pools/${pool}/leases/${lease.id}`);
   if (replayed) c.header("Idempotent-Replayed", "true");
   return c.json(
@@ -173,6 +183,15 @@ v1.post("/pools/:pool/leases/:id/viewer", async (c) => {
   const viewer = mintToken(c.get("tenant"));
   const minted = unwrap(await onPool(c, pool, "mintViewer", "repeatable", (stub) => stub.mintViewer(id, viewer.hash, interactive)));
   return c.json({ viewerUrl: viewerUrl(c.req.url, pool, id, viewer.token), ...minted }, 201);
+});
+
+// The live browser's cookies and localStorage (context.ts), in the shape `context` on acquire takes.
+v1.get("/pools/:pool/leases/:id/context", async (c) => {
+  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  const lease = unwrap(await onPool(c, pool, "getLease", "repeatable", (stub) => stub.getLease(id)));
+  if (lease.status !== "active" || !lease.sessionId) throw new ApiError(409, "lease_not_active", `lease ${id} is ${lease.status}: only an active lease's browser has a state to read`);
+  return c.json(await readLiveState(c.env, lease.sessionId));
 });
 
 v1.get("/pools/:pool/leases/:id/events", async (c) => {
@@ -312,6 +331,8 @@ admin.get("/pools/:tenant/:pool", async (c) => c.json(unwrap(await adminPool(c).
 admin.put("/pools/:tenant/:pool", async (c) => {
   const target = adminPool(c);
   const patch = parse(PoolConfigBody, await readJson(c), "body");
+  // An existing pool never moves (src/placement.ts): a hint other than its own is refused, as on the tenant's PUT.
+  if (patch.locationHint !== undefined) await checkPlacement(c.env, target.tenant, target.pool, patch.locationHint, `locationHint ${patch.locationHint}`);
   return c.json(unwrap(await target.call("reconfigure", "once", (stub) => stub.reconfigure(patch))));
 });
 admin.delete("/pools/:tenant/:pool", async (c) => {

@@ -108,6 +108,7 @@ export const Lease = z.object({
         "abandoned (its caller was gone before the answer), browser_gone, cancelled, wait_timeout, launch_failed, launch_timeout, object_restarted, drained",
     ),
   labels: z.record(z.string(), z.string()),
+  persistProfile: z.uuid().optional().describe("the profile the browser's cookies and localStorage are saved to when the lease ends (persistProfile on acquire)"),
 });
 
 /** The response that creates a lease: the only one that carries its connect URL (the token is stored hashed). */

@@ -11,8 +11,8 @@
  * never ignored: a caller relying on a proxy, a solved CAPTCHA or a carried
  * session context must know it is not getting one.
  *
- * So far (issue 18): create, list, retrieve, release and release all.
- * Context, events, live details and profiles are to come.
+ * Create, list, retrieve, release, release all, and a live session's context
+ * here; events and live details in steel-live.ts; profiles in profiles.ts.
  */
 import { Hono } from "hono";
 import { z } from "zod";
@@ -23,6 +23,10 @@ import { poolCall } from "./calls";
 import { ApiError } from "./errors";
 import { PoolName } from "./schemas";
 import { parse, readJson, unwrap } from "./validate";
+import { BrowserState } from "../browser/state";
+import { STEEL_REGIONS, type SteelRegion } from "../placement";
+import { placedCall, placeNamespace } from "./placement";
+import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
 
 type SteelEnv = { Bindings: Env; Variables: AuthVariables };
 
@@ -48,12 +52,8 @@ const UNSUPPORTED: Record<string, string> = {
   optimizeBandwidth: "the broker blocks no resources",
   experimentalFeatures: "no experimental features",
   concurrency: "one browser per session",
-  sessionContext: "session context is not supported yet",
-  persistProfile: "profiles are not supported yet",
-  profileId: "profiles are not supported yet",
-  dimensions: "window dimensions cannot be set yet: set the page's viewport from your client",
-  userAgent: "the user agent cannot be set yet: set it per page from your client",
-  region: "placement is not supported yet",
+  dimensions: "the platform launches every browser with its default window: set the page's viewport from your client (page.setViewport)",
+  userAgent: "the platform launches every browser with its own user agent: set it per page from your client (page.setUserAgent)",
 };
 
 const CreateSession = z
@@ -62,6 +62,10 @@ const CreateSession = z
     timeout: z.number().int().min(1_000).max(3_600_000).optional().describe("milliseconds the session lives (the lease's TTL); default 300000"),
     namespace: PoolName.optional().describe("which of the tenant's pools; default 'default'"),
     headless: z.literal(true).optional().describe("always headless: false is refused"),
+    sessionContext: BrowserState.optional().describe("cookies and localStorage set before the session is answered (sessionStorage and IndexedDB are refused unless empty)"),
+    profileId: z.uuid().optional().describe("a profile of the tenant's whose saved state the session starts with"),
+    persistProfile: z.boolean().optional().describe("save the browser's state to the profile (profileId, or a new one) when the session ends"),
+    region: z.enum(STEEL_REGIONS as [SteelRegion, ...SteelRegion[]]).optional().describe("where the namespace's pool lives (its Durable Object's location hint): fixed when the pool is created"),
   })
   .strict();
 
@@ -86,9 +90,11 @@ steel.post("/sessions", async (c) => {
     if (existing?.ok) throw new ApiError(409, "session_exists", `a session with id ${id} exists already: choose another sessionId`);
   }
   const timeoutMs = body.timeout ?? DEFAULT_TIMEOUT_MS;
+  const hint = body.region ? await placeNamespace(c.env, tenant, pool, body.region) : undefined;
+  const plan = await planState(c.env, tenant, id, { context: body.sessionContext, profileId: body.profileId, persistProfile: body.persistProfile });
   const token = mintToken(tenant);
   const viewer = mintToken(tenant);
-  const result = await poolCall(c.env, tenant, pool, "acquire", "repeatable", (stub) =>
+  const result = await placedCall(c.env, tenant, pool, hint, "acquire", "repeatable", (stub) =>
     stub.acquire({
       leaseId: id,
       tenant,
@@ -99,9 +105,15 @@ steel.post("/sessions", async (c) => {
       ttlSeconds: Math.ceil(timeoutMs / 1000),
       waitSeconds: CREATE_WAIT_SECONDS,
       labels: { api: "steel" },
+      ...(plan.persistProfile ? { persistProfile: plan.persistProfile } : {}),
     }),
-  );
+  ).catch(async (error) => {
+    await dropPlan(c.env, tenant, plan);
+    throw error;
+  });
+  if (!result.ok) await dropPlan(c.env, tenant, plan);
   const { lease } = unwrap(result);
+  if (lease.status === "active") await applyPlan(c.env, tenant, pool, lease, plan);
   return c.json(
     session(lease, pool, {
       websocketUrl: connectUrl(c.req.url, pool, lease.id, token.token),
@@ -148,6 +160,14 @@ steel.get("/sessions", async (c) => {
     afterLease = undefined;
   }
   return c.json({ sessions });
+});
+
+// The live browser's cookies and localStorage, as sessionContext takes them (src/browser/context.ts).
+steel.get("/sessions/:id/context", async (c) => {
+  const id = parse(SessionId, c.req.param("id"), "path.id");
+  const { lease } = await findSession(c.env, c.get("tenant"), id, c.req.query("namespace"));
+  if (lease.status !== "active" || !lease.sessionId) throw new ApiError(409, "lease_not_active", `session ${id} is ${steelStatus(lease.status)}: only a live session's browser has a context to read`);
+  return c.json({ ...(await readLiveState(c.env, lease.sessionId)), sessionStorage: {}, indexedDB: {} });
 });
 
 steel.get("/sessions/:id", async (c) => {
@@ -201,5 +221,6 @@ function session(lease: LeaseView, pool: string, urls: { websocketUrl: string; v
     optimizeBandwidth: {},
     headless: true,
     namespace: pool,
+    ...(lease.persistProfile ? { persistProfile: true, profileId: lease.persistProfile } : {}),
   };
 }

@@ -4,6 +4,7 @@
  * Launch failures and the platform limit are injected with the fault provider;
  * everything else runs against pools whose browsers are real Chromium.
  */
+import { MAX_STATE_BYTES } from "../../src/browser/state";
 import { describe, expect, it } from "vitest";
 import { describePool, expectConsistent, until } from "../support/api";
 import { FaultProvider } from "../support/fault-provider";
@@ -135,8 +136,15 @@ describe("409 conflicts", () => {
 describe("413 and 415", () => {
   it("413 payload_too_large for a body over 16 KiB, before anything is parsed", async () => {
     const pool = await quietPool();
-    const reply = await call(`/v1/pools/${pool.name}/leases`, { method: "POST", body: { labels: { big: "x".repeat(17 * 1024) } } });
+    const reply = await call(`/v1/pools/${pool.name}`, { method: "PUT", body: { labels: { big: "x".repeat(17 * 1024) } } });
     expectProblem(reply, 413, "payload_too_large", /16384 bytes/);
+    expect(pool.provider.launches).toBe(0);
+  });
+
+  it("413 for an acquire over 16 KiB + 512 KiB (a body that may carry a browser state), before anything is parsed", async () => {
+    const pool = await quietPool();
+    const reply = await call(`/v1/pools/${pool.name}/leases`, { method: "POST", body: { labels: { big: "x".repeat(MAX_STATE_BYTES + 17 * 1024) } } });
+    expectProblem(reply, 413, "payload_too_large", new RegExp(`${MAX_STATE_BYTES + 16 * 1024} bytes`));
     expect(pool.provider.launches).toBe(0);
   });
 

@@ -30,7 +30,7 @@ describe("a problem's type is the URL of its entry in the broker's error catalog
     expectTyped(await call("/v1/admin/tenants", { key: "not-the-admin-token" }), 401, "unauthorized");
     expectTyped(await call("/v1/nothing-here"), 404, "not_found");
     expectTyped(await call(`/v1/pools/${poolName("pt")}`), 404, "not_found");
-    expectTyped(await call("/v1/pools/p/leases", { method: "POST", body: { labels: { big: "x".repeat(17 * 1024) } } }), 413, "payload_too_large");
+    expectTyped(await call("/v1/pools/p", { method: "PUT", body: { labels: { big: "x".repeat(17 * 1024) } } }), 413, "payload_too_large");
     expectTyped(await call("/v1/pools/p/leases", { method: "POST", rawBody: "{}", headers: { "content-type": "text/plain" } }), 415, "unsupported_media_type");
   });
 
