@@ -13,7 +13,13 @@ export default defineConfig({
             miniflare: {
               // The account's limits out of reach: the suite's pools share one governor, and must never be
               // throttled by each other. test/governor/ uses governors of its own, with limits set per test.
-              bindings: { EVENT_LOGS: "problems", ACCOUNT_MAX_CONCURRENT_SESSIONS: "100000", ACCOUNT_LAUNCHES_PER_SECOND: "100000" },
+              bindings: {
+                EVENT_LOGS: "problems",
+                ACCOUNT_MAX_CONCURRENT_SESSIONS: "100000",
+                ACCOUNT_LAUNCHES_PER_SECOND: "100000",
+                // A fixed key for profiles (not .dev.vars' random one), the same for every clone.
+                PROFILE_ENCRYPTION_KEY: "test-profile-encryption-key-0123456789abcdef",
+              },
               // The per-key limiter every test request passes through: as bound in production, but with a
               // limit the suite cannot reach (all tests share the dev keys). test/api/ratelimit.test.ts
               // runs the Worker against TIGHT_RATE_LIMITER, and against no binding (the fallback).

@@ -7,6 +7,7 @@ declare namespace Cloudflare {
 	}
 	interface Env {
 		RECORDINGS: R2Bucket;
+		PROFILES: R2Bucket;
 		EVENTS: AnalyticsEngineDataset;
 		RATE_LIMITER: RateLimit;
 		BROWSER: Fetcher;
@@ -24,6 +25,7 @@ declare namespace Cloudflare {
 		RECORDING_MAX_BYTES: "26214400";
 		API_KEYS: string;
 		ADMIN_TOKEN: string;
+		PROFILE_ENCRYPTION_KEY: string;
 		POOL: DurableObjectNamespace<import("./src/index").PoolObject>;
 		REGISTRY: DurableObjectNamespace<import("./src/index").SessionRegistry>;
 		TENANT: DurableObjectNamespace<import("./src/index").TenantObject>;
@@ -36,5 +38,5 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "ORPHAN_POLICY" | "ACCOUNT_MAX_CONCURRENT_SESSIONS" | "ACCOUNT_LAUNCHES_PER_SECOND" | "GOVERNOR_FALLBACK_SESSIONS" | "RECORDING_FPS" | "RECORDING_MAX_BYTES" | "API_KEYS" | "ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "MAX_SESSIONS_PER_POOL" | "EVENT_LOGS" | "RATE_LIMIT_REQUESTS" | "RATE_LIMIT_PERIOD_SECONDS" | "TENANT_MAX_POOLS" | "TENANT_MAX_SESSIONS" | "ORPHAN_POLICY" | "ACCOUNT_MAX_CONCURRENT_SESSIONS" | "ACCOUNT_LAUNCHES_PER_SECOND" | "GOVERNOR_FALLBACK_SESSIONS" | "RECORDING_FPS" | "RECORDING_MAX_BYTES" | "API_KEYS" | "ADMIN_TOKEN" | "PROFILE_ENCRYPTION_KEY">> {}
 }

@@ -9,7 +9,8 @@
  *   3. the Chrome shim: wrangler/Miniflare serve the local BROWSER binding by
  *      launching Chrome build 126.0.6478.182 from the wrangler cache and would
  *      download it (impossible offline); a shim at that path execs our Chromium;
- *   4. `.dev.vars`, the local-only secrets (dev keys, admin token, token secret);
+ *   4. `.dev.vars`, the local-only secrets (dev keys, admin token, the profiles'
+ *      encryption key), each written only when absent;
  *   5. the client's JavaScript build (client/dist), which the examples and the
  *      load tool import: plain Node cannot load client/index.ts.
  *
@@ -17,6 +18,7 @@
  * is in place it does no work and takes a fraction of a second.
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -138,6 +140,9 @@ function ensureDevVars() {
     // The test suites create many pools under the dev tenants; quota tests set their own tenants' quotas.
     TENANT_MAX_POOLS: "10000",
     TENANT_MAX_SESSIONS: "100000",
+    // Profiles are encrypted with a key derived from this (src/profiles/crypto.ts). Random per clone and
+    // written once: a new one would make the profiles saved under the old one unreadable.
+    PROFILE_ENCRYPTION_KEY: randomBytes(32).toString("base64url"),
   };
   const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
   const missing = Object.entries(wanted).filter(([key]) => !new RegExp(`^${key}=`, "m").test(existing));
