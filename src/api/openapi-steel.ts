@@ -1,5 +1,5 @@
 /** Steel's Sessions API in the OpenAPI document (docs/api.md, "Steel's Sessions API"). */
-import { content, idParam, problems } from "./openapi-kit";
+import { content, idParam, problems, ref } from "./openapi-kit";
 
 export function steelPaths(): Record<string, object> {
   return {
@@ -16,7 +16,7 @@ export function steelPaths(): Record<string, object> {
       },
       post: {
         summary: "Steel's create session, on a lease of the namespace's pool (docs/api.md, Steel's Sessions API); fields the broker cannot honour answer 400 naming the field",
-        description: "Accepts the steel-api-key header as well as Authorization: Bearer. Body: sessionId (UUID), timeout (ms), namespace, headless (true only).",
+        description: "Accepts the steel-api-key header as well as Authorization: Bearer. Body: sessionId (UUID), timeout (ms), namespace, headless (true only), sessionContext (cookies, localStorage: applied before the answer), profileId, persistProfile (the answer then carries profileId), region (lax, ord, iad, scl, fra, nrt: the namespace pool's location hint, fixed when it is created).",
         requestBody: { content: content({ type: "object" }) },
         responses: { "200": { description: "Steel's Session: id, status, websocketUrl, sessionViewerUrl, debugUrl, timeout, duration, …", content: content({ type: "object" }) }, ...problems(400, 401, 409, 413, 415, 429, 502, 503) },
       },
@@ -47,6 +47,13 @@ export function steelPaths(): Record<string, object> {
           },
           ...problems(400, 401, 404, 503),
         },
+      },
+    },
+    "/v1/sessions/{id}/context": {
+      parameters: [idParam, { name: "namespace", in: "query", required: false, schema: { type: "string" } }],
+      get: {
+        summary: "The live session's cookies and localStorage, read from its browser now, in sessionContext's shape (sessionStorage and indexedDB always empty)",
+        responses: { "200": { description: "{cookies, localStorage, sessionStorage: {}, indexedDB: {}}", content: content(ref("BrowserState")) }, ...problems(400, 401, 404, 409, 502, 503) },
       },
     },
     "/v1/sessions/{id}/live-details": {

@@ -4,6 +4,7 @@
  * uses natively), so the contract cannot drift from the code.
  */
 import { z } from "zod";
+import { BrowserState } from "../browser/state";
 import { content, idParam, json, keyIdParam, poolParam, problems, ref, tenantParam } from "./openapi-kit";
 import { profilePaths } from "./openapi-profiles";
 import { steelPaths } from "./openapi-steel";
@@ -68,6 +69,7 @@ export function openApiDocument(): object {
       securitySchemes: { apiKey: { type: "http", scheme: "bearer" } },
       schemas: {
         Lease: json(Lease),
+        BrowserState: json(BrowserState),
         CreatedLease: json(CreatedLease),
         Pool: json(Pool),
         Pressure: json(Pressure),
@@ -409,6 +411,13 @@ export function openApiDocument(): object {
       },
       ...steelPaths(),
       ...profilePaths(),
+      "/v1/pools/{pool}/leases/{id}/context": {
+        parameters: [poolParam, idParam],
+        get: {
+          summary: "The active lease's browser state now: its default context's cookies and localStorage (origins its tabs show and its cookies' domains), in the shape `context` on acquire takes",
+          responses: { "200": { description: "State", content: content(ref("BrowserState")) }, ...problems(400, 401, 404, 409, 502, 503) },
+        },
+      },
       "/v1/pools/{pool}/leases/{id}/events": {
         parameters: [poolParam, idParam],
         get: {

@@ -71,7 +71,10 @@ describe("/v1/sessions", () => {
     for (const [field, value] of [
       ["useProxy", true],
       ["solveCaptcha", true],
-      ["sessionContext", { cookies: [] }],
+      ["dimensions", { width: 1280, height: 720 }],
+      ["userAgent", "bot/1.0"],
+      ["sessionContext", { sessionStorage: { "https://a.example": { k: "v" } } }],
+      ["region", "mars"],
       ["isSelenium", true],
       ["headless", false],
       ["noSuchField", 1],
