@@ -144,6 +144,12 @@ export const PROBLEMS = {
     next: "fix",
     todo: "Leave `locationHint` (or `region`) out to use the pool where it is, or create a pool (or namespace) of another name with the hint: a pool deleted and created again under the same name is the same object, placed already.",
   },
+  profile_limit_reached: {
+    title: "Profile limit reached",
+    statuses: { 409: "Creating a profile (`POST /v1/profiles`, or a session's `persistProfile` without a `profileId`) would take the tenant over the 1,000 profiles it may keep. Nothing was created." },
+    next: "fix",
+    todo: "Delete profiles the tenant no longer uses (`DELETE /v1/profiles/{id}`), or save into an existing one (`profileId` with `persistProfile`), then try again.",
+  },
   expected_wait_exceeded: {
     title: "Expected wait exceeds waitSeconds",
     statuses: {
@@ -218,6 +224,14 @@ export const PROBLEMS = {
     statuses: { 503: "An operator drained the pool: it grants no leases, and callers that were waiting are turned away. Active leases run on. `Retry-After: 30`." },
     next: "retry",
     todo: "Retry after the `Retry-After` delay, or use another pool; the pool grants again once an operator resumes it.",
+  },
+  profiles_unavailable: {
+    title: "Profiles unavailable",
+    statuses: {
+      503: "Profiles are encrypted at rest and the broker has no usable key: its `PROFILE_ENCRYPTION_KEY` secret is not set or is shorter than 32 characters (nothing is ever stored unencrypted); or one profile cannot be decrypted with the key set now (the secret changed since it was saved). Answered with `Retry-After`.",
+    },
+    next: "retry",
+    todo: "Retry after the `Retry-After` delay once the operator has set `PROFILE_ENCRYPTION_KEY` (`wrangler secret put`). A profile saved under an earlier key stays unreadable: delete it and save it again. Leases and sessions that use no profile are not affected.",
   },
   internal_error: {
     title: "Internal error",

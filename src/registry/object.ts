@@ -5,19 +5,20 @@
  * never learned (the object restarted mid-launch, or the launch passed its
  * deadline) may have started a browser no pool records, holding one of the
  * account's concurrent browsers until the platform's keep-alive kills it.
- * It also lists the account's pools and tenants. docs/registry.md has the
- * rules.
+ * It also lists the account's pools and tenants, and its alarm deletes
+ * expired profiles (src/profiles/sweep.ts). docs/registry.md has the rules.
  *
  * This file is the object's RPC surface (registrations, lost launches, the
  * pool and tenant lists, stats) and its alarm; the sweep that judges the
  * platform's list and closes what the rules allow is sweep.ts, the tables
- * schema.ts. The alarm re-arms itself whatever the sweep did.
+ * schema.ts. The alarm re-arms itself whatever the sweeps did.
  */
 import { DurableObject } from "cloudflare:workers";
 import { type BrowserProvider, KEEP_ALIVE_MS } from "../browser/provider";
 import { message } from "../deadline";
 import { log } from "../log";
 import { providerFactory } from "../browser/factory";
+import { expireProfilesSafely } from "../profiles/sweep";
 import { migrate, readMeta, writeMeta } from "./schema";
 import { CLOSE_TIMEOUT_MS, LIST_TIMEOUT_MS, ORPHAN_GRACE_MS, type OrphanPolicy, orphanPolicy, SWEEP_INTERVAL_MS, type SweepReport, sweepOnce, watching } from "./sweep";
 
@@ -238,10 +239,17 @@ export class SessionRegistry extends DurableObject<Env> {
       await this.sweep();
     } catch (error) {
       log("registry_sweep_failed", { error: message(error) });
-    } finally {
-      // Whatever the sweep did, the next one is armed while there is anything to watch.
-      if (watching(this.ctx.storage.sql, this.clock())) await this.armWithin(SWEEP_INTERVAL_MS);
     }
+    // Expired profiles too: a bounded pass when one is due (src/profiles/sweep.ts). Never throws.
+    const profilesIn = await expireProfilesSafely({
+      bucket: this.env.PROFILES,
+      now: this.clock(),
+      read: (key) => this.meta(key),
+      write: (key, value) => this.setMeta(key, value),
+    });
+    // Whatever the sweeps did, the next one is armed while there is anything to watch.
+    if (watching(this.ctx.storage.sql, this.clock())) await this.armWithin(SWEEP_INTERVAL_MS);
+    else if (profilesIn !== null) await this.armWithin(Math.max(profilesIn, SWEEP_INTERVAL_MS));
   }
 
   useProvider(provider: BrowserProvider): void {
