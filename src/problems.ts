@@ -108,7 +108,7 @@ export const PROBLEMS = {
   },
   payload_too_large: {
     title: "Payload too large",
-    statuses: { 413: "The request body is over 16 KiB." },
+    statuses: { 413: "The request body is over 16 KiB, or, for a body that may carry a browser state (an acquire, Steel's create, a profile), over 528 KiB; or the state itself is over 512 KiB as JSON." },
     next: "fix",
     todo: "Send a smaller body: fewer or shorter labels, only the fields you mean to set.",
   },

@@ -35,7 +35,7 @@ import {
 } from "./schemas";
 import { cdpHandler } from "./cdp";
 import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
-import { profiles } from "./profiles";
+import { profiles, refuseUploads } from "./profiles";
 import { steelLive } from "./steel-live";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
 import { poolOf, tenantOf } from "../stubs";
@@ -96,6 +96,9 @@ const limitBody: MiddlewareHandler = (c, next) => (carriesState(c.req.method, ne
 
 const v1 = new Hono<AppEnv>();
 v1.use("*", requireApiKey());
+// A user-data-dir archive (Steel's profiles.create) is told why it is refused (400 naming userDataDir), not only that it is big.
+v1.use("/profiles", refuseUploads);
+v1.use("/profiles/*", refuseUploads);
 v1.use("*", limitBody);
 
 v1.post("/pools/:pool/leases", async (c) => {

@@ -289,7 +289,7 @@ export function openApiDocument(): object {
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401) },
         },
         put: {
-          summary: "Set a tenant's quota: maxPools, maxSessions, weight, recordingRetentionDays (null: back to the deployment's default) (admin token)",
+          summary: "Set a tenant's quota: maxPools, maxSessions, weight, recordingRetentionDays, profileRetentionDays (null: back to the deployment's default) (admin token)",
           requestBody: { content: content(ref("QuotaBody")) },
           responses: { "200": { description: "Tenant", content: content(ref("Tenant")) }, ...problems(400, 401, 413, 415) },
         },

@@ -16,6 +16,7 @@ import { poolOf } from "../stubs";
 import type { z } from "zod";
 import { deleteProfile, loadProfile, reserveProfile } from "../profiles/store";
 import { ApiError } from "./errors";
+import { profileApiError } from "./profiles";
 
 /** How long applying a state to a granted lease's browser may take before the lease is released and the caller told. */
 export const APPLY_TIMEOUT_MS = 15_000;
@@ -46,7 +47,9 @@ export interface StateAsk {
 export async function planState(env: Env, tenant: string, leaseId: string, ask: StateAsk): Promise<StatePlan> {
   let state = normalState(ask.context);
   if (ask.profileId) {
-    const profile = await loadProfile(env, tenant, ask.profileId);
+    const profile = await loadProfile(env, tenant, ask.profileId).catch((error) => {
+      throw profileApiError(error);
+    });
     if (!profile) throw new ApiError(404, "not_found", `profile ${ask.profileId} not found`);
     state = overlay(profile.state, state);
   }
@@ -54,7 +57,11 @@ export async function planState(env: Env, tenant: string, leaseId: string, ask: 
   let persistProfile: string | undefined;
   let reserved: string | undefined;
   if (ask.persistProfile) {
-    persistProfile = ask.profileId ?? (reserved = (await reserveProfile(env, tenant, { sourceSessionId: leaseId })).id);
+    const reserve = () =>
+      reserveProfile(env, tenant, { sourceSessionId: leaseId }).catch((error) => {
+        throw profileApiError(error);
+      });
+    persistProfile = ask.profileId ?? (reserved = (await reserve()).id);
   }
   return { state: isEmptyState(state) ? undefined : state, persistProfile, reserved };
 }
