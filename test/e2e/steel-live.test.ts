@@ -36,12 +36,15 @@ describe("steel-sdk: a session's events and live details", () => {
     const session = await steel.sessions.create({ timeout: 60_000 });
     await steel.sessions.release(session.id);
     const all = (await steel.sessions.events(session.id)) as { event: string }[];
-    expect(all.map((e) => e.event)).toEqual(expect.arrayContaining(["requested", "granted", "released"]));
+    // A warm browser is granted at once (no "requested" row); one launched for it journals more.
+    const names = all.map((e) => e.event);
+    expect(names).toEqual(expect.arrayContaining(["granted", "released"]));
+    expect(names.indexOf("granted")).toBeLessThan(names.lastIndexOf("released"));
 
     const paged: unknown[] = [];
     let pointer: string | undefined;
     for (let pages = 0; pages < 20; pages += 1) {
-      const { data, response } = await steel.sessions.events(session.id, { limit: 2, ...(pointer ? { pointer } : {}) }).withResponse();
+      const { data, response } = await steel.sessions.events(session.id, { limit: 1, ...(pointer ? { pointer } : {}) }).withResponse();
       paged.push(...data);
       pointer = response.headers.get("next-cursor") ?? undefined;
       if (!pointer) break;

@@ -42,6 +42,16 @@ describe("steel-sdk against the broker", () => {
     for (const session of created) await steel.sessions.release(session.id);
   });
 
+  it("releases every session of the key in a namespace with releaseAll", async () => {
+    const steel = client();
+    const namespace = `steel-all-${crypto.randomUUID().slice(0, 8)}`;
+    const created = [await steel.sessions.create({ namespace }), await steel.sessions.create({ namespace })];
+    expect(await steel.sessions.releaseAll({}, { query: { namespace } })).toEqual({ success: true, message: "released 2 session(s)" });
+    for (const session of created) {
+      expect((await steel.sessions.retrieve(session.id, { query: { namespace } })).status).toBe("released");
+    }
+  });
+
   it("reports refusals as the SDK's error classes", async () => {
     const steel = client();
     await expect(steel.sessions.create({ useProxy: true })).rejects.toBeInstanceOf(Steel.BadRequestError);
