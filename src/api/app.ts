@@ -4,9 +4,7 @@
  * object `idFromName(tenant + "/" + pool)` and calls it over RPC. Every
  * decision about sessions and leases is the pool object's.
  */
-import { Hono, type Context, type MiddlewareHandler } from "hono";
-import { MAX_STATE_BYTES } from "../browser/state";
-import { bodyLimit } from "hono/body-limit";
+import { Hono, type Context } from "hono";
 import type { AcquireView } from "../pool/object";
 import type { Result } from "../result";
 import { ADMIN_COOKIE, isAdminToken, rateRule, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
@@ -18,27 +16,24 @@ import { ERRORS_PATH } from "../problems";
 import { issueSession, SESSION_SECONDS } from "./session";
 import {
   AcquireBody,
-  CreateKeyBody,
   IdempotencyKey,
-  KeyId,
   LeaseId,
   ListQuery,
-  MAX_BODY_BYTES,
   PoolConfigBody,
   PoolListQuery,
   PoolName,
-  QuotaBody,
   RenewBody,
-  RotateKeyBody,
   TenantName,
   ViewerBody,
 } from "./schemas";
 import { cdpHandler } from "./cdp";
+import { limitBody } from "./limits";
+import { tenantsAdmin } from "./admin-tenants";
 import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
 import { profiles, refuseUploads } from "./profiles";
 import { steelLive } from "./steel-live";
 import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
-import { poolOf, tenantOf } from "../stubs";
+import { poolOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken, viewerUrl } from "../token";
@@ -47,7 +42,7 @@ import { steel } from "./steel";
 import { recording } from "./recording/routes";
 import { parse, readJson, unwrap } from "./validate";
 import { checkPlacement, placedCall } from "./placement";
-import { accountView, capacity, forgetWeight } from "./capacity";
+import { accountView, capacity } from "./capacity";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
 type Ctx = Context<AppEnv>;
@@ -70,29 +65,6 @@ function canonical(value: unknown): string {
 function fingerprint(value: unknown): string {
   return sha256Hex(canonical(value));
 }
-
-/**
- * Bodies over MAX_BODY_BYTES answer 413 before anything reads them; those that
- * may carry a browser state (an acquire's `context`, Steel's `sessionContext`,
- * a profile) may take MAX_STATE_BYTES plus room for the rest of the body.
- */
-const STATE_BODY_BYTES = MAX_STATE_BYTES + MAX_BODY_BYTES;
-const carriesState = (method: string, path: string) =>
-  (method === "POST" && (/^\/v1\/pools\/[^/]+\/leases\/?$/.test(path) || /^\/v1\/sessions\/?$/.test(path))) ||
-  ((method === "POST" || method === "PATCH") && /^\/v1\/profiles(\/[^/]+)?\/?$/.test(path));
-const limitSmall = bodyLimit({
-  maxSize: MAX_BODY_BYTES,
-  onError: () => {
-    throw new ApiError(413, "payload_too_large", `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
-  },
-});
-const limitState = bodyLimit({
-  maxSize: STATE_BODY_BYTES,
-  onError: () => {
-    throw new ApiError(413, "payload_too_large", `bodies carrying a browser state are limited to ${STATE_BODY_BYTES} bytes (the state itself to ${MAX_STATE_BYTES})`);
-  },
-});
-const limitBody: MiddlewareHandler = (c, next) => (carriesState(c.req.method, new URL(c.req.url).pathname) ? limitState : limitSmall)(c, next);
 
 const v1 = new Hono<AppEnv>();
 v1.use("*", requireApiKey());
@@ -376,58 +348,6 @@ app.post("/v1/admin/pools/:tenant/:pool/leases/:id/viewer", requireAdmin({ dashb
   return c.json({ viewerUrl: viewerUrl(c.req.url, target.pool, id, viewer.token), ...minted }, 201);
 });
 
-// Operators: tenants' quotas and managed API keys (a key is shown once, when created or rotated).
-function tenantParam(c: Ctx): string {
-  return parse(TenantName, c.req.param("tenant"), "path.tenant");
-}
-/** One call to the tenant object the admin route names (calls.ts). */
-function onTenant<R extends PromiseLike<unknown>>(c: Ctx, tenant: string, method: string, repeat: Repeat, call: (stub: ReturnType<typeof tenantOf>) => R): Promise<Awaited<R>> {
-  return tenantCall(c.env, tenant, method, repeat, call);
-}
-admin.get("/tenants", async (c) => {
-  const query = parse(PoolListQuery, c.req.query(), "query");
-  const page = await registryCall(c.env, "listTenants", "repeatable", (registry) => registry.listTenants(query));
-  const tenants = await Promise.all(page.tenants.map((tenant) => onTenant(c, tenant, "describe", "repeatable", (stub) => stub.describe(tenant))));
-  return c.json({ tenants, nextCursor: page.nextCursor });
-});
-admin.get("/tenants/:tenant", async (c) => {
-  const tenant = tenantParam(c);
-  return c.json(await onTenant(c, tenant, "describe", "repeatable", (stub) => stub.describe(tenant)));
-});
-admin.put("/tenants/:tenant", async (c) => {
-  const tenant = tenantParam(c);
-  const patch = parse(QuotaBody, await readJson(c), "body");
-  const view = await onTenant(c, tenant, "setQuota", "once", (stub) => stub.setQuota(tenant, patch));
-  if (patch.weight !== undefined) await forgetWeight(c.env, tenant);
-  return c.json(view);
-});
-admin.get("/tenants/:tenant/keys", async (c) => c.json(await onTenant(c, tenantParam(c), "listKeys", "repeatable", (stub) => stub.listKeys())));
-admin.post("/tenants/:tenant/keys", async (c) => {
-  const tenant = tenantParam(c);
-  const body = parse(CreateKeyBody, await readJson(c), "body");
-  const issued = unwrap(await onTenant(c, tenant, "createKey", "once", (stub) => stub.createKey(tenant, body.name ?? "unnamed")));
-  c.header("Cache-Control", "no-store");
-  return c.json(issued, 201);
-});
-admin.get("/tenants/:tenant/keys/:id", async (c) => {
-  const tenant = tenantParam(c);
-  const id = parse(KeyId, c.req.param("id"), "path.id");
-  return c.json(unwrap(await onTenant(c, tenant, "getKey", "repeatable", (stub) => stub.getKey(id))));
-});
-admin.post("/tenants/:tenant/keys/:id/rotate", async (c) => {
-  const tenant = tenantParam(c);
-  const id = parse(KeyId, c.req.param("id"), "path.id");
-  const body = parse(RotateKeyBody, await readJson(c), "body");
-  const issued = unwrap(await onTenant(c, tenant, "rotateKey", "once", (stub) => stub.rotateKey(id, body.graceSeconds ?? 0)));
-  c.header("Cache-Control", "no-store");
-  return c.json(issued);
-});
-admin.delete("/tenants/:tenant/keys/:id", async (c) => {
-  const tenant = tenantParam(c);
-  const id = parse(KeyId, c.req.param("id"), "path.id");
-  return c.json(unwrap(await onTenant(c, tenant, "revokeKey", "once", (stub) => stub.revokeKey(id))));
-});
-
 // Operators: the live dashboard. `?token=` is exchanged for a signed, expiring session cookie
 // (reads only; session.ts), never the token itself, and dropped from the URL.
 app.get("/dashboard", async (c, next) => {
@@ -458,6 +378,7 @@ app.get("/dashboard/data", requireAdmin(), async (c) => {
 app.get("/v1/admin/pools", requireAdmin(), async (c) => c.json(await poolSummaries(c as unknown as Ctx, undefined)));
 // Operators: the account's capacity (limits, usage, breaker, tenants' shares).
 admin.route("/capacity", capacity);
+admin.route("/tenants", tenantsAdmin);
 // An operator's request that names no admin route is a 404, not a fall through to the API-key routes' 401.
 admin.all("*", (c) => notFound(c));
 app.route("/v1/admin", admin);

@@ -14,3 +14,8 @@ export const tenantParam = { name: "tenant", in: "path", required: true, schema:
 export const keyIdParam = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^key_[0-9a-f]{16}$" } };
 export const idParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
+
+export const pageParams = [
+  { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 100, default: 50 } },
+  { name: "cursor", in: "query", required: false, schema: { type: "string" }, description: "nextCursor of the previous page" },
+];
