@@ -3,6 +3,7 @@
  * (scripts/lib/broker.mjs) and stops it after the run. With BROKER_URL set,
  * the tests target that broker instead (localhost only).
  */
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import type { TestProject } from "vitest/node";
 import { startBroker } from "../../scripts/lib/broker.mjs";
 
@@ -14,6 +15,9 @@ declare module "vitest" {
   }
 }
 
+/** Where the e2e broker's output goes. */
+const BROKER_LOG = "test-results/e2e-broker.log";
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const given = process.env.BROKER_URL;
   if (given) {
@@ -23,7 +27,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("brokerTmp", "");
     return async () => {};
   }
-  const broker = await startBroker();
+  // Everything wrangler and the Worker print, for the run's post-mortem (git-ignored).
+  mkdirSync("test-results", { recursive: true });
+  writeFileSync(BROKER_LOG, "");
+  const broker = await startBroker({ onOutput: (chunk: string) => appendFileSync(BROKER_LOG, chunk) });
   console.log(`e2e: broker (wrangler dev) on ${broker.url}`);
   project.provide("brokerUrl", broker.url);
   project.provide("brokerTmp", broker.tmp);
