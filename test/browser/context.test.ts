@@ -8,23 +8,11 @@
  */
 import puppeteer, { type Browser, type Page } from "@cloudflare/puppeteer";
 import { env } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
-import { KEEP_ALIVE_MS } from "../../src/browser/provider";
-import { RenderingProvider } from "../../src/browser/rendering";
+import { describe, expect, it } from "vitest";
+import { realBrowsers } from "../support/browsers";
 import type { StoredState } from "../../src/browser/state";
 
-const provider = new RenderingProvider(env.BROWSER);
-const opened: string[] = [];
-
-async function launch(): Promise<string> {
-  const sessionId = await provider.launch({ keepAliveMs: KEEP_ALIVE_MS });
-  opened.push(sessionId);
-  return sessionId;
-}
-
-afterEach(async () => {
-  await Promise.allSettled(opened.splice(0).map((id) => provider.close(id)));
-});
+const { provider, launch } = realBrowsers();
 
 /** A page of the default context whose every request the client answers with an empty document, opened at `url`. */
 async function visit(browser: Browser, url: string): Promise<Page> {

@@ -4,25 +4,13 @@
  */
 import puppeteer from "@cloudflare/puppeteer";
 import { env, runInDurableObject } from "cloudflare:test";
-import { afterEach, describe, expect, it } from "vitest";
-import { RenderingProvider } from "../../src/browser/rendering";
-import { KEEP_ALIVE_MS } from "../../src/browser/provider";
+import { describe, expect, it } from "vitest";
+import { realBrowsers } from "../support/browsers";
 import type { SessionRegistry } from "../../src/registry/object";
 import { ORPHAN_GRACE_MS } from "../../src/registry/sweep";
 import { call, poolName } from "../support/http";
 
-const provider = new RenderingProvider(env.BROWSER);
-const opened: string[] = [];
-
-async function launch(): Promise<string> {
-  const sessionId = await provider.launch({ keepAliveMs: KEEP_ALIVE_MS });
-  opened.push(sessionId);
-  return sessionId;
-}
-
-afterEach(async () => {
-  await Promise.allSettled(opened.splice(0).map((id) => provider.close(id)));
-});
+const { provider, launch } = realBrowsers();
 
 describe("RenderingProvider with real Chromium", () => {
   it("launches a browser that is listed as live and not connected", async () => {
