@@ -112,5 +112,6 @@ describe("steel-sdk: sessionContext and profiles", () => {
     await expect(steel.sessions.create({ profileId: crypto.randomUUID() })).rejects.toBeInstanceOf(Steel.NotFoundError);
     await expect(steel.profiles.create({ userDataDir: new File([new Uint8Array([1, 2, 3])], "profile.zip") })).rejects.toBeInstanceOf(Steel.BadRequestError);
     await expect(steel.sessions.create({ dimensions: { width: 1280, height: 720 } })).rejects.toBeInstanceOf(Steel.BadRequestError);
+    await expect(steel.profiles.update(crypto.randomUUID(), { userDataDir: new File([new Uint8Array([1])], "profile.zip") })).rejects.toBeInstanceOf(Steel.BadRequestError);
   });
 });
