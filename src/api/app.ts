@@ -113,6 +113,8 @@ v1.post("/pools/:pool/leases", async (c) => {
   }
   if (!result.ok) await dropPlan(c.env, c.get("tenant"), plan);
   const { lease, replayed } = unwrap(result);
+  // A replay answers the first attempt's lease, which saves to the profile that attempt made: this one's goes.
+  if (replayed && plan.reserved && lease.persistProfile !== plan.reserved) await dropPlan(c.env, c.get("tenant"), plan);
   if (signal?.aborted && lease.status === "active") {
     // The caller left while the pool decided. Its connect token never left this
     // Worker, so nobody can use the lease: give it back now rather than at

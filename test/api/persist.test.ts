@@ -7,7 +7,8 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { RenderingProvider } from "../../src/browser/rendering";
-import { call, DEV2_KEY, newPool } from "../support/http";
+import { call, DEV2_KEY, newPool, poolName } from "../support/http";
+import { newTenant } from "../support/tenants";
 
 const browsers = new RenderingProvider(env.BROWSER);
 
@@ -67,6 +68,20 @@ describe("persistProfile and profileId on acquire", () => {
     expect((await call(`/v1/pools/${pool}/leases/${lease.body.id}`)).body.status).toBe("expired");
     const stored = await call(`/v1/profiles/${profileId}/context`);
     expect(cookieNames(stored.body)).toEqual(["late"]);
+  });
+
+  it("an Idempotency-Key replay answers the same lease and profile, and leaves no second profile behind", async () => {
+    const { key } = await newTenant("persist-replay");
+    const pool = poolName("persist-replay");
+    const ask = { method: "POST", body: { persistProfile: true }, key, headers: { "idempotency-key": crypto.randomUUID() } } as const;
+    const first = await call(`/v1/pools/${pool}/leases`, ask);
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    const again = await call(`/v1/pools/${pool}/leases`, ask);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.body).toMatchObject({ id: first.body.id, persistProfile: first.body.persistProfile });
+    const listed = await call(`/v1/profiles`, { key });
+    expect(listed.body.profiles.map((p: { id: string }) => p.id)).toEqual([first.body.persistProfile]);
+    await call(`/v1/pools/${pool}/leases/${first.body.id}`, { method: "DELETE", key });
   });
 
   it("answers 404 for a profile the tenant does not have, and takes no lease", async () => {
