@@ -1,16 +1,12 @@
 /**
  * Profiles: a tenant's named saved browser state (cookies, localStorage per
  * origin), kept between sessions in R2 (binding PROFILES), in Steel's terms.
- * This module is the only code that names their objects:
+ * This module creates, saves, reads, lists and deletes them; how each is laid
+ * out in R2 (its object's key, the metadata beside its sealed body) is
+ * meta.ts's.
  *
- *   profiles/{tenant}/{profileId}   body: the state, sealed (crypto.ts)
- *                                   customMetadata: the profile's metadata
- *
- * Tenant names cannot contain "/", so `profiles/{tenant}/` holds exactly one
- * tenant's profiles, and a profile id is only ever looked up under its
- * caller's tenant: another tenant's profile is simply absent. The metadata
- * (times, status, size, retention, key version, why it failed) is kept in
- * clear beside the sealed body, so listing and expiring need no decryption.
+ * A profile id is only ever looked up under its caller's tenant: another
+ * tenant's profile is simply absent.
  *
  * A profile is kept `retentionDays` after its last write: its own (set by the
  * tenant, never more than the tenant's quota) or else the tenant's quota
@@ -31,9 +27,11 @@ import type { Failure } from "../result";
 import { tenantOf } from "../stubs";
 import { DEFAULT_PROFILE_RETENTION_DAYS } from "../tenant/quota";
 import { hasProfileKey, MIN_SECRET_LENGTH, openState, ProfileKeyError, sealState } from "./crypto";
+import { isExpired, isProfileId, metadataOf, metaOf, type ProfileMeta, profileObjectKey, tenantPrefix } from "./meta";
 
-/** Every profile object's key starts with this. */
-export const PROFILES_PREFIX = "profiles/";
+// Importers of these from here predate meta.ts.
+export { isExpired, metaOf, PROFILES_PREFIX, type ProfileMeta, profileObjectKey, type ProfileStatus, tenantPrefix } from "./meta";
+
 /**
  * The most profiles one tenant may keep: a create beyond it is refused (409
  * profile_limit_reached), and a listing shows at most this many. It bounds
@@ -52,30 +50,6 @@ const MAX_REASON_CHARS = 500;
 /** Retry-After of `503 profiles_unavailable`: the operator has a secret to set. */
 export const UNAVAILABLE_RETRY_AFTER_SECONDS = 60;
 const DAY_MS = 86_400_000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** Steel's profile statuses: being saved (reserved, no state yet), saved, or the last save failed. */
-export type ProfileStatus = "UPLOADING" | "READY" | "FAILED";
-
-/** A profile as listed: everything but its state. Times are ISO 8601. */
-export interface ProfileMeta {
-  id: string;
-  createdAt: string;
-  updatedAt: string;
-  status: ProfileStatus;
-  /** The session (lease) whose browser the state was last saved from; null when saved through the API. */
-  sourceSessionId: string | null;
-  /** The state's size as JSON (what MAX_STATE_BYTES bounds). */
-  bytes: number;
-  /** When it is deleted: updatedAt plus its retention. */
-  expiresAt: string;
-  /** Its own retention in days; null: the tenant's profileRetentionDays. */
-  retentionDays: number | null;
-  /** The key version its state is sealed with. */
-  keyVersion: string;
-  /** Why the last save failed (status FAILED); null otherwise. */
-  failure: string | null;
-}
 
 /** A profile operation the caller can be told about: a status, a catalogue code, a detail (src/result.ts). */
 export class ProfileError extends Error {
@@ -91,59 +65,12 @@ export interface WriteOptions {
   quotaDays?: number;
 }
 
-export function profileObjectKey(tenant: string, id: string): string {
-  return `${PROFILES_PREFIX}${tenant}/${id}`;
-}
-
-export function tenantPrefix(tenant: string): string {
-  return `${PROFILES_PREFIX}${tenant}/`;
-}
-
 /** The tenant's profileRetentionDays; its default if the tenant object does not answer in time (logged). */
 export async function quotaRetentionDays(env: Env, tenant: string): Promise<number> {
   return withDeadline(tenantOf(env, tenant).profileRetentionDays(), TENANT_TIMEOUT_MS, "the tenant's profile retention").catch((error) => {
     log("profile_retention_unknown", { tenant, error: message(error), days: DEFAULT_PROFILE_RETENTION_DAYS });
     return DEFAULT_PROFILE_RETENTION_DAYS;
   });
-}
-
-/** Whether a profile is past its retention at `now`. */
-export function isExpired(meta: Pick<ProfileMeta, "expiresAt">, now: number): boolean {
-  return Date.parse(meta.expiresAt) <= now;
-}
-
-/** The metadata of a listed or read object, or undefined if it is not a profile's (foreign or malformed metadata). */
-export function metaOf(key: string, custom: Record<string, string> | undefined): ProfileMeta | undefined {
-  const id = key.slice(key.lastIndexOf("/") + 1);
-  if (!custom || !UUID.test(id) || Number.isNaN(Date.parse(custom.expiresAt ?? ""))) return undefined;
-  const status = custom.status;
-  if (status !== "UPLOADING" && status !== "READY" && status !== "FAILED") return undefined;
-  return {
-    id,
-    createdAt: custom.createdAt ?? "",
-    updatedAt: custom.updatedAt ?? "",
-    status,
-    sourceSessionId: custom.sourceSessionId || null,
-    bytes: Number(custom.bytes ?? 0),
-    expiresAt: custom.expiresAt!,
-    retentionDays: custom.retentionDays ? Number(custom.retentionDays) : null,
-    keyVersion: custom.keyVersion ?? "",
-    failure: custom.failure || null,
-  };
-}
-
-function metadataOf(meta: ProfileMeta): Record<string, string> {
-  return {
-    createdAt: meta.createdAt,
-    updatedAt: meta.updatedAt,
-    status: meta.status,
-    sourceSessionId: meta.sourceSessionId ?? "",
-    bytes: String(meta.bytes),
-    expiresAt: meta.expiresAt,
-    retentionDays: meta.retentionDays === null ? "" : String(meta.retentionDays),
-    keyVersion: meta.keyVersion,
-    failure: meta.failure ?? "",
-  };
 }
 
 function requireKey(env: Env): void {
@@ -159,7 +86,7 @@ function requireKey(env: Env): void {
 
 /** A profile's sealed body as it stands, with its metadata; undefined if absent, malformed, or expired (then deleted). */
 async function readObject(env: Env, tenant: string, id: string, now: number): Promise<{ meta: ProfileMeta; blob: Uint8Array } | undefined> {
-  if (!UUID.test(id)) return undefined;
+  if (!isProfileId(id)) return undefined;
   const key = profileObjectKey(tenant, id);
   const object = await withDeadline(env.PROFILES.get(key), R2_TIMEOUT_MS, `R2 get ${key}`);
   if (!object) return undefined;
@@ -275,7 +202,7 @@ export async function saveProfile(
   options: WriteOptions = {},
 ): Promise<ProfileMeta> {
   requireKey(env);
-  if (!UUID.test(id)) throw new Error(`profile ids are UUIDs: '${id}' is not`);
+  if (!isProfileId(id)) throw new Error(`profile ids are UUIDs: '${id}' is not`);
   const now = options.now ?? Date.now();
   const bytes = stateBytes(state);
   const existing = await readObject(env, tenant, id, now);
@@ -334,7 +261,7 @@ export async function retainProfile(env: Env, tenant: string, id: string, retent
 
 /** Profile `id` of `tenant` without its state; undefined if absent, another tenant's, or expired (then deleted). */
 export async function getProfile(env: Env, tenant: string, id: string, now = Date.now()): Promise<ProfileMeta | undefined> {
-  if (!UUID.test(id)) return undefined;
+  if (!isProfileId(id)) return undefined;
   const key = profileObjectKey(tenant, id);
   const object = await withDeadline(env.PROFILES.head(key), R2_TIMEOUT_MS, `R2 head ${key}`);
   const meta = object ? metaOf(key, object.customMetadata) : undefined;
