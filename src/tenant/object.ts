@@ -21,11 +21,12 @@
  *   saved profiles (`profileRetentionDays`, read by src/profiles when one is
  *   written). The quota's fields and how they are kept: quota.ts;
  * - the fallback per-key rate limiter, used where the Rate Limiting binding is
- *   absent (a fixed window per key, in memory: exact, since this object is the
- *   only place that counts for its tenant, and harmless to lose on eviction).
+ *   absent (ratelimit.ts).
  *
  * Every change to keys and quotas is logged (`key_created`, `key_rotated`,
  * `key_revoked`, `quota_set`): the audit trail, never with a secret.
+ *
+ * Its SQLite tables and the key row: schema.ts.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Failure, Result } from "../result";
@@ -33,9 +34,12 @@ import { registryOf } from "../stubs";
 import { log } from "../log";
 import { keyHint, mintKey, newKeyId } from "./keys";
 import { type Quota, type QuotaDefaults, type QuotaPatch, quotaWrites, readQuota, refuseClaim } from "./quota";
+import { FallbackLimiter, type RateRule } from "./ratelimit";
+import { hasSchema, type KeyRow, migrate } from "./schema";
 
-// Importers of these from here predate quota.ts.
+// Importers of these from here predate quota.ts and ratelimit.ts.
 export { DEFAULT_RECORDING_RETENTION_DAYS, DEFAULT_WEIGHT } from "./quota";
+export type { RateRule } from "./ratelimit";
 
 /** Active (unrevoked) keys one tenant may have at once. */
 export const MAX_ACTIVE_KEYS = 50;
@@ -43,8 +47,6 @@ export const MAX_ACTIVE_KEYS = 50;
 export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
 /** `lastUsedAt` is written at most this often per key: reads stay reads. */
 const LAST_USED_RESOLUTION_MS = 60_000;
-/** Keys the fallback limiter tracks before it forgets those of past windows. */
-const RATE_WINDOWS_KEPT = 10_000;
 
 export interface KeyView {
   id: string;
@@ -80,36 +82,6 @@ export type Authentication =
   | { ok: false; reason: "invalid" }
   | { ok: false; reason: "rate_limited"; retryAfterSeconds: number };
 
-/** Per-key limit of the fallback limiter. */
-export interface RateRule {
-  limit: number;
-  periodMs: number;
-}
-
-interface KeyRow extends Record<string, SqlStorageValue> {
-  id: string;
-  name: string;
-  hint: string;
-  digest: string;
-  previous_digest: string | null;
-  previous_until: number | null;
-  created_at: number;
-  rotated_at: number | null;
-  revoked_at: number | null;
-  last_used_at: number | null;
-}
-
-const MIGRATIONS = [
-  `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
-  `CREATE TABLE IF NOT EXISTS keys (
-     id TEXT PRIMARY KEY, name TEXT NOT NULL, hint TEXT NOT NULL, digest TEXT NOT NULL UNIQUE,
-     previous_digest TEXT, previous_until INTEGER,
-     created_at INTEGER NOT NULL, rotated_at INTEGER, revoked_at INTEGER, last_used_at INTEGER)`,
-  `CREATE INDEX IF NOT EXISTS keys_by_previous ON keys (previous_digest) WHERE previous_digest IS NOT NULL`,
-  // The capacity each pool of the tenant has claimed: its maxSessions.
-  `CREATE TABLE IF NOT EXISTS pools (pool TEXT PRIMARY KEY, max_sessions INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID`,
-];
-
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export class TenantObject extends DurableObject<Env> {
@@ -117,13 +89,13 @@ export class TenantObject extends DurableObject<Env> {
   clock: () => number = () => Date.now();
   /** Tests hold a granted claim's answer here (after it is recorded) to reorder a pool's concurrent resizes. */
   afterClaim: ((pool: string, maxSessions: number) => Promise<void>) | undefined;
-  private readonly windows = new Map<string, { window: number; count: number }>();
+  private readonly limiter = new FallbackLimiter();
   /** Whether the tables exist. They are created by the first write, not on construction: a request bearing a made-up key or token names a tenant that does not exist, and only reading must never leave an object with storage behind. */
   private schema = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.schema = ctx.storage.sql.exec(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'`).toArray().length > 0;
+    this.schema = hasSchema(ctx.storage.sql);
   }
 
   /** Whether this tenant exists: it has keys, or pools. Reads only. */
@@ -157,7 +129,7 @@ export class TenantObject extends DurableObject<Env> {
       this.ctx.storage.sql.exec(`UPDATE keys SET last_used_at = ? WHERE id = ?`, now, row.id);
     }
     if (rate) {
-      const retryAfterSeconds = this.count(row.id, rate, now);
+      const retryAfterSeconds = this.limiter.count(row.id, rate, now);
       if (retryAfterSeconds !== null) return { ok: false, reason: "rate_limited", retryAfterSeconds };
     }
     return { ok: true, keyId: row.id };
@@ -165,23 +137,7 @@ export class TenantObject extends DurableObject<Env> {
 
   /** The fallback limiter alone, for keys that are not managed here (API_KEYS). Null when the request may pass. */
   async rateCheck(keyId: string, rate: RateRule): Promise<number | null> {
-    return this.count(keyId, rate, this.clock());
-  }
-
-  /** Counts one request in `keyId`'s current window; the seconds until the window ends if it is over the limit. */
-  private count(keyId: string, rate: RateRule, now: number): number | null {
-    const window = Math.floor(now / rate.periodMs);
-    let entry = this.windows.get(keyId);
-    if (!entry || entry.window !== window) {
-      if (this.windows.size >= RATE_WINDOWS_KEPT) {
-        for (const [key, value] of this.windows) if (value.window !== window) this.windows.delete(key);
-      }
-      entry = { window, count: 0 };
-      this.windows.set(keyId, entry);
-    }
-    entry.count += 1;
-    if (entry.count <= rate.limit) return null;
-    return Math.max(1, Math.ceil(((window + 1) * rate.periodMs - now) / 1000));
+    return this.limiter.count(keyId, rate, this.clock());
   }
 
   // ---- keys (admin API) ----------------------------------------------------------
@@ -248,7 +204,7 @@ export class TenantObject extends DurableObject<Env> {
     if (!row) return notFoundKey();
     if (row.revoked_at === null) {
       this.ctx.storage.sql.exec(`UPDATE keys SET revoked_at = ?, previous_digest = NULL, previous_until = NULL WHERE id = ?`, this.clock(), id);
-      this.windows.delete(id);
+      this.limiter.forget(id);
       log("key_revoked", { tenant: this.tenant(), key: id });
     }
     return { ok: true, value: this.keyView(id)! };
@@ -363,7 +319,7 @@ export class TenantObject extends DurableObject<Env> {
   /** Creates the tables if need be and keeps the tenant's name (the object's id is only a hash of it). Called by every write. */
   private remember(tenant: string): void {
     if (!this.schema) {
-      for (const statement of MIGRATIONS) this.ctx.storage.sql.exec(statement);
+      migrate(this.ctx.storage.sql);
       this.schema = true;
     }
     if (this.meta("tenant") === undefined) this.setMeta("tenant", tenant);
