@@ -182,6 +182,18 @@ export class BrokerClient {
     });
   }
 
+  /** For job loops: releases lease `id` and acquires the next in the same pool, in one request (retried safely: one Idempotency-Key for every attempt). */
+  async next(pool: string, id: string, options: AcquireOptions = {}): Promise<AcquiredLease> {
+    const { signal, idempotencyKey, ...body } = options;
+    const key = idempotencyKey ?? crypto.randomUUID();
+    return this.call<AcquiredLease>("POST", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}/next`, {
+      body,
+      headers: { "idempotency-key": key },
+      repeatable: true,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
   getLease(pool: string, id: string, options: { signal?: AbortSignal } = {}): Promise<Lease> {
     return this.call("GET", `/v1/pools/${encodeURIComponent(pool)}/leases/${encodeURIComponent(id)}`, options);
   }

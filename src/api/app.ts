@@ -73,8 +73,25 @@ v1.use("/profiles", refuseUploads);
 v1.use("/profiles/*", refuseUploads);
 v1.use("*", limitBody);
 
-v1.post("/pools/:pool/leases", async (c) => {
+v1.post("/pools/:pool/leases", async (c) => acquireLease(c, parse(PoolName, c.req.param("pool"), "path.pool")));
+
+/**
+ * For job loops: releases the lease (idempotent, as DELETE) and acquires the
+ * caller's next one in the same pool, in one request. The body is an
+ * acquire's, validated before anything is released; what fails after the
+ * release (no browser in time, a missing profile) leaves the old lease
+ * released. Retry with the same Idempotency-Key to get the same next lease.
+ */
+v1.post("/pools/:pool/leases/:id/next", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
+  const id = parse(LeaseId, c.req.param("id"), "path.id");
+  parse(AcquireBody, await readJson(c), "body");
+  unwrap(await onPool(c, pool, "release", "repeatable", (stub) => stub.release(id)));
+  return acquireLease(c, pool);
+});
+
+/** An acquire (POST …/leases, and the second half of …/next): the lease, its connect and viewer URLs, its state applied. */
+async function acquireLease(c: Ctx, pool: string): Promise<Response> {
   const body = parse(AcquireBody, await readJson(c), "body");
   const { context, profileId, persistProfile, ...request } = body;
   const header = c.req.header("idempotency-key");
@@ -130,7 +147,7 @@ v1.post("/pools/:pool/leases", async (c) => {
     { ...lease, connectUrl: connectUrl(c.req.url, pool, lease.id, token.token), viewerUrl: viewerUrl(c.req.url, pool, lease.id, viewer.token) },
     201,
   );
-});
+}
 
 v1.get("/pools/:pool/leases", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");

@@ -12,7 +12,7 @@ import { MAX_BODY_BYTES } from "./schemas";
  */
 const STATE_BODY_BYTES = MAX_STATE_BYTES + MAX_BODY_BYTES;
 const carriesState = (method: string, path: string) =>
-  (method === "POST" && (/^\/v1\/pools\/[^/]+\/leases\/?$/.test(path) || /^\/v1\/sessions\/?$/.test(path))) ||
+  (method === "POST" && (/^\/v1\/pools\/[^/]+\/leases(\/[^/]+\/next)?\/?$/.test(path) || /^\/v1\/sessions\/?$/.test(path))) ||
   ((method === "POST" || method === "PATCH") && /^\/v1\/profiles(\/[^/]+)?\/?$/.test(path));
 const limitSmall = bodyLimit({
   maxSize: MAX_BODY_BYTES,

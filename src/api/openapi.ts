@@ -279,6 +279,17 @@ export function openApiDocument(): object {
       },
       ...steelPaths(),
       ...profilePaths(),
+      "/v1/pools/{pool}/leases/{id}/next": {
+        parameters: [poolParam, idParam],
+        post: {
+          summary: "Releases the lease (idempotent, as DELETE) and acquires the caller's next one in the same pool, in one request: for job loops",
+          description:
+            "The body is an acquire's, validated before anything is released. What fails after the release (no browser in time, a missing profile) leaves the old lease released. Send an Idempotency-Key to retry safely: the retry answers the same next lease.",
+          parameters: [{ name: "Idempotency-Key", in: "header", required: false, schema: { type: "string", maxLength: 255 } }],
+          requestBody: { content: content(json(AcquireBody, "input")) },
+          responses: { "201": { description: "The next lease", content: content(ref("CreatedLease")) }, ...problems(400, 401, 404, 409, 413, 415, 429, 502, 503) },
+        },
+      },
       "/v1/pools/{pool}/leases/{id}/context": {
         parameters: [poolParam, idParam],
         get: {

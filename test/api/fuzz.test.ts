@@ -37,6 +37,8 @@ describe("hostile input", () => {
     const targets = () => [
       ["POST", `/v1/pools/${pool}/leases`],
       ["POST", `/v1/pools/${pool}/leases/${leaseId}/renew`],
+      // A refused body must not release the lease it names.
+      ["POST", `/v1/pools/${pool}/leases/${leaseId}/next`],
       ["PUT", `/v1/pools/${pool}`],
     ] as const;
     await fc.assert(
@@ -88,6 +90,7 @@ describe("hostile input", () => {
           badPoolName.map((name) => ["DELETE", `/v1/pools/${name}`] as const),
           badLeaseId.map((id) => ["DELETE", `/v1/pools/${pool}/leases/${id}`] as const),
           badLeaseId.map((id) => ["POST", `/v1/pools/${pool}/leases/${id}/renew`] as const),
+          badLeaseId.map((id) => ["POST", `/v1/pools/${pool}/leases/${id}/next`] as const),
           badLeaseId.map((id) => ["GET", `/v1/pools/${pool}/leases/${id}/events`] as const),
           fc.uuid().map((id) => ["DELETE", `/v1/pools/${pool}/leases/${id}`] as const),
           fc

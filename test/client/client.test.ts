@@ -34,6 +34,17 @@ describe("BrokerClient", () => {
     expect((await broker.release(name, lease.id)).status).toBe("released");
   });
 
+  it("next releases a lease and answers the next one in one call", async () => {
+    const name = await newPool("client-next", { maxSessions: 1 });
+    const broker = client();
+    const first = await broker.acquire(name, { ttlSeconds: 30 });
+    const second = await broker.next(name, first.id, { waitSeconds: 30, labels: { job: "2" } });
+    expect(second).toMatchObject({ pool: name, status: "active", labels: { job: "2" } });
+    expect(second.id).not.toBe(first.id);
+    expect((await broker.getLease(name, first.id)).status).toBe("released");
+    await broker.release(name, second.id);
+  });
+
   it("withLease releases the lease after fn returns, and after fn throws", async () => {
     const name = await newPool("client", { maxSessions: 1 });
     const broker = client();
