@@ -113,7 +113,7 @@ function miniflare(out, brokerVars) {
           RECORDER: { className: "LeaseRecorder", useSQLite: true },
         },
         // Recorded leases' frames (in memory: the bench records nothing it keeps).
-        r2Buckets: ["RECORDINGS"],
+        r2Buckets: ["RECORDINGS", "PROFILES"],
         browserRendering: { binding: "BROWSER" },
         // Every request pays for the per-key limiter, as in production; the
         // limit is high enough that the benchmark measures the broker, not it.

@@ -54,7 +54,8 @@ export async function sweepExpired(bucket: R2Bucket, now: number, after?: string
 
 /** What the sweep keeps between passes, in its host's storage (the registry's `meta`). */
 export interface SweepHost {
-  bucket: R2Bucket;
+  /** Absent where the deployment has no PROFILES binding. */
+  bucket: R2Bucket | undefined;
   now: number;
   read(key: string): string | undefined;
   write(key: string, value: string): void;
@@ -66,11 +67,13 @@ export interface SweepHost {
  * Throws if R2 fails; the next call tries the same pass again.
  */
 export async function expireProfiles(host: SweepHost): Promise<number | null> {
+  if (!host.bucket) return null;
+  const bucket = host.bucket;
   const due = Number(host.read("profiles_due_at") ?? 0);
   const seen = host.read("profiles_seen") === "1";
   if (host.now < due) return seen ? due - host.now : null;
   const after = host.read("profiles_after") || undefined;
-  const pass = await sweepExpired(host.bucket, host.now, after);
+  const pass = await sweepExpired(bucket, host.now, after);
   // Within a round, whether any profile was kept so far; a new round starts from this pass.
   const keptInRound = pass.kept || (after !== undefined && host.read("profiles_kept") === "1");
   if (pass.deleted > 0) log("profiles_expired", { count: pass.deleted, scanned: pass.scanned });
@@ -90,6 +93,8 @@ export async function expireProfiles(host: SweepHost): Promise<number | null> {
 
 /** `expireProfiles` that never throws (logged): for an alarm that must go on. */
 export async function expireProfilesSafely(host: SweepHost): Promise<number | null> {
+  // A deployment without the PROFILES binding keeps no profiles: nothing to sweep, nothing to log.
+  if (!host.bucket) return null;
   try {
     return await expireProfiles(host);
   } catch (error) {

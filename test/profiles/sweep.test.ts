@@ -7,7 +7,8 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import { PROFILES_PREFIX, profileObjectKey } from "../../src/profiles/store";
-import { expireProfiles, SWEEP_INTERVAL_MS, sweepExpired } from "../../src/profiles/sweep";
+import { expireProfiles, expireProfilesSafely, SWEEP_INTERVAL_MS, sweepExpired } from "../../src/profiles/sweep";
+import { logged } from "../support/logs";
 import type { SessionRegistry } from "../../src/registry/object";
 import { FaultProvider } from "../support/fault-provider";
 
@@ -89,5 +90,15 @@ describe("the registry's alarm", () => {
     const alarm = await runInDurableObject(registry, (_object, state) => state.storage.getAlarm());
     expect(alarm).toBe(NOW + SWEEP_INTERVAL_MS);
     await runInDurableObject(registry, (_object, state) => state.storage.deleteAlarm());
+  });
+
+  it("a deployment without the PROFILES binding has nothing to sweep: no wake-up, no failure logged", async () => {
+    const meta = new Map<string, string>();
+    let answer: number | null | undefined;
+    const lines = await logged(async () => {
+      answer = await expireProfilesSafely({ bucket: undefined, now: Date.now(), read: (k) => meta.get(k), write: (k, v) => void meta.set(k, v) });
+    });
+    expect(answer).toBeNull();
+    expect(lines.filter((l) => String(l.event).startsWith("profile"))).toEqual([]);
   });
 });
