@@ -6,8 +6,7 @@
  */
 import { Hono, type Context } from "hono";
 import type { AcquireView } from "../pool/object";
-import type { Result } from "../result";
-import { ADMIN_COOKIE, isAdminToken, rateRule, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
+import { ADMIN_COOKIE, isAdminToken, requireAdmin, requireApiKey, type AuthVariables, unauthorized } from "./auth";
 import { DASHBOARD_HTML, dashboardData } from "./dashboard";
 import { ApiError, notFound, onError } from "./errors";
 import { openApiDocument } from "./openapi";
@@ -20,7 +19,6 @@ import {
   LeaseId,
   ListQuery,
   PoolConfigBody,
-  PoolListQuery,
   PoolName,
   RenewBody,
   TenantName,
@@ -29,19 +27,20 @@ import {
 import { cdpHandler } from "./cdp";
 import { limitBody } from "./limits";
 import { tenantsAdmin } from "./admin-tenants";
-import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
+import { applyPlan, grantWithPlan, planState, readLiveState } from "./prepare";
 import { profiles, refuseUploads } from "./profiles";
 import { steelLive } from "./steel-live";
-import { poolCall, registryCall, tenantCall, type Repeat } from "./calls";
+import { poolCall, registryCall, type Repeat } from "./calls";
 import { poolOf } from "../stubs";
 import { allPools, renderMetrics } from "./metrics";
 import { sha256Hex } from "../digest";
 import { connectUrl, mintToken, viewerUrl } from "../token";
 import { viewerPageHandler, viewerStreamHandler } from "./viewer/routes";
 import { steel } from "./steel";
+import { pools, poolSummaries } from "./pools";
 import { recording } from "./recording/routes";
 import { parse, readJson, unwrap } from "./validate";
-import { checkPlacement, placedCall } from "./placement";
+import { checkPlacement } from "./placement";
 import { accountView, capacity } from "./capacity";
 
 type AppEnv = { Bindings: Env; Variables: AuthVariables };
@@ -117,21 +116,15 @@ async function acquireLease(c: Ctx, pool: string): Promise<Response> {
     ...(plan.persistProfile ? { persistProfile: plan.persistProfile } : {}),
     ...(idempotencyKey ? { idempotencyKey, fingerprint: fingerprint(body) } : {}),
   };
-  let result: Result<AcquireView>;
+  let view: AcquireView;
   try {
     // Repeatable: the same input, lease id included, is answered with the lease
     // the first attempt created, if it got that far (see PoolObject.acquire).
-    result = await onPool(c, pool, "acquire", "repeatable", (stub) => stub.acquire(input));
-  } catch (error) {
-    await dropPlan(c.env, c.get("tenant"), plan);
-    throw error;
+    view = await grantWithPlan(c.env, c.get("tenant"), plan, () => onPool(c, pool, "acquire", "repeatable", (stub) => stub.acquire(input)));
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-  if (!result.ok) await dropPlan(c.env, c.get("tenant"), plan);
-  const { lease, replayed } = unwrap(result);
-  // A replay answers the first attempt's lease, which saves to the profile that attempt made: this one's goes.
-  if (replayed && plan.reserved && lease.persistProfile !== plan.reserved) await dropPlan(c.env, c.get("tenant"), plan);
+  const { lease, replayed } = view;
   if (signal?.aborted && lease.status === "active") {
     // The caller left while the pool decided. Its connect token never left this
     // Worker, so nobody can use the lease: give it back now rather than at
@@ -201,6 +194,7 @@ v1.route("/", steelLive);
 v1.route("/", steel);
 // Saved browser state, per tenant, in Steel's shape (profiles.ts).
 v1.route("/", profiles);
+v1.route("/", pools);
 
 v1.post("/pools/:pool/leases/:id/renew", async (c) => {
   const pool = parse(PoolName, c.req.param("pool"), "path.pool");
@@ -214,58 +208,6 @@ v1.delete("/pools/:pool/leases/:id", async (c) => {
   const id = parse(LeaseId, c.req.param("id"), "path.id");
   // Repeatable: releasing a lease that has ended answers with that lease.
   return c.json(unwrap(await onPool(c, pool, "release", "repeatable", (stub) => stub.release(id))));
-});
-
-/** One page of pools from the registry, each with its current counts and health (asked of the pool objects in parallel). */
-async function poolSummaries(c: Ctx, tenant: string | undefined) {
-  const query = parse(PoolListQuery, c.req.query(), "query");
-  const page = await registryCall(c.env, "listPools", "repeatable", (registry) =>
-    registry.listPools({ ...(tenant === undefined ? {} : { tenant }), ...query }),
-  );
-  const pools = await Promise.all(
-    page.pools.map(async (entry) => {
-      const described = await poolCall(c.env, entry.tenant, entry.pool, "describe", "repeatable", (stub) => stub.describe());
-      const base = { ...(tenant === undefined ? { tenant: entry.tenant } : {}), pool: entry.pool, createdAt: entry.createdAt };
-      if (!described.ok) return { ...base, counts: null, capacity: null, consistent: null };
-      const { counts, capacity, consistent } = described.value;
-      return { ...base, counts, capacity, consistent };
-    }),
-  );
-  return { pools, nextCursor: page.nextCursor };
-}
-
-// The caller's own tenant: its quota and usage, and the rate limit its keys are held to.
-v1.get("/tenant", async (c) => {
-  const { tenant, quota, usage } = await tenantCall(c.env, c.get("tenant"), "describe", "repeatable", (stub) => stub.describe(c.get("tenant")));
-  const rate = rateRule(c.env);
-  return c.json({ tenant, quota, usage, rateLimit: rate ? { requests: rate.limit, periodSeconds: rate.periodMs / 1000 } : null });
-});
-
-v1.get("/pools", async (c) => c.json(await poolSummaries(c, c.get("tenant"))));
-
-v1.get("/pools/:pool", async (c) => {
-  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await onPool(c, pool, "describe", "repeatable", (stub) => stub.describe())));
-});
-
-// Cheap enough to poll: the pool answers from its tallies, without scanning its rows.
-v1.get("/pools/:pool/pressure", async (c) => {
-  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await onPool(c, pool, "pressure", "repeatable", (stub) => stub.pressure())));
-});
-
-v1.delete("/pools/:pool", async (c) => {
-  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  return c.json(unwrap(await onPool(c, pool, "deletePool", "once", (stub) => stub.deletePool(c.get("tenant"), pool))));
-});
-
-v1.put("/pools/:pool", async (c) => {
-  const pool = parse(PoolName, c.req.param("pool"), "path.pool");
-  const patch = parse(PoolConfigBody, await readJson(c), "body");
-  // A locationHint places the pool only if this request creates it (src/placement.ts); an existing pool is where it is.
-  if (patch.locationHint !== undefined) await checkPlacement(c.env, c.get("tenant"), pool, patch.locationHint, `locationHint ${patch.locationHint}`);
-  const hint = patch.locationHint ?? undefined;
-  return c.json(unwrap(await placedCall(c.env, c.get("tenant"), pool, hint, "configure", "once", (stub) => stub.configure(c.get("tenant"), pool, patch))));
 });
 
 export const app = new Hono<AppEnv>();

@@ -15,8 +15,11 @@ import { log } from "../log";
 import { poolOf } from "../stubs";
 import type { z } from "zod";
 import { deleteProfile, loadProfile, reserveProfile } from "../profiles/store";
+import type { AcquireView } from "../pool/object";
+import type { Result } from "../result";
 import { ApiError } from "./errors";
 import { profileApiError } from "./profiles";
+import { unwrap } from "./validate";
 
 /** How long applying a state to a granted lease's browser may take before the lease is released and the caller told. */
 export const APPLY_TIMEOUT_MS = 15_000;
@@ -69,6 +72,28 @@ export async function planState(env: Env, tenant: string, leaseId: string, ask: 
 /** Gives back what a plan made when its lease was not granted (best effort: an empty reserved profile). */
 export async function dropPlan(env: Env, tenant: string, plan: StatePlan): Promise<void> {
   if (plan.reserved) await deleteProfile(env, tenant, plan.reserved).catch(() => undefined);
+}
+
+/**
+ * The pool's answer to an acquire made with `plan`, with what the plan made
+ * given back wherever no lease of this request's results: the call threw,
+ * the pool refused (the refusal is thrown as its ApiError), or an
+ * Idempotency-Key replay answered the first attempt's lease, which saves to
+ * the profile that attempt reserved. Applying the state is left to the
+ * caller (applyPlan), which may first have to hand the lease back.
+ */
+export async function grantWithPlan(env: Env, tenant: string, plan: StatePlan, acquire: () => Promise<Result<AcquireView>>): Promise<AcquireView> {
+  let result: Result<AcquireView>;
+  try {
+    result = await acquire();
+  } catch (error) {
+    await dropPlan(env, tenant, plan);
+    throw error;
+  }
+  if (!result.ok) await dropPlan(env, tenant, plan);
+  const view = unwrap(result);
+  if (view.replayed && plan.reserved && view.lease.persistProfile !== plan.reserved) await dropPlan(env, tenant, plan);
+  return view;
 }
 
 /** `top` laid over `base`: a cookie of the same name, domain and path, and an origin's item of the same key, are top's. */

@@ -26,7 +26,7 @@ import { parse, readJson, unwrap } from "./validate";
 import { BrowserState } from "../browser/state";
 import { STEEL_REGIONS, type SteelRegion } from "../placement";
 import { placedCall, placeNamespace } from "./placement";
-import { applyPlan, dropPlan, planState, readLiveState } from "./prepare";
+import { applyPlan, grantWithPlan, planState, readLiveState } from "./prepare";
 
 type SteelEnv = { Bindings: Env; Variables: AuthVariables };
 
@@ -94,25 +94,22 @@ steel.post("/sessions", async (c) => {
   const plan = await planState(c.env, tenant, id, { context: body.sessionContext, profileId: body.profileId, persistProfile: body.persistProfile });
   const token = mintToken(tenant);
   const viewer = mintToken(tenant);
-  const result = await placedCall(c.env, tenant, pool, hint, "acquire", "repeatable", (stub) =>
-    stub.acquire({
-      leaseId: id,
-      tenant,
-      pool,
-      owner: c.get("owner"),
-      tokenHash: token.hash,
-      viewerTokenHash: viewer.hash,
-      ttlSeconds: Math.ceil(timeoutMs / 1000),
-      waitSeconds: CREATE_WAIT_SECONDS,
-      labels: { api: "steel" },
-      ...(plan.persistProfile ? { persistProfile: plan.persistProfile } : {}),
-    }),
-  ).catch(async (error) => {
-    await dropPlan(c.env, tenant, plan);
-    throw error;
-  });
-  if (!result.ok) await dropPlan(c.env, tenant, plan);
-  const { lease } = unwrap(result);
+  const { lease } = await grantWithPlan(c.env, tenant, plan, () =>
+    placedCall(c.env, tenant, pool, hint, "acquire", "repeatable", (stub) =>
+      stub.acquire({
+        leaseId: id,
+        tenant,
+        pool,
+        owner: c.get("owner"),
+        tokenHash: token.hash,
+        viewerTokenHash: viewer.hash,
+        ttlSeconds: Math.ceil(timeoutMs / 1000),
+        waitSeconds: CREATE_WAIT_SECONDS,
+        labels: { api: "steel" },
+        ...(plan.persistProfile ? { persistProfile: plan.persistProfile } : {}),
+      }),
+    ),
+  );
   if (lease.status === "active") await applyPlan(c.env, tenant, pool, lease, plan);
   return c.json(
     session(lease, pool, {
