@@ -2,15 +2,30 @@
  * The real provider against real Chromium, through the BROWSER binding that
  * wrangler/Miniflare serve locally: every operation the pool relies on.
  */
-import puppeteer from "@cloudflare/puppeteer";
+import puppeteer, { type Browser } from "@cloudflare/puppeteer";
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { realBrowsers } from "../support/browsers";
+import { withCdp } from "../../src/browser/cdp";
 import type { SessionRegistry } from "../../src/registry/object";
 import { ORPHAN_GRACE_MS } from "../../src/registry/sweep";
 import { call, poolName } from "../support/http";
 
 const { provider, launch } = realBrowsers();
+
+type Targets = { targetInfos: { targetId: string; type: string; url: string }[] };
+const pages = (sessionId: string) =>
+  withCdp(env.BROWSER, sessionId, async (send) => (await send<Targets>("Target.getTargets")).targetInfos.filter((t) => t.type === "page"));
+/** The browser's page targets, by id: a full reset replaces the blank tab, an untouched browser keeps it. */
+const pageTargets = async (sessionId: string) => (await pages(sessionId)).map((t) => t.targetId);
+const pageUrls = async (sessionId: string) => (await pages(sessionId)).map((t) => t.url);
+/** An expression's value in the browser's only tab. */
+const evaluateInBlank = (sessionId: string, expression: string) =>
+  withCdp(env.BROWSER, sessionId, async (send) => {
+    const [tab] = (await send<Targets>("Target.getTargets")).targetInfos.filter((t) => t.type === "page");
+    const { sessionId: attached } = await send<{ sessionId: string }>("Target.attachToTarget", { targetId: tab!.targetId, flatten: true });
+    return (await send<{ result: { value: unknown } }>("Runtime.evaluate", { expression, returnByValue: true }, attached)).result.value;
+  });
 
 describe("RenderingProvider with real Chromium", () => {
   it("launches a browser that is listed as live and not connected", async () => {
@@ -47,6 +62,71 @@ describe("RenderingProvider with real Chromium", () => {
     } finally {
       next.disconnect();
     }
+  });
+
+  it("a reset after a lease that closed its own pages keeps the blank tab the last reset left, and opens no other", async () => {
+    const sessionId = await launch();
+    await provider.reset(sessionId);
+    const [blank] = await pageTargets(sessionId);
+    const client = await puppeteer.connect(env.BROWSER, sessionId);
+    const page = await client.newPage();
+    await page.setContent("<title>the lease's own page</title>");
+    await page.close();
+    client.disconnect();
+
+    await provider.reset(sessionId);
+
+    expect(await pageTargets(sessionId)).toEqual([blank]);
+  });
+
+  // Each way a lease can leave something behind in a browser it did not close; the touch is undone by a full reset.
+  const touches: [string, (client: Browser) => Promise<void>, (sessionId: string) => Promise<void>][] = [
+    [
+      "navigated the blank tab",
+      async (client) => void (await (await client.pages())[0]!.goto("data:text/html,<title>secret</title>")),
+      async (sessionId) => expect(await pageUrls(sessionId)).toEqual(["about:blank"]),
+    ],
+    [
+      "wrote into the blank tab",
+      async (client) => (await client.pages())[0]!.setContent("<title>secret</title>"),
+      async (sessionId) => expect(await evaluateInBlank(sessionId, "document.title")).toBe(""),
+    ],
+    [
+      "set a global in the blank tab",
+      async (client) => void (await (await client.pages())[0]!.evaluate("window.secret = 'kept'")),
+      async (sessionId) => expect(await evaluateInBlank(sessionId, "typeof window.secret")).toBe("undefined"),
+    ],
+    [
+      "set a cookie",
+      async (client) => (await client.pages())[0]!.setCookie({ name: "secret", value: "kept", url: "https://example.com/" }),
+      async (sessionId) => expect(await withCdp(env.BROWSER, sessionId, (send) => send<{ cookies: unknown[] }>("Storage.getCookies", {}))).toEqual({ cookies: [] }),
+    ],
+    [
+      "left a page open",
+      async (client) => void (await client.newPage()),
+      async (sessionId) => expect(await pageUrls(sessionId)).toEqual(["about:blank"]),
+    ],
+    [
+      "opened a private context",
+      async (client) => void (await client.createBrowserContext()),
+      async (sessionId) =>
+        expect((await withCdp(env.BROWSER, sessionId, (send) => send<{ browserContextIds: string[] }>("Target.getBrowserContexts"))).browserContextIds).toEqual([]),
+    ],
+  ];
+  it.each(touches)("a lease that %s gets the full reset: a new blank tab, and nothing of it left", async (_, touch, isGone) => {
+    const sessionId = await launch();
+    await provider.reset(sessionId);
+    const [blank] = await pageTargets(sessionId);
+    const client = await puppeteer.connect(env.BROWSER, sessionId);
+    await touch(client);
+    client.disconnect();
+
+    await provider.reset(sessionId);
+
+    const after = await pageTargets(sessionId);
+    expect(after).toHaveLength(1);
+    expect(after).not.toContain(blank);
+    await isGone(sessionId);
   });
 
   it("ping succeeds on a live browser and fails once it is gone", async () => {
