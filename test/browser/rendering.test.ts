@@ -129,6 +129,25 @@ describe("RenderingProvider with real Chromium", () => {
     await isGone(sessionId);
   });
 
+  // The local binding's emulator once lost a browser launched while a list was read (the list found the
+  // session before its DevTools socket was open, and forgot it): the browser then vanished from every list
+  // and refused every connection. scripts/setup.mjs fixes that in the installed Miniflare; this guards it.
+  it("browsers launched while the sessions are listed are listed and answer a connection", async () => {
+    let launching = true;
+    let lists = 0;
+    const listing = (async () => {
+      for (; launching; lists += 1) await puppeteer.sessions(env.BROWSER);
+    })();
+    const launched = await Promise.all([launch(), launch(), launch()]).finally(() => (launching = false));
+    await listing;
+    expect(lists).toBeGreaterThan(0);
+    const listed = (await puppeteer.sessions(env.BROWSER)).map((s) => s.sessionId);
+    for (const sessionId of launched) {
+      expect(listed).toContain(sessionId);
+      await expect(provider.ping(sessionId)).resolves.toBeUndefined();
+    }
+  });
+
   it("ping succeeds on a live browser and fails once it is gone", async () => {
     const sessionId = await launch();
     await expect(provider.ping(sessionId)).resolves.toBeUndefined();
