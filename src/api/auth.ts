@@ -3,8 +3,9 @@
  *
  * Two kinds of key:
  * - managed keys (`bsk_<tenant>.<secret>`, created with the admin API): checked
- *   by the tenant's object on every request, never cached, so revocation takes
- *   effect with the next request;
+ *   by the tenant's object on every request, so revocation takes effect with
+ *   the next request; an operator may trade that for throughput with
+ *   MANAGED_KEY_CACHE_MS (at most 1 s, off by default; docs/security.md);
  * - keys from the `API_KEYS` secret, a JSON object mapping each key to its
  *   tenant (locally from .dev.vars: `dev-key` → `dev`, `dev2-key` → `dev2`;
  *   in production, only if the operator sets the secret). Compared by their
@@ -65,6 +66,33 @@ export async function isTenantPool(env: Env, tenant: string, pool: string): Prom
   return tenantCall(env, tenant, "hasPool", "repeatable", (stub) => stub.hasPool(pool));
 }
 
+/** The longest MANAGED_KEY_CACHE_MS may be: how long a revoked key may still pass, per Worker isolate. */
+export const MAX_KEY_CACHE_MS = 1_000;
+/** Managed keys checked in this isolate within the cache's window, by the key's digest (never the key): */
+const checkedKeys = new Map<string, { tenant: string; keyId: string; until: number }>();
+/** Bounded: at most this many keys per isolate (the oldest checked is forgotten first). */
+const MAX_CACHED_KEYS = 1_000;
+
+/** MANAGED_KEY_CACHE_MS as a number of ms within [0, MAX_KEY_CACHE_MS]; 0 (no cache) when unset or not a number. */
+export function keyCacheMs(env: Env): number {
+  const ms = Number(env.MANAGED_KEY_CACHE_MS ?? "0");
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_KEY_CACHE_MS) : 0;
+}
+
+/** The key a managed key's digest was found to be within the last `cacheMs`, if any. */
+function cachedKey(digest: string, now: number): { tenant: string; keyId: string } | undefined {
+  const hit = checkedKeys.get(digest);
+  if (hit && hit.until > now) return hit;
+  if (hit) checkedKeys.delete(digest);
+  return undefined;
+}
+
+function cacheKey(digest: string, tenant: string, keyId: string, until: number): void {
+  checkedKeys.delete(digest);
+  checkedKeys.set(digest, { tenant, keyId, until });
+  if (checkedKeys.size > MAX_CACHED_KEYS) checkedKeys.delete(checkedKeys.keys().next().value!);
+}
+
 export const unauthorized = (detail: string) =>
   new ApiError(401, "unauthorized", detail, { "WWW-Authenticate": 'Bearer realm="browser-session-broker"' });
 
@@ -106,15 +134,26 @@ export function requireApiKey(): MiddlewareHandler<{ Bindings: Env; Variables: A
     const managedTenant = keyTenant(key);
     if (managedTenant !== undefined) {
       if (!TenantName.safeParse(managedTenant).success) throw unauthorized("the API key is not valid");
-      // Repeatable: a second attempt at most counts the request twice against the key's fallback window.
       const digest = sha256Hex(key);
-      const result = await tenantCall(c.env, managedTenant, "authenticate", "repeatable", (stub) => stub.authenticate(digest, fallback));
-      if (!result.ok) {
-        if (result.reason === "rate_limited") throw rateLimited(result.retryAfterSeconds, rate!);
-        throw unauthorized("the API key is not valid (or was revoked)");
+      // A key found valid within MANAGED_KEY_CACHE_MS passes without asking the tenant's object again, unless
+      // that object also counts the request (no Rate Limiting binding): then it is asked every time.
+      const cacheMs = fallback ? 0 : keyCacheMs(c.env);
+      const now = Date.now();
+      const hit = cacheMs > 0 ? cachedKey(digest, now) : undefined;
+      if (hit) {
+        keyId = hit.keyId;
+      } else {
+        // Repeatable: a second attempt at most counts the request twice against the key's fallback window.
+        const result = await tenantCall(c.env, managedTenant, "authenticate", "repeatable", (stub) => stub.authenticate(digest, fallback));
+        if (!result.ok) {
+          if (result.reason === "rate_limited") throw rateLimited(result.retryAfterSeconds, rate!);
+          throw unauthorized("the API key is not valid (or was revoked)");
+        }
+        keyId = result.keyId;
+        // The window starts when the check was asked for: the object's answer is at most that old when it expires.
+        if (cacheMs > 0) cacheKey(digest, managedTenant, keyId, now + cacheMs);
       }
       tenant = managedTenant;
-      keyId = result.keyId;
     } else {
       const digest = sha256(key);
       for (const entry of keyEntries(c.env.API_KEYS)) {
