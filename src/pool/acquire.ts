@@ -9,7 +9,7 @@
  */
 import { fail, type Result } from "../result";
 import { beingDeleted, type Lifecycle } from "./lifecycle";
-import { requestLease, type Step } from "./machine";
+import { requestLease } from "./machine";
 import type { LeaseRow } from "./schema";
 import { IDEMPOTENCY_TTL_MS, type PoolShell } from "./shell";
 import type { AcquireInput, AcquireView } from "./views";
@@ -45,8 +45,8 @@ export async function acquireLease(shell: PoolShell, lifecycle: Lifecycle, input
         const lease = step.db.lease(prior.lease_id);
         if (lease) {
           if (input.tokenHash && (lease.status === "waiting" || lease.status === "active")) {
-            step.db.updateLease(lease.id, { token_hash: input.tokenHash });
-            if (input.viewerTokenHash) rememberViewer(step, lease.id, input.viewerTokenHash);
+            // A replay's answer carries new URLs: they replace the first answer's, as a connect token does.
+            step.db.updateLease(lease.id, { token_hash: input.tokenHash, ...(input.viewerTokenHash ? { viewer_hash: input.viewerTokenHash } : {}) });
           }
           return { kind: "replay" as const, lease };
         }
@@ -63,9 +63,9 @@ export async function acquireLease(shell: PoolShell, lifecycle: Lifecycle, input
       ...(input.priority ? { priority: input.priority } : {}),
       ...(input.record === undefined ? {} : { record: input.record }),
       ...(input.persistProfile ? { persistProfile: input.persistProfile } : {}),
+      ...(input.viewerTokenHash ? { viewerHash: input.viewerTokenHash } : {}),
     });
     if (key && result.kind !== "rejected") step.db.rememberIdempotent(key, input.leaseId, fingerprint, step.now);
-    if (input.viewerTokenHash && result.kind !== "rejected") rememberViewer(step, input.leaseId, input.viewerTokenHash);
     return result;
   });
   switch (outcome.kind) {
@@ -85,11 +85,6 @@ export async function acquireLease(shell: PoolShell, lifecycle: Lifecycle, input
     case "waiting":
       return answered(shell, outcome.lease, input.leaseId, false);
   }
-}
-
-/** The read-only viewer of the lease's `viewerUrl` (shown once, in the 201, as its connect URL is; a replay gets a new one). */
-function rememberViewer(step: Step, leaseId: string, tokenHash: string): void {
-  step.db.insertViewer({ token_hash: tokenHash, lease_id: leaseId, interactive: 0, created_at: step.now });
 }
 
 /** The answer to a request for `lease`: at once if it is decided, else when it is. */

@@ -122,6 +122,8 @@ export interface LeaseRequest {
   record?: boolean;
   /** Save the browser's state to this profile of the tenant's when the lease ends. */
   persistProfile?: string;
+  /** SHA-256 of the token of the lease's own viewer URL. */
+  viewerHash?: string;
   owner: string;
   labels: Record<string, string>;
   ttlMs: number;
@@ -201,6 +203,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
     wait_ms: req.waitMs,
     record: (req.record ?? config.record) ? 1 : 0,
     persist_profile: req.persistProfile ?? null,
+    viewer_hash: req.viewerHash ?? null,
   };
   if (idle && isFresh(step, idle)) {
     // The common case, written once: the lease is inserted already active on

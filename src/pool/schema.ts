@@ -76,6 +76,8 @@ export type LeaseRow = {
   record: number;
   /** The tenant's profile the browser's state is saved to when the lease ends (src/profiles), or null. */
   persist_profile: string | null;
+  /** SHA-256 of the token of the lease's own viewer URL (the `viewerUrl` of its 201); further viewers are rows of `viewers`. */
+  viewer_hash: string | null;
 };
 
 /** A CDP socket the Worker is proxying for a lease (registered before it opens, removed once both ends are closed). */
@@ -289,6 +291,12 @@ const MIGRATIONS: Migration[] = [
     // Profiles: the profile a lease's browser state is saved to when it ends (src/profiles).
     version: 11,
     statements: [`ALTER TABLE leases ADD COLUMN persist_profile TEXT`],
+  },
+  {
+    // The lease's own viewer token in its row: no `viewers` row (and index entry) written per acquire.
+    // Leases granted before keep theirs in `viewers`, which is still read.
+    version: 12,
+    statements: [`ALTER TABLE leases ADD COLUMN viewer_hash TEXT`],
   },
 ];
 

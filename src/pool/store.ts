@@ -220,8 +220,8 @@ export class PoolStore extends PoolRecords {
   insertLease(row: LeaseRow): void {
     this.sql.exec(
       `INSERT INTO leases (id, seq, status, session_row, session_id, owner, labels, ttl_ms, created_at, wait_deadline,
-        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash, connected_at, priority, rank, wait_ms, record, persist_profile)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        granted_at, expires_at, ended_at, end_reason, idempotency_key, token_hash, connected_at, priority, rank, wait_ms, record, persist_profile, viewer_hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.id,
       row.seq,
       row.status,
@@ -244,6 +244,7 @@ export class PoolStore extends PoolRecords {
       row.wait_ms,
       row.record,
       row.persist_profile,
+      row.viewer_hash,
     );
   }
 

@@ -4,10 +4,12 @@
  * and the stream of the leased browser's screen that ends with the lease.
  * (Pixels seen by a person's browser: test/e2e/viewer.test.ts.)
  */
-import { env, SELF } from "cloudflare:test";
+import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { connect, openPage, viaSelf } from "../support/cdp";
 import { call, DEV2_KEY, newPool } from "../support/http";
+import type { PoolObject } from "../../src/pool/object";
+import { tokenHash } from "../../src/token";
 
 async function lease(pool: string) {
   const reply = await call(`/v1/pools/${pool}/leases`, { method: "POST", body: { ttlSeconds: 60 } });
@@ -62,6 +64,41 @@ describe("live viewer", () => {
     expect(page.headers.get("content-type")).toMatch(/^text\/html/);
     expect(page.headers.get("cache-control")).toBe("no-store");
     expect(await page.text()).toContain(`/v1/pools/${pool}/leases/${id}/viewer/stream?token=`);
+    await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
+  });
+
+  it("an Idempotency-Key replay answers a new viewerUrl in place of the first (as its connectUrl); another lease's viewer token is refused", async () => {
+    const pool = await newPool("viewer", { maxSessions: 2 });
+    const body = { ttlSeconds: 60 };
+    const headers = { "idempotency-key": `viewer-${crypto.randomUUID()}` };
+    const first = await call(`/v1/pools/${pool}/leases`, { method: "POST", body, headers });
+    const again = await call(`/v1/pools/${pool}/leases`, { method: "POST", body, headers });
+    expect([first.status, again.status]).toEqual([201, 201]);
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.body.viewerUrl).not.toBe(first.body.viewerUrl);
+    expect((await SELF.fetch(viaSelf(again.body.viewerUrl))).status).toBe(200);
+    expect((await SELF.fetch(viaSelf(first.body.viewerUrl))).status).toBe(401);
+
+    // A token is good for its own lease only, though both are the pool's.
+    const other = await lease(pool);
+    const token = new URL(other.viewerUrl).searchParams.get("token")!;
+    const swapped = new URL(again.body.viewerUrl);
+    swapped.searchParams.set("token", token);
+    expect((await SELF.fetch(viaSelf(swapped.toString()))).status).toBe(401);
+    expect((await SELF.fetch(viaSelf(other.viewerUrl))).status).toBe(200);
+    for (const id of [first.body.id, other.id]) await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
+  });
+
+  it("a lease granted before schema 12 keeps the viewer URL it was answered with (its token a row of viewers)", async () => {
+    const pool = await newPool("viewer");
+    const { id, viewerUrl } = await lease(pool);
+    const token = new URL(viewerUrl).searchParams.get("token")!;
+    // As a version-11 pool wrote it: no viewer_hash in the lease's row, the token's hash in `viewers`.
+    await runInDurableObject(env.POOL.get(env.POOL.idFromName(`dev/${pool}`)), (_object: PoolObject, state) => {
+      state.storage.sql.exec(`UPDATE leases SET viewer_hash = NULL WHERE id = ?`, id);
+      state.storage.sql.exec(`INSERT INTO viewers (token_hash, lease_id, interactive, created_at) VALUES (?, ?, 0, 0)`, tokenHash(token), id);
+    });
+    expect((await SELF.fetch(viaSelf(viewerUrl))).status).toBe(200);
     await call(`/v1/pools/${pool}/leases/${id}`, { method: "DELETE" });
   });
 

@@ -39,7 +39,7 @@ describe("schema migrations", () => {
         for (const index of ["leases_ended", "sessions_ended", "leases_unconnected", "sessions_unforgotten", "sessions_lost", "leases_waiting_rank"]) {
           sql.exec(`DROP INDEX ${index}`);
         }
-        for (const column of ["priority", "rank", "wait_ms", "record", "persist_profile"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
+        for (const column of ["priority", "rank", "wait_ms", "record", "persist_profile", "viewer_hash"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
         // Everything versions 9 and later added.
         sql.exec(`DROP TABLE viewers`);
         sql.exec(`ALTER TABLE connections DROP COLUMN kind`);
@@ -89,7 +89,7 @@ describe("schema migrations", () => {
       migrate(state.storage);
       state.storage.transactionSync(() => {
         for (const index of ["leases_unconnected", "sessions_unforgotten", "sessions_lost", "leases_waiting_rank"]) sql.exec(`DROP INDEX ${index}`);
-        for (const column of ["priority", "rank", "wait_ms", "record", "persist_profile"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
+        for (const column of ["priority", "rank", "wait_ms", "record", "persist_profile", "viewer_hash"]) sql.exec(`ALTER TABLE leases DROP COLUMN ${column}`);
         // Everything versions 9 and later added.
         sql.exec(`DROP TABLE viewers`);
         sql.exec(`ALTER TABLE connections DROP COLUMN kind`);
