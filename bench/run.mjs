@@ -21,7 +21,9 @@
  * bench/results.json. Localhost only; bounded (about 5 minutes here).
  * Environment: BENCH_WINDOW_MS (default 3000), BENCH_ROUNDS (default 3),
  * BENCH_COLD_SAMPLES (default 9), BENCH_PHASES (default "warm,scaling,real";
- * e.g. "warm" alone while working on the hot path).
+ * e.g. "warm" alone while working on the hot path), BENCH_KEY_CACHE_MS (the
+ * broker's MANAGED_KEY_CACHE_MS, default 0 as in production: compare the
+ * getManaged probe with 0 and 1000).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -39,6 +41,7 @@ const fromWrangler = createRequire(createRequire(import.meta.url).resolve("wrang
 const { Miniflare } = fromWrangler("miniflare");
 const miniflareVersion = fromWrangler("miniflare/package.json").version;
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 3000);
+const KEY_CACHE_MS = process.env.BENCH_KEY_CACHE_MS ?? "0";
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const COLD_SAMPLES = Number(process.env.BENCH_COLD_SAMPLES ?? 9);
 const PROFILE = process.env.BENCH_PROFILE === "1";
@@ -121,6 +124,7 @@ function miniflare(out, brokerVars) {
         bindings: {
           API_KEYS: JSON.stringify({ "bench-key": "bench" }),
           ADMIN_TOKEN: "bench-admin",
+          MANAGED_KEY_CACHE_MS: KEY_CACHE_MS,
           MAX_SESSIONS_PER_POOL: "120",
           // The bench creates many pools under one tenant: quotas out of its way.
           TENANT_MAX_POOLS: "10000",
@@ -443,6 +447,16 @@ function table(results) {
     lines.push(`| cold: broker acquire (launches) | 1 | | ${k.broker_acquire_ms} | | **${k.ratio}** |`);
     lines.push(`| reuse: broker acquire of a warm session | 1 | | ${results.reuse.acquire_ms} | | **${results.reuse.speedup_vs_cold}× faster** than cold |`);
   }
+  if (results.pool_throughput) {
+    const t = results.pool_throughput;
+    lines.push(
+      "",
+      `One pool object, sustained: ${t.pairs_per_s} acquire + release pairs/s (warm, concurrency ${t.concurrency}). ` +
+        `The platform: ${t.platform.launches_per_s.join(" or ")} new browsers/s and ${t.platform.concurrent.join(" or ")} concurrent per account. ` +
+        `A pool is the bottleneck only if its leases last under ${t.min_hold_ms} ms: ${t.platform.concurrent.at(-1)} browsers each re-leased every ${t.min_hold_ms} ms need ${t.pairs_per_s} pairs/s; ` +
+        `${t.launch_rate_multiple}× the fastest launch rate.`,
+    );
+  }
   if (results.memory) {
     const m = results.memory;
     lines.push(
@@ -451,6 +465,26 @@ function table(results) {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * Issue 19, item 4: what one pool object sustains against what the platform
+ * allows an account (Browser Run's published limits, two plan generations):
+ * the pool is never the first bottleneck unless leases are shorter than the
+ * hold at which the account's largest concurrency would need more pairs per
+ * second than the pool serves.
+ */
+function poolThroughput(warm) {
+  const platform = { launches_per_s: [1, 3], concurrent: [120, 200] };
+  const pairs = warm.broker_ops_per_s;
+  return {
+    concurrency: warm.concurrency,
+    pairs_per_s: pairs,
+    platform,
+    min_hold_ms: Math.ceil((platform.concurrent.at(-1) / pairs) * 1000),
+    launch_rate_multiple: Math.round(pairs / platform.launches_per_s.at(-1)),
+    note: "pairs/s of a warm pool of simulated browsers (the broker's own cost); min_hold_ms: the lease length below which the account's largest concurrency, every browser re-leased as soon as released, would need more pairs/s than one pool object serves",
+  };
 }
 
 async function main() {
@@ -473,6 +507,7 @@ async function main() {
         const byConcurrency = await warm(bench);
         results.warm = { ...byConcurrency[Math.max(...CONCURRENCY)], concurrency: Math.max(...CONCURRENCY) };
         results.warm_by_concurrency = byConcurrency;
+        results.pool_throughput = poolThroughput(results.warm);
       }
       if (PHASES.has("scaling")) Object.assign(results, await scaling(bench));
     } finally {
@@ -502,6 +537,7 @@ async function main() {
     node: process.version,
     miniflare: miniflareVersion,
   };
+  results.settings = { managed_key_cache_ms: Number(KEY_CACHE_MS) };
   results.definitions = {
     op: "warm/scaling: one acquire (POST /v1/pools/{pool}/leases) + one release (DELETE …/leases/{id}) through the broker Worker's fetch handler; baseline: two requests to a Worker whose handler makes one RPC to a Durable Object that does one SQLite INSERT",
     ratio: "broker ops/s ÷ baseline ops/s, the median of interleaved rounds",
