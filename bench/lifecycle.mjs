@@ -39,6 +39,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import puppeteer from "puppeteer-core";
 import { startBroker } from "../scripts/lib/broker.mjs";
+import { lifecycleBlock, writeReadmeBlock } from "./readme.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 15);
 const WARMUP = Number(process.env.WARMUP ?? 2);
@@ -377,8 +378,9 @@ const results = {
   samples: Object.fromEntries(Object.entries(samples).map(([name, phases]) => [name, Object.fromEntries(Object.entries(phases).map(([p, xs]) => [p, xs.map(round1)]))])),
 };
 writeFileSync(join(here, "lifecycle.json"), `${JSON.stringify(results, null, 2)}\n`);
+writeReadmeBlock("bench:lifecycle", lifecycleBlock(results));
 if (failures.length > 0) console.log(`\nbench: ${failures.length} iteration(s) failed and are not in the figures (see failures in bench/lifecycle.json)`);
-console.log("\nbench: wrote bench/lifecycle.json");
+console.log("\nbench: wrote bench/lifecycle.json and README.md's figures");
 
 clearTimeout(deadline);
 await cleanUp();

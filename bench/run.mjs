@@ -33,6 +33,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { cleanUpRun, runTmpDir } from "../scripts/lib/browsers.mjs";
 import { profileDuring, summarize } from "./profile.mjs";
+import { benchBlock, writeReadmeBlock } from "./readme.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -547,8 +548,9 @@ async function main() {
   };
   results.duration_s = Math.round((Date.now() - started) / 1000);
   writeFileSync(join(here, "results.json"), JSON.stringify(results, null, 2) + "\n");
+  writeReadmeBlock("bench:results", benchBlock(results));
   console.log(`\n${table(results)}\n`);
-  log(`wrote bench/results.json`);
+  log(`wrote bench/results.json and README.md's figures`);
 }
 
 main().catch((error) => {

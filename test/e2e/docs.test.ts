@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { readmeBlocks, replaceBlock } from "../../bench/readme.mjs";
 import { ERROR_CODES } from "../../src/problems";
 import { brokerUrl } from "./support";
 
@@ -86,6 +87,26 @@ describe("README.md and docs/", () => {
     expect(Buffer.byteLength(readme)).toBeLessThan(15_000);
     expect(readme).toContain("npm start");
     expect(readme).toContain("npm test");
+  });
+
+  it("the README's Performance section shows the figures bench/lifecycle.json and bench/results.json hold", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const json = (name: string): unknown => JSON.parse(readFileSync(join(ROOT, "bench", name), "utf8"));
+    const blocks = readmeBlocks(json("lifecycle.json"), json("results.json"));
+    expect(Object.keys(blocks).length).toBeGreaterThan(0);
+    for (const [name, body] of Object.entries(blocks)) {
+      // The block as the benchmark (or `node bench/readme.mjs`) writes it; fails if edited by hand or not rewritten.
+      expect(readme, name).toContain(`<!-- ${name} -->\n${body}\n<!-- /${name} -->`);
+      expect(body, name).toMatch(/\d{4}-\d{2}-\d{2}, \d+ × \S/); // a date and a CPU with every figure
+    }
+  });
+
+  it("a benchmark replaces only its own block, and refuses a README without it", () => {
+    const text = "a\n<!-- x -->\nold\n<!-- /x -->\nb <!-- y -->keep<!-- /y -->\n";
+    expect(replaceBlock(text, "x", "new\n")).toBe("a\n<!-- x -->\nnew\n<!-- /x -->\nb <!-- y -->keep<!-- /y -->\n");
+    expect(() => replaceBlock(text, "z", "new")).toThrow(/<!-- z -->/);
+    expect(() => replaceBlock(`${text}<!-- x -->`, "x", "new")).toThrow(/once|<!-- x -->/);
+    expect(() => replaceBlock("<!-- /x --><!-- x -->", "x", "new")).toThrow(/<!-- x -->/);
   });
 
   it("docs/api.md names every code of the error catalogue, and no other", () => {
