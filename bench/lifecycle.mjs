@@ -32,7 +32,8 @@
  * (default 15) and always stops its browsers and the broker.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
+import { randomBytes } from "node:crypto";
+import { createServer, request as httpRequest } from "node:http";
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -151,7 +152,14 @@ async function navigate(driver, browser) {
 
 // The broker's last log lines, shown when an iteration fails.
 let brokerLog = "";
-const broker = await startBroker({ onOutput: (chunk) => (brokerLog = (brokerLog + chunk).slice(-4000)) });
+/** The Worker's own split of each CDP connect (its `cdp_opened` log line: token checks, the pool's grant, the browser's socket). */
+const connectSplits = [];
+const broker = await startBroker({
+  onOutput: (chunk) => {
+    brokerLog = (brokerLog + chunk).slice(-4000);
+    for (const m of chunk.matchAll(/"event":"cdp_opened".*?"ms":(\{[^}]*\})/g)) connectSplits.push(JSON.parse(m[1]));
+  },
+});
 cleanups.push(() => broker.stop());
 console.log(`bench: broker on ${broker.url}`);
 const headers = { authorization: "Bearer dev-key", "content-type": "application/json" };
@@ -323,6 +331,69 @@ for (let r = 0; r < WARMUP + ROUNDS; r += 1) {
   console.log(`bench: ${label} (${Math.round((Date.now() - started) / 1000)} s), lifecycle ms: ${line.join(", ")}`);
 }
 
+// ---- where a connect's time goes ----
+
+/** ms until a WebSocket upgrade to `url` is answered 101 (the socket is then dropped). */
+function upgradeMs(url) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const request = httpRequest(new URL(url.replace(/^ws/, "http")), {
+      headers: { Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": randomBytes(16).toString("base64") },
+    });
+    request.setTimeout(10_000, () => request.destroy(new Error(`no answer to the upgrade within 10 s: ${url}`)));
+    request.on("upgrade", (_response, socket) => {
+      resolve(performance.now() - started);
+      socket.destroy();
+    });
+    request.on("response", (response) => reject(new Error(`the upgrade was answered ${response.statusCode}`)));
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+/** The median ms of one CDP round trip (Browser.getVersion), over 10, on a connected Puppeteer browser. */
+async function roundTripMs(browser) {
+  const times = [];
+  for (let i = 0; i < 10; i += 1) {
+    const started = performance.now();
+    await browser.version();
+    times.push(performance.now() - started);
+  }
+  return quantile(times, 0.5);
+}
+
+// Interleaved like the rounds: the socket's opening alone, and one CDP round trip, through the broker and directly.
+const connectParts = { upgrade: { broker: [], direct: [] }, round_trip: { broker: [], direct: [] } };
+const splitsBefore = connectSplits.length;
+for (let r = 0; r < ROUNDS; r += 1) {
+  await settle(warmPool, idleReady, "one idle session");
+  const lease = await call("POST", `/v1/pools/${warmPool}/leases`, { ttlSeconds: 60, waitSeconds: 30 });
+  try {
+    connectParts.upgrade.broker.push(await upgradeMs(lease.connectUrl));
+    connectParts.upgrade.direct.push(await upgradeMs(directEndpoint));
+    for (const [side, url] of [["broker", lease.connectUrl], ["direct", directEndpoint]]) {
+      const browser = await puppeteer.connect({ browserWSEndpoint: url });
+      try {
+        connectParts.round_trip[side].push(await roundTripMs(browser));
+      } finally {
+        await browser.disconnect();
+      }
+    }
+  } finally {
+    await call("DELETE", `/v1/pools/${warmPool}/leases/${lease.id}`);
+  }
+}
+const median = (xs) => (xs.length === 0 ? null : round1(quantile(xs, 0.5)));
+const splits = connectSplits.slice(splitsBefore);
+const connectBreakdown = {
+  upgrade_ms: { broker: median(connectParts.upgrade.broker), direct: median(connectParts.upgrade.direct) },
+  round_trip_ms: { broker: median(connectParts.round_trip.broker), direct: median(connectParts.round_trip.direct) },
+  worker_ms: Object.fromEntries(["token", "grant", "upstream"].map((k) => [k, median(splits.map((s) => s[k]))])),
+  worker_samples: splits.length,
+  note: "upgrade: a WebSocket upgrade answered 101, nothing sent; round_trip: Browser.getVersion through puppeteer-core; worker_ms: the broker Worker's own split of its connects in this section (its cdp_opened log lines): the connect token's checks (rate limit, the tenant's pool), the pool object's grant, the browser's socket through the BROWSER binding",
+};
+console.log(`bench: connect breakdown ${JSON.stringify(connectBreakdown)}`);
+
 // ---- report ----
 
 const figures = Object.fromEntries(variants.map((v) => [v.name, Object.fromEntries(PHASES.map((p) => [p, stats(samples[v.name][p])]))]));
@@ -373,6 +444,7 @@ const results = {
   page_bytes: Buffer.byteLength(PAGE),
   targets: TARGETS,
   ratios,
+  connect_breakdown: connectBreakdown,
   failures,
   variants: figures,
   samples: Object.fromEntries(Object.entries(samples).map(([name, phases]) => [name, Object.fromEntries(Object.entries(phases).map(([p, xs]) => [p, xs.map(round1)]))])),

@@ -41,14 +41,25 @@ export function lifecycleBlock(results) {
     const connect = met(r.connect_overhead_ms, (x) => x.toFixed(1));
     return `| ${driver} | ${ms(`${driver} broker warm`)} / ${ms(`${driver} direct warm`)} | ${met(r.warm_lifecycle_ratio)} | ${fixed2(r.back_to_back_lifecycle_ratio.value)} | ${connect} | ${met(r.cold_lifecycle_ratio)} |`;
   });
-  return [
+  const lines = [
     `A lease's whole life (\`npm run bench:lifecycle\`: acquire, connect, first navigation, release), p50 of ${results.rounds} interleaved rounds,`,
     `against the same work on a local Chromium driven directly; ${day(results.date)}, ${machine.cpus} × ${machine.cpu}, Chromium ${String(results.chromium).replace(/^Chrome\//, "")}:`,
     "",
     `| driver | warm lifecycle, broker / direct ms | ÷ direct (≤ ${targets.warmRatio}) | back-to-back ÷ direct | connect − direct, ms (≤ ${targets.connectOverheadMs}) | cold ÷ raw launch (≤ ${targets.coldRatio}) |`,
     "|---|---|---|---|---|---|",
     ...rows,
-  ].join("\n");
+  ];
+  const b = results.connect_breakdown;
+  if (b) {
+    const w = b.worker_ms;
+    lines.push(
+      "",
+      `Where a connect goes: the CDP socket opens in ${b.upgrade_ms.broker} ms through the broker and ${b.upgrade_ms.direct} ms directly; ` +
+        `the Worker's part is ${w.token} ms checking the token, ${w.grant} ms for the pool's grant and ${w.upstream} ms for the browser's socket, ` +
+        `the rest is the HTTP layer in front of the Worker (wrangler dev's proxy, locally). A CDP round trip takes ${b.round_trip_ms.broker} ms through the broker and ${b.round_trip_ms.direct} ms directly.`,
+    );
+  }
+  return lines.join("\n");
 }
 
 /** The README block of `npm run bench`, from bench/results.json's contents. */

@@ -80,7 +80,10 @@ export async function tokenRequest(c: Context<{ Bindings: Env }>, what: string, 
 }
 
 export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Response> {
+  // Where a connect's time goes (in the cdp_opened line): the token's checks, the pool's grant, the browser's socket.
+  const started = Date.now();
   const { pool, leaseId, token, tenant } = await tokenRequest(c, "connect token", "connect to the connectUrl the lease was created with");
+  const checked = Date.now();
   const stub = () => poolOf(c.env, tenant, pool);
   const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
   // Made once: with `upgrade` it registers a socket, which a repeat would register twice.
@@ -92,6 +95,7 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
   }
   const connectionId = grant.connectionId!;
 
+  const granted = Date.now();
   const browser = await connectUpstream(providerFactory.create(c.env), grant.sessionId);
   if (!browser) {
     // Refused every time: the pool asks the platform whether the browser is gone
@@ -110,7 +114,7 @@ export async function cdpHandler(c: Context<{ Bindings: Env }>): Promise<Respons
     connectionId,
     onEnd: (by) => log("cdp_closed", { pool, leaseId, connectionId, by }),
   });
-  log("cdp_opened", { pool, leaseId, connectionId });
+  log("cdp_opened", { pool, leaseId, connectionId, ms: { token: checked - started, grant: granted - checked, upstream: Date.now() - granted } });
   return new Response(null, { status: 101, webSocket: client });
 }
 

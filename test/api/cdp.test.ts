@@ -6,7 +6,7 @@
  * still be connected.
  */
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { tokenHash } from "../../src/token";
 import type { PoolObject } from "../../src/pool/object";
 import { MAX_CONNECTIONS_PER_LEASE } from "../../src/pool/connections";
@@ -52,9 +52,14 @@ describe("CDP through the lease's connectUrl", () => {
     const name = pool();
     await call(`/v1/pools/${name}`, { method: "PUT", body: { maxSessions: 1 } });
     const lease = await acquire(name);
+    const logged = vi.spyOn(console, "log");
     const cdp = await connect(lease.connectUrl);
     const version = await cdp.send<{ product: string }>("Browser.getVersion");
     expect(version.product).toMatch(/Chrome/);
+    // The proxy says where the connect's time went (the lifecycle benchmark reads it).
+    const opened = logged.mock.calls.flatMap(([line]) => (String(line).startsWith("{") ? [JSON.parse(String(line))] : [])).find((e) => e.event === "cdp_opened" && e.leaseId === lease.id);
+    logged.mockRestore();
+    expect(opened?.ms).toEqual({ token: expect.any(Number), grant: expect.any(Number), upstream: expect.any(Number) });
     const page = await openPage(cdp, "<title>leased</title><h1 id=h>hello from the lease</h1>");
     const evaluated = await cdp.send<{ result: { value: string } }>(
       "Runtime.evaluate",
