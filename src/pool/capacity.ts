@@ -132,13 +132,21 @@ export function admission(step: Step, ask: { hasCapacity: boolean; waitMs: numbe
     }
   }
   if ((ask.hasCapacity && !paused) || ask.waitMs === 0 || !config.admission) return undefined;
-  const position = db.waitersAhead(ask.rank) + 1;
-  const expected = expectedWaitMs(step, position, Math.max(1, Math.min(config.maxSessions, ask.live)));
-  if (expected === null || expected <= ask.waitMs) return undefined;
+  const servers = Math.max(1, Math.min(config.maxSessions, ask.live));
+  const hold = meanHoldMs(step);
+  // Not judged until enough holds were seen; holds that take no time never make a queue too long.
+  if (hold.samples < ADMISSION_MIN_SAMPLES || hold.mean <= 0) return undefined;
+  // The expected wait, position × mean / servers, exceeds waitMs exactly when `admissible` or more
+  // wait ahead: the queue is counted no further than that (a long queue costs the decision nothing more).
+  const admissible = Math.floor((ask.waitMs * servers) / hold.mean);
+  const { ahead, exact } = db.waitersAhead(ask.rank, admissible);
+  const position = ahead + 1;
+  const expected = Math.ceil((position * hold.mean) / servers);
+  if (expected <= ask.waitMs) return undefined;
   return {
     status: 429,
     code: "expected_wait_exceeded",
-    detail: `the expected wait (${Math.ceil(expected / 1000)} s: position ${position} in the queue) exceeds waitSeconds (${ask.waitMs / 1000})`,
+    detail: `the expected wait (${exact ? "" : "at least "}${Math.ceil(expected / 1000)} s: position ${exact ? "" : "at least "}${position} in the queue) exceeds waitSeconds (${ask.waitMs / 1000})`,
     retryAfter: Math.min(3600, Math.max(1, Math.ceil(expected / 1000))),
   };
 }

@@ -262,11 +262,29 @@ export class PoolStore extends PoolRecords {
       .toArray();
   }
 
-  /** How many waiters are ahead of a new one of this rank (queued before it, rank for rank). */
-  waitersAhead(rank: number): number {
-    return this.sql
-      .exec<{ n: number }>(`SELECT COUNT(*) AS n FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting' AND rank <= ?`, rank)
+  /**
+   * How many waiters are ahead of a new one of this rank (queued before it,
+   * rank for rank), counted no further than `limit`: `exact` is false when
+   * the count stopped there. A newcomer that ranks behind every waiter (the
+   * usual arrival: no priority ahead of the queue's) is answered from the
+   * tally and one index probe, however long the queue; one that ranks ahead
+   * of some reads at most `limit` index entries.
+   */
+  waitersAhead(rank: number, limit: number): { ahead: number; exact: boolean } {
+    const waiting = this.waitingCount();
+    if (waiting === 0) return { ahead: 0, exact: true };
+    const last = this.sql
+      .exec<{ rank: number }>(`SELECT MAX(rank) AS rank FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting'`)
+      .one().rank;
+    if (last <= rank) return { ahead: waiting, exact: true };
+    const ahead = this.sql
+      .exec<{ n: number }>(
+        `SELECT COUNT(*) AS n FROM (SELECT 1 FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting' AND rank <= ? LIMIT ?)`,
+        rank,
+        limit,
+      )
       .one().n;
+    return { ahead, exact: ahead < limit };
   }
 
   oldestWaiter(): LeaseRow | undefined {

@@ -6,25 +6,27 @@
  */
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { PRIORITY_AGEING_MS } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
 import type { PoolStore } from "../../src/pool/store";
 import { call } from "../support/http";
-import { faultPool, type TestPool } from "../support/pool";
+import { faultPool, granted, type TestPool } from "../support/pool";
 import { ADMIN } from "../support/tenants";
 
-/** Adds `n` waiting leases straight into SQL (the triggers keep the tallies right). */
-async function addWaiters(pool: TestPool, n: number): Promise<void> {
+/** Adds `n` waiting leases straight into SQL (the triggers keep the tallies right), the i-th (from 1) ranked `rankOf(i)`. */
+async function addWaiters(pool: TestPool, n: number, rankOf: (i: number) => number = () => pool.clock.now): Promise<void> {
   await runInDurableObject(pool.stub, (_object, state) => {
     const sql = state.storage.sql;
     const base = sql.exec<{ n: number }>(`SELECT COALESCE(MAX(seq), 0) AS n FROM leases`).one().n;
     state.storage.transactionSync(() => {
       for (let i = 1; i <= n; i += 1) {
         sql.exec(
-          `INSERT INTO leases (id, seq, status, owner, ttl_ms, created_at, wait_deadline) VALUES (?, ?, 'waiting', 'test', 60000, ?, ?)`,
+          `INSERT INTO leases (id, seq, status, owner, ttl_ms, created_at, wait_deadline, rank) VALUES (?, ?, 'waiting', 'test', 60000, ?, ?, ?)`,
           `w-${i}-${crypto.randomUUID()}`,
           base + i,
           pool.clock.now,
           pool.clock.now + 600_000,
+          rankOf(i),
         );
       }
     });
@@ -82,5 +84,69 @@ describe("the pool's read path", () => {
     expect(checked.body).toMatchObject({ consistent: false, violations: [expect.stringContaining("waiter stuck outlived its deadline")] });
     const after = await pool.stub.describe();
     expect(after.ok && after.value).toMatchObject({ consistent: false, violations: [expect.stringContaining("stuck")] });
+  });
+});
+
+/** The pool has seen enough holds of `meanMs` for admission control to judge (through the store, so its cache agrees). */
+async function holdsSeen(pool: TestPool, meanMs: number): Promise<void> {
+  await runInDurableObject(pool.stub, (object: PoolObject) => {
+    (object as unknown as { db: PoolStore }).db.setMeta("hold_ms", `${meanMs},10`);
+  });
+}
+
+/** An acquire's answer if it came at once (a refusal), or "queued"; and the rows SQLite read while it was decided. */
+async function joining(pool: TestPool, priority: "high" | "normal" | "low", waitSeconds: number) {
+  let answer: Awaited<ReturnType<PoolObject["acquire"]>> | "queued" = "queued";
+  const rows = await rowsReadBy(pool, async (object) => {
+    const asked = object.acquire({ leaseId: crypto.randomUUID(), tenant: pool.tenant, pool: pool.name, owner: "test", waitSeconds, priority });
+    // The decision is taken before the call first waits: a refusal has settled by the next turn, a queued call has not.
+    void asked.then((result) => (answer = result));
+    await object.describe();
+  });
+  return { answer, rows };
+}
+
+describe("an acquire that meets a long queue (admission control)", () => {
+  it("decides from the tally and one index probe when the caller ranks behind the whole queue, refused or queued", async () => {
+    const pool = await faultPool({ maxSessions: 1, maxWaiters: 20_000 });
+    granted(await pool.acquire());
+    await addWaiters(pool, 10_000, (i) => pool.clock.now - 20_000 + i);
+    await holdsSeen(pool, 10);
+    // 10,000 ahead × 10 ms each on one session: 100 s, beyond 30 s, and counted exactly.
+    const refused = await joining(pool, "normal", 30);
+    expect(refused.answer).toMatchObject({ ok: false, failure: { status: 429, code: "expected_wait_exceeded", retryAfter: 101 } });
+    expect(refused.answer !== "queued" && !refused.answer.ok && refused.answer.failure.detail).toContain("position 10001 in the queue");
+    expect(refused.rows).toBeLessThan(200);
+    // A caller who will wait long enough joins the queue, for as few rows.
+    const queued = await joining(pool, "low", 120);
+    expect(queued.answer).toBe("queued");
+    expect(queued.rows).toBeLessThan(200);
+    expect(await pool.counts()).toMatchObject({ waiting: 10_001 });
+  });
+
+  it("counts the waiters ahead of a high-priority caller only as far as the decision needs", async () => {
+    const pool = await faultPool({ maxSessions: 1, maxWaiters: 20_000 });
+    granted(await pool.acquire());
+    // 10,000 waiters ranked ahead of a high-priority arrival now, and 100 who arrived within its 30 s of ageing.
+    await addWaiters(pool, 10_000, (i) => pool.clock.now - PRIORITY_AGEING_MS - 20_000 + i);
+    await addWaiters(pool, 100, (i) => pool.clock.now - PRIORITY_AGEING_MS + i);
+    await holdsSeen(pool, 1_000);
+    // 30 s at 1 s per hold on one session admits 29 ahead: the count stops at 30, so the position is a lower bound.
+    const refused = await joining(pool, "high", 30);
+    expect(refused.answer).toMatchObject({ ok: false, failure: { code: "expected_wait_exceeded", retryAfter: 31 } });
+    expect(refused.answer !== "queued" && !refused.answer.ok && refused.answer.failure.detail).toContain("position at least 31 in the queue");
+    expect(refused.rows).toBeLessThan(200);
+  });
+
+  it("admits a high-priority caller whose place ahead of the queue it can wait for, reading only the rows ahead of it", async () => {
+    const pool = await faultPool({ maxSessions: 1, maxWaiters: 20_000 });
+    granted(await pool.acquire());
+    // 5 ahead of a high-priority arrival, 10,000 behind it.
+    await addWaiters(pool, 5, (i) => pool.clock.now - PRIORITY_AGEING_MS - 100 + i);
+    await addWaiters(pool, 10_000, (i) => pool.clock.now - PRIORITY_AGEING_MS + i);
+    await holdsSeen(pool, 1_000);
+    const queued = await joining(pool, "high", 30);
+    expect(queued.answer).toBe("queued");
+    expect(queued.rows).toBeLessThan(200);
   });
 });
