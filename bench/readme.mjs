@@ -79,12 +79,22 @@ export function benchBlock(results) {
     lines.push(`| cold acquire (a launch) ÷ a raw \`puppeteer.launch\` | ${fixed2(results.cold.ratio)} |`);
   }
   if (results.reuse) lines.push(`| warm acquire, ms (cold: ${results.cold?.broker_acquire_ms} ms) | ${results.reuse.acquire_ms} |`);
+  const scaled = (results.scaling ?? []).filter((s) => s.tracked > 10 || s.waiters > 0);
+  if (scaled.length > 0) {
+    const worst = scaled.reduce((a, b) => (b.ratio_to_smallest < a.ratio_to_smallest ? b : a));
+    const most = (key) => Math.max(...scaled.map((s) => s[key])).toLocaleString("en");
+    lines.push(`| the warm op on a pool tracking up to ${most("tracked")} leases or queueing up to ${most("waiters")} callers ÷ on a small pool (the worst row) | ${fixed2(worst.ratio_to_smallest)} |`);
+  }
   if (results.pool_throughput) {
     const t = results.pool_throughput;
     lines.push(
       "",
       `One pool object sustains ${t.pairs_per_s} acquire + release pairs/s, ${t.launch_rate_multiple}× the platform's fastest launch rate (${t.platform.launches_per_s.at(-1)}/s).`,
     );
+  }
+  const failing = Object.entries(results.errors_seen ?? {});
+  if (failing.length > 0) {
+    lines.push("", `Requests failed during these measured runs, so their rows do not measure what they name: ${failing.map(([row, errors]) => `${row} (${JSON.stringify(errors)})`).join("; ")}.`);
   }
   return lines.join("\n");
 }
