@@ -281,7 +281,7 @@ async function warm(bench) {
           return [probe, { ops_per_s: r1(p.opsPerSecond), p50_ms: r2(p.p50Ms), p99_ms: r2(p.p99Ms), ratio: r2(p.opsPerSecond / b.opsPerSecond) }];
         }),
       ),
-      errors: Object.assign({}, ...Object.values(runs).flat().map((r) => r.errors)),
+      errors: summed(Object.values(runs).flat().map((r) => r.errors)),
     };
   }
   return warm;
@@ -348,7 +348,7 @@ async function scaling(bench) {
         p99_ms: r2(picked.p99Ms),
         reference_ops_per_s: r1(refOps),
         ratio_to_smallest: r2(ops / refOps),
-        errors: Object.assign({}, ...runs.map((r) => r.errors), ...refRuns.map((r) => r.errors)),
+        errors: summed([...runs, ...refRuns].map((r) => r.errors)),
       };
       scaling.push(entry);
       if (row === rows.at(-1) && c === Math.max(...CONCURRENCY)) {
@@ -378,7 +378,7 @@ async function scaling(bench) {
       p99_ms: r2(picked.p99Ms),
       reference_ops_per_s: r1(refOps),
       ratio_to_smallest: 1,
-      errors: Object.assign({}, ...allRefRuns.map((r) => r.errors)),
+      errors: summed(allRefRuns.map((r) => r.errors)),
     });
   }
   return { scaling, memory };
@@ -480,6 +480,13 @@ function table(results) {
     );
   }
   return lines.join("\n");
+}
+
+/** Several runs' error counts, added up by message. */
+function summed(errorsOfRuns) {
+  const total = {};
+  for (const errors of errorsOfRuns) for (const [message, n] of Object.entries(errors ?? {})) total[message] = (total[message] ?? 0) + n;
+  return total;
 }
 
 /** ", N requests failed: …" for a run's errors (a failed request is retried at once by its loop, so failures distort the figures), or "". */
