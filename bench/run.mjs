@@ -228,7 +228,7 @@ const warmPool = (c) => ({
   maxSessions: c,
   minIdle: c,
   reuse: true,
-  maxWaiters: 10_000,
+  maxWaiters: MAX_QUEUE,
   idleTimeoutSeconds: 540,
   defaultTtlSeconds: 300,
   maxTtlSeconds: 300,
@@ -298,7 +298,7 @@ async function scaling(bench) {
   const seeded = async (pool, c, tracked, waiters = 0) => {
     // Admission control would turn away the queue's tail once its expected wait passed the callers'
     // 60 s (a question of this machine's speed): the rows measure what the queue's length costs.
-    await bench.pool(pool, { ...warmPool(c), maxWaiters: MAX_QUEUE, ...(waiters > 0 ? { admission: false } : {}) });
+    await bench.pool(pool, { ...warmPool(c), ...(waiters > 0 ? { admission: false } : {}) });
     log(`scaling c=${c}: seeding ${tracked.toLocaleString("en")} leases in ${pool}`);
     await bench.driver("/seed", { pool, count: tracked, concurrency: c });
     await bench.until(pool, (counts) => counts.idle >= c);

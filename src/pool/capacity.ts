@@ -113,7 +113,7 @@ export function launchGate(step: Step): { blockedUntil: number; probeOnly: boole
  * wait. Admission control turns away a caller the queue cannot serve within
  * its waitSeconds, with when to come back, instead of letting it time out.
  */
-export function admission(step: Step, ask: { hasCapacity: boolean; waitMs: number; rank: number; live: number }): Failure | undefined {
+export function admission(step: Step, ask: { hasCapacity: boolean; waitMs: number; rank: number; live: number; waiting: number }): Failure | undefined {
   const { db, now, config } = step;
   const gate = launchGate(step);
   const paused = gate.blockedUntil > now;
@@ -139,9 +139,9 @@ export function admission(step: Step, ask: { hasCapacity: boolean; waitMs: numbe
   // The expected wait, position × mean / servers, exceeds waitMs exactly when `admissible` or more
   // wait ahead: the queue is counted no further than that (a long queue costs the decision nothing more).
   const admissible = Math.floor((ask.waitMs * servers) / hold.mean);
-  const { ahead, exact } = db.waitersAhead(ask.rank, admissible);
+  const { ahead, exact } = db.waitersAhead(ask.rank, ask.waiting, admissible);
   const position = ahead + 1;
-  const expected = Math.ceil((position * hold.mean) / servers);
+  const expected = waitFor(position, hold.mean, servers);
   if (expected <= ask.waitMs) return undefined;
   return {
     status: 429,
@@ -191,7 +191,12 @@ export function meanLaunchMs(step: Step): number {
 export function expectedWaitMs(step: Step, position: number, servers: number): number | null {
   const hold = meanHoldMs(step);
   if (hold.samples < ADMISSION_MIN_SAMPLES || servers <= 0) return null;
-  return Math.ceil((position * hold.mean) / servers);
+  return waitFor(position, hold.mean, servers);
+}
+
+/** `position` departures from `servers` sessions that each hold for `meanHoldMs`, in ms. */
+function waitFor(position: number, meanHoldMs: number, servers: number): number {
+  return Math.ceil((position * meanHoldMs) / servers);
 }
 
 // ---- demand-driven warm target ---------------------------------------------------------

@@ -165,7 +165,7 @@ export function requestLease(step: Step, req: LeaseRequest): RequestOutcome {
   const idle = waiting === 0 && counts.idle > 0 ? db.oldestIdle() : undefined;
   const priority = PRIORITY_LEVEL[req.priority ?? "normal"];
   const rank = now + (priority - 1) * PRIORITY_AGEING_MS;
-  const turnedAway = idle ? undefined : admission(step, { hasCapacity, waitMs: req.waitMs, rank, live: liveOf(counts) });
+  const turnedAway = idle ? undefined : admission(step, { hasCapacity, waitMs: req.waitMs, rank, live: liveOf(counts), waiting });
   if (turnedAway) return rejected(step, turnedAway);
   let waitUntil = now + req.waitMs;
   if (!idle && !hasCapacity) {

@@ -268,10 +268,10 @@ export class PoolStore extends PoolRecords {
    * the count stopped there. A newcomer that ranks behind every waiter (the
    * usual arrival: no priority ahead of the queue's) is answered from the
    * tally and one index probe, however long the queue; one that ranks ahead
-   * of some reads at most `limit` index entries.
+   * of some reads at most `limit` index entries. `waiting` is the tally of
+   * waiters, which the caller has already read in this transaction.
    */
-  waitersAhead(rank: number, limit: number): { ahead: number; exact: boolean } {
-    const waiting = this.waitingCount();
+  waitersAhead(rank: number, waiting: number, limit: number): { ahead: number; exact: boolean } {
     if (waiting === 0) return { ahead: 0, exact: true };
     const last = this.sql
       .exec<{ rank: number }>(`SELECT MAX(rank) AS rank FROM leases INDEXED BY leases_waiting_rank WHERE status = 'waiting'`)
