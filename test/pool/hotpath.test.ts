@@ -9,8 +9,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { PoolObject } from "../../src/pool/object";
-import type { PoolStore } from "../../src/pool/store";
-import { faultPool, granted, type TestPool } from "../support/pool";
+import { faultPool, granted, statementsDuring, type TestPool } from "../support/pool";
 
 /**
  * The budget, as measured when it was set (2026-12-02): the grant reads the
@@ -33,28 +32,21 @@ interface Work {
 /** The statements and transactions the pool object runs while `work` runs inside it (its effects included). */
 async function durableWork(pool: TestPool, work: (object: PoolObject) => Promise<unknown>): Promise<Work> {
   return runInDurableObject(pool.stub, async (object: PoolObject, state) => {
-    const sql = (object as unknown as { db: PoolStore }).db.sql;
-    const realExec = sql.exec.bind(sql);
     const realTransaction = state.storage.transactionSync.bind(state.storage);
-    const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
     let transactions = 0;
-    (sql as { exec: SqlStorage["exec"] }).exec = ((query: string, ...bindings: SqlStorageValue[]) => {
-      const cursor = realExec(query, ...bindings);
-      cursors.push(cursor);
-      return cursor;
-    }) as SqlStorage["exec"];
     state.storage.transactionSync = <T>(fn: () => T): T => {
       transactions += 1;
       return realTransaction(fn);
     };
     try {
-      await work(object);
-      await object.effectsDone();
+      const cursors = await statementsDuring(object, async () => {
+        await work(object);
+        await object.effectsDone();
+      });
+      return { statements: cursors.length, transactions, rowsWritten: cursors.reduce((total, c) => total + c.rowsWritten, 0) };
     } finally {
-      (sql as { exec: SqlStorage["exec"] }).exec = realExec;
       state.storage.transactionSync = realTransaction;
     }
-    return { statements: cursors.length, transactions, rowsWritten: cursors.reduce((total, c) => total + c.rowsWritten, 0) };
   });
 }
 

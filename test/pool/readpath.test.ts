@@ -10,7 +10,7 @@ import { PRIORITY_AGEING_MS } from "../../src/pool/machine";
 import type { PoolObject } from "../../src/pool/object";
 import type { PoolStore } from "../../src/pool/store";
 import { call } from "../support/http";
-import { faultPool, granted, type TestPool } from "../support/pool";
+import { faultPool, granted, statementsDuring, type TestPool } from "../support/pool";
 import { ADMIN } from "../support/tenants";
 
 /** Adds `n` waiting leases straight into SQL (the triggers keep the tallies right), the i-th (from 1) ranked `rankOf(i)`. */
@@ -36,20 +36,7 @@ async function addWaiters(pool: TestPool, n: number, rankOf: (i: number) => numb
 /** Rows SQLite read while `read` ran inside the pool object. */
 async function rowsReadBy(pool: TestPool, read: (object: PoolObject) => Promise<unknown>): Promise<number> {
   return runInDurableObject(pool.stub, async (object: PoolObject) => {
-    const db = (object as unknown as { db: PoolStore }).db;
-    const sql = db.sql;
-    const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
-    const real = sql.exec.bind(sql);
-    (sql as { exec: SqlStorage["exec"] }).exec = ((query: string, ...bindings: SqlStorageValue[]) => {
-      const cursor = real(query, ...bindings);
-      cursors.push(cursor);
-      return cursor;
-    }) as SqlStorage["exec"];
-    try {
-      await read(object);
-    } finally {
-      (sql as { exec: SqlStorage["exec"] }).exec = real;
-    }
+    const cursors = await statementsDuring(object, () => read(object));
     return cursors.reduce((total, cursor) => total + cursor.rowsRead, 0);
   });
 }

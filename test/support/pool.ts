@@ -129,3 +129,26 @@ export function granted(result: Awaited<ReturnType<PoolObject["acquire"]>>) {
   if (!result.ok) throw new Error(`expected a lease, got ${result.failure.code}: ${result.failure.detail}`);
   return result.value.lease;
 }
+
+type Cursor = SqlStorageCursor<Record<string, SqlStorageValue>>;
+
+/**
+ * The cursor of every SQL statement the pool object runs while `work` runs,
+ * called from inside the object (runInDurableObject): what it read and wrote.
+ */
+export async function statementsDuring(object: PoolObject, work: () => Promise<unknown>): Promise<Cursor[]> {
+  const sql = (object as unknown as { db: { sql: SqlStorage } }).db.sql;
+  const real = sql.exec.bind(sql);
+  const cursors: Cursor[] = [];
+  (sql as { exec: SqlStorage["exec"] }).exec = ((query: string, ...bindings: SqlStorageValue[]) => {
+    const cursor = real(query, ...bindings);
+    cursors.push(cursor);
+    return cursor;
+  }) as SqlStorage["exec"];
+  try {
+    await work();
+  } finally {
+    (sql as { exec: SqlStorage["exec"] }).exec = real;
+  }
+  return cursors;
+}
